@@ -1,0 +1,269 @@
+"""ParallelTestContext: everything a test needs to stay out of its siblings' way.
+
+:class:`WorkerContext` holds one worker's resources for the whole session
+(identity, settings, port allocator, event log, broker).  Each test gets a
+:class:`ParallelTestContext` on top of it with its own topic namespace, its
+own clients and ports, all released when the test ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from parallel_isolation import naming
+from parallel_isolation.artifacts import EventLog, RunArtifacts
+from parallel_isolation.brokers import TestMQTTBroker, resolve_backend_name
+from parallel_isolation.identity import Identity
+from parallel_isolation.mqtt import NamespacedClient, connect_client
+from parallel_isolation.ports import PortAllocator
+from parallel_isolation.settings import Settings
+from parallel_isolation.topics import TopicNamespace
+
+__all__ = ["ParallelTestContext", "WorkerContext"]
+
+log = logging.getLogger(__name__)
+Cleanup = Callable[[], None]
+
+
+class WorkerContext:
+    """One worker's session-wide resources.  Create once per process."""
+
+    def __init__(self, identity: Identity, settings: Settings) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.artifacts = RunArtifacts(settings.artifacts_root, identity)
+        self.events: EventLog = self.artifacts.event_log()
+        self.allocator = PortAllocator(
+            identity,
+            base=settings.port_base,
+            block_size=settings.block_size,
+            state_dir=settings.state_path,
+            events=self.events,
+        )
+        self.namespace = TopicNamespace.for_worker(identity)
+        self.backend_name = resolve_backend_name(settings.backend)
+        self._broker: TestMQTTBroker | None = None
+        self._serial = itertools.count(1)
+        self._cleanups: list[tuple[str, Cleanup]] = []
+        self.events.emit(
+            "worker_started",
+            run=identity.run_id,
+            pid=identity.owner.pid,
+            owner_start=identity.owner.start_time,
+            host=identity.owner.host,
+            backend=self.backend_name,
+            namespace=self.namespace.prefix,
+        )
+
+    # -- names --------------------------------------------------------
+
+    def container_name(self, service: str) -> str:
+        return naming.resource_name(service, self.identity)
+
+    def network_name(self, base: str = "isolation-net") -> str:
+        return naming.resource_name(base, self.identity)
+
+    def client_id(self, base: str = "client") -> str:
+        return naming.client_id(base, self.identity, next(self._serial))
+
+    # -- broker -------------------------------------------------------
+
+    @property
+    def broker(self) -> TestMQTTBroker:
+        """The worker's broker, started on first use."""
+        if self._broker is None:
+            broker = TestMQTTBroker(
+                identity=self.identity,
+                allocator=self.allocator,
+                workdir=self.artifacts.logs_dir,
+                backend=self.backend_name,
+                events=self.events,
+                backend_options=self.backend_options(),
+            )
+            broker.start()
+            self._broker = broker
+        return self._broker
+
+    def backend_options(self) -> dict[str, Any]:
+        """Extra constructor arguments of the broker backend (docker needs some)."""
+        if self.backend_name == "docker":
+            return {"worker": self}
+        return {}
+
+    def recover_broker(self) -> str | None:
+        """After a test: if the broker died unexpectedly, restart it on its port.
+
+        Returns a report of the crash (with the broker's last log lines) for
+        the test during which it happened, or None when all is well.
+        """
+        broker = self._broker
+        if broker is None or not broker.crashed():
+            return None
+        report = f"the worker's broker crashed during this test:\n{broker.log_tail(15)}"
+        self.events.emit("broker_crashed", port=broker.port, log_tail=broker.log_tail(10))
+        try:
+            broker.resume()
+        except Exception as error:  # noqa: BLE001 - reported below, next test will retry
+            report += f"\nand could not be restarted: {error}"
+            self._broker = None
+            broker.stop()
+        return report
+
+    def add_cleanup(self, label: str, cleanup: Cleanup) -> None:
+        """Run ``cleanup`` at session end (last added, first run)."""
+        self._cleanups.append((label, cleanup))
+
+    def close(self) -> list[str]:
+        """Stop everything this worker started; returns the errors met."""
+        errors: list[str] = []
+        for label, cleanup in reversed(self._cleanups):
+            try:
+                cleanup()
+            except Exception as error:  # noqa: BLE001 - keep cleaning, report all
+                errors.append(f"{label}: {error}")
+                log.warning("cleanup %s failed: %s", label, error)
+        self._cleanups.clear()
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        self.allocator.release_all()
+        self.events.emit("worker_finished", errors=errors)
+        return errors
+
+
+class ParallelTestContext:
+    """Per-test view: the test's namespace, clients and ports.
+
+    Everything acquired through it (clients, ports, registered cleanups) is
+    released by :meth:`close`, which the fixture calls at teardown.
+    """
+
+    __test__ = False
+
+    def __init__(self, worker: WorkerContext, nodeid: str) -> None:
+        self.worker = worker
+        self.nodeid = nodeid
+        self.namespace = worker.namespace.for_test(nodeid)
+        self._clients: list[NamespacedClient] = []
+        self._ports: list[int] = []
+        self._cleanups: list[tuple[str, Cleanup]] = []
+        worker.events.emit("test_namespace", test=nodeid, namespace=self.namespace.prefix)
+
+    # -- identity and names --------------------------------------------
+
+    @property
+    def identity(self) -> Identity:
+        return self.worker.identity
+
+    @property
+    def worker_id(self) -> str:
+        return self.worker.identity.worker_id
+
+    @property
+    def run_id(self) -> str:
+        return self.worker.identity.run_id
+
+    @property
+    def artifacts(self) -> RunArtifacts:
+        return self.worker.artifacts
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.worker.artifacts.logs_dir
+
+    def container_name(self, service: str) -> str:
+        return self.worker.container_name(service)
+
+    def network_name(self, base: str = "isolation-net") -> str:
+        return self.worker.network_name(base)
+
+    def client_id(self, base: str = "client") -> str:
+        return self.worker.client_id(base)
+
+    def labels(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return naming.labels_for(self.identity, role, extra)
+
+    # -- resources ------------------------------------------------------
+
+    @property
+    def broker(self) -> TestMQTTBroker:
+        return self.worker.broker
+
+    def port(self, purpose: str = "test") -> int:
+        """A port reserved for this test, released at teardown."""
+        port = self.worker.allocator.allocate(f"{purpose} ({self.nodeid})")
+        self._ports.append(port)
+        return port
+
+    def service_env(self, service: str, *, in_container: bool = False, **extra: Any) -> dict[str, str]:
+        """Environment of a system-under-test service for this test.
+
+        ``in_container`` gives the addresses a container on the worker's
+        network uses (the broker's container name and its inner port).
+        """
+        broker = self.broker
+        if in_container:
+            inner = getattr(broker.backend, "container_address", None)
+            if inner is None:
+                msg = f"the {broker.backend_name} broker is not reachable from containers"
+                raise RuntimeError(msg)
+            host, port = inner
+        else:
+            host, port = broker.host, broker.port
+        env = {
+            "MQTT_BROKER": str(host),
+            "MQTT_PORT": str(port),
+            "TOPIC_PREFIX": self.namespace.prefix,
+            "MQTT_CLIENT_ID": self.client_id(service),
+            "SERVICE_NAME": service,
+            "LOG_LEVEL": "INFO",
+        }
+        env.update({key: str(value) for key, value in extra.items()})
+        return env
+
+    def mqtt_client(
+        self,
+        name: str = "client",
+        *,
+        namespace: TopicNamespace | None = None,
+        will: tuple[str, bytes | str, int, bool] | None = None,
+        timeout: float = 10.0,
+    ) -> NamespacedClient:
+        """A connected client in this test's namespace, disconnected at teardown."""
+        broker = self.broker
+        assert broker.port is not None
+        client = connect_client(
+            broker.host,
+            broker.port,
+            client_id=self.client_id(name),
+            namespace=namespace or self.namespace,
+            will=will,
+            timeout=timeout,
+        )
+        self._clients.append(client)
+        return client
+
+    def add_cleanup(self, label: str, cleanup: Cleanup) -> None:
+        """Run ``cleanup`` at the end of this test (last added, first run)."""
+        self._cleanups.append((label, cleanup))
+
+    def close(self) -> list[str]:
+        errors: list[str] = []
+        for label, cleanup in reversed(self._cleanups):
+            try:
+                cleanup()
+            except Exception as error:  # noqa: BLE001 - keep cleaning, report all
+                errors.append(f"{label}: {error}")
+        self._cleanups.clear()
+        for client in self._clients:
+            client.disconnect()
+            client.loop_stop()
+        self._clients.clear()
+        for port in self._ports:
+            self.worker.allocator.release(port)
+        self._ports.clear()
+        return errors

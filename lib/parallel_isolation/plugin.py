@@ -1,0 +1,137 @@
+"""pytest plugin: options, fixtures and xdist hooks.  The work lives elsewhere.
+
+Registered through the ``pytest11`` entry point, so any project that installs
+the package gets the fixtures ``parallel_test_context``, ``mqtt_broker``,
+``topic_namespace``, ``mqtt_client`` and ``wait_for_message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from parallel_isolation import runstate
+from parallel_isolation.brokers import TestMQTTBroker
+from parallel_isolation.context import ParallelTestContext, WorkerContext
+from parallel_isolation.identity import Identity
+from parallel_isolation.mqtt import NamespacedClient, ReceivedMessage
+from parallel_isolation.settings import OPTIONS, Option, SettingError
+from parallel_isolation.topics import TopicNamespace
+
+
+def _argparse_type(option: Option) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        try:
+            return option.parse(raw)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = option.field
+    return parse
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("parallel-isolation", "parallel-safe MQTT/Docker test isolation")
+    for option in OPTIONS:
+        help_text = f"{option.help} [env {option.env}; ini {option.ini}; default {option.default!r}]"
+        if option.is_flag:
+            group.addoption(option.cli, action="store_true", default=None, dest=option.field, help=help_text)
+        else:
+            group.addoption(option.cli, dest=option.field, type=_argparse_type(option), default=None, help=help_text)
+        parser.addini(option.ini, help=option.help, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        state = runstate.configure(config)
+    except SettingError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[runstate.STATE_KEY] = state
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "parallel-isolation-xdist")
+
+
+class XdistHooks:
+    """Registered only when xdist is present: the controller decides, workers read."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        state = node.config.stash[runstate.STATE_KEY]
+        node.workerinput[runstate.WORKERINPUT_KEY] = state.settings.as_dict()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is not None:
+        runstate.require_docker_or_skip(item.config.stash[runstate.STATE_KEY])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    runstate.finish(session.config.stash[runstate.STATE_KEY], int(exitstatus))
+
+
+@pytest.fixture(scope="session")
+def isolation_worker(request: pytest.FixtureRequest) -> Iterator[WorkerContext]:
+    """This worker's session-wide resources (identity, allocator, broker, events)."""
+    state = request.config.stash[runstate.STATE_KEY]
+    worker = runstate.worker_context(state)
+    yield worker
+    runstate.close_worker(state)
+
+
+@pytest.fixture(scope="session")
+def isolation_identity(isolation_worker: WorkerContext) -> Identity:
+    """Run id, worker id and owner of this worker."""
+    return isolation_worker.identity
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(isolation_worker: WorkerContext) -> TestMQTTBroker:
+    """The worker's MQTT broker (one per worker, started on first use)."""
+    return isolation_worker.broker
+
+
+@pytest.fixture
+def parallel_test_context(
+    request: pytest.FixtureRequest, isolation_worker: WorkerContext
+) -> Iterator[ParallelTestContext]:
+    """Per-test isolation: namespace, names, ports, clients, service environments."""
+    context = ParallelTestContext(isolation_worker, request.node.nodeid)
+    yield context
+    errors = context.close()
+    crash = isolation_worker.recover_broker()
+    problems = [*errors, *([crash] if crash else [])]
+    if problems:
+        pytest.fail("teardown of the test's isolation context failed:\n" + "\n".join(problems))
+
+
+@pytest.fixture
+def topic_namespace(parallel_test_context: ParallelTestContext) -> TopicNamespace:
+    """This test's topic namespace."""
+    return parallel_test_context.namespace
+
+
+@pytest.fixture
+def mqtt_client(parallel_test_context: ParallelTestContext) -> NamespacedClient:
+    """A connected client in this test's namespace; waits with ``.wait_for``."""
+    return parallel_test_context.mqtt_client("test-client")
+
+
+WaitForMessage = Callable[..., ReceivedMessage]
+
+
+@pytest.fixture
+def wait_for_message() -> WaitForMessage:
+    """``wait_for_message(client, topic_filter, predicate=None, timeout=10.0)``."""
+
+    def wait(
+        client: NamespacedClient,
+        topic_filter: str = "#",
+        predicate: Callable[[ReceivedMessage], bool] | None = None,
+        timeout: float = 10.0,
+    ) -> ReceivedMessage:
+        return client.wait_for(topic_filter, predicate, timeout=timeout)
+
+    return wait

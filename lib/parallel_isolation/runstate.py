@@ -1,0 +1,127 @@
+"""Per-process run state behind the pytest plugin.
+
+Resolves identity and settings once per process (controller, worker, or a
+plain run without xdist), creates the :class:`WorkerContext` lazily, and
+records the run for ``invoke validate`` when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from parallel_isolation.artifacts import RunArtifacts
+from parallel_isolation.context import WorkerContext
+from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
+from parallel_isolation.settings import OPTIONS, Settings
+
+__all__ = [
+    "STATE_KEY",
+    "WORKERINPUT_KEY",
+    "RunState",
+    "close_worker",
+    "configure",
+    "finish",
+    "require_docker_or_skip",
+    "worker_context",
+]
+
+WORKERINPUT_KEY = "parallel_isolation_settings"
+
+
+@dataclass
+class RunState:
+    """What this pytest process knows about the run."""
+
+    identity: Identity
+    settings: Settings
+    role: str  # "controller", "worker" or "standalone"
+    started: float = field(default_factory=time.time)
+    worker: WorkerContext | None = None
+    docker_problem: str | None = None
+    docker_checked: bool = False
+    closing_errors: list[str] = field(default_factory=list)
+
+
+STATE_KEY = pytest.StashKey[RunState]()
+
+
+def _is_distributing(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "dist", "no") != "no" and getattr(config.option, "tx", None))
+
+
+def configure(config: pytest.Config) -> RunState:
+    """Resolve identity and settings for this process (``pytest_configure``)."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        settings = Settings.from_dict(workerinput[WORKERINPUT_KEY])
+        identity = Identity.resolve(run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"])
+        return RunState(identity=identity, settings=settings, role="worker")
+    cli = {option.field: getattr(config.option, option.field, None) for option in OPTIONS}
+    ini = {option.field: config.getini(option.ini) for option in OPTIONS}
+    settings = Settings.resolve(cli=cli, ini=ini, rootdir=config.rootpath)
+    given = getattr(config.option, "testrunuid", None)
+    run_id = normalize_run_id(given) if given else new_run_id()
+    role = "standalone"
+    if _is_distributing(config):
+        role = "controller"
+        if not given:
+            # Hand our id to xdist so its testrun_uid and ours are the same.
+            config.option.testrunuid = run_id
+    identity = Identity.resolve(run_id=run_id, worker_id=MASTER)
+    return RunState(identity=identity, settings=settings, role=role)
+
+
+def worker_context(state: RunState) -> WorkerContext:
+    """The worker's context, created on first use."""
+    if state.worker is None:
+        state.worker = WorkerContext(state.identity, state.settings)
+    return state.worker
+
+
+def close_worker(state: RunState) -> None:
+    if state.worker is not None:
+        state.closing_errors.extend(state.worker.close())
+        state.worker = None
+
+
+def require_docker_or_skip(state: RunState) -> None:
+    """Skip a Docker test without an engine, or fail it when Docker is required."""
+    if not state.docker_checked:
+        from parallel_isolation.engine import engine_problem
+
+        state.docker_problem = engine_problem()
+        state.docker_checked = True
+    if state.docker_problem is None:
+        return
+    if state.settings.require_docker:
+        pytest.fail(f"Docker is required (--require-docker) but {state.docker_problem}", pytrace=False)
+    pytest.skip(f"no Docker engine: {state.docker_problem}")
+
+
+def finish(state: RunState, exitstatus: int) -> None:
+    """Record the run (controller or standalone) for ``invoke validate``."""
+    close_worker(state)
+    if state.role == "worker":
+        return
+    artifacts = RunArtifacts(state.settings.artifacts_root, state.identity)
+    if not artifacts.run_dir.exists():
+        return  # no fixture of ours was used: leave no trace
+    artifacts.write_run_record(
+        {
+            "run_id": state.identity.run_id,
+            "role": state.role,
+            "controller": state.identity.owner.as_dict(),
+            "started": state.started,
+            "finished": time.time(),
+            "exitstatus": exitstatus,
+            "settings": state.settings.as_dict(),
+            "argv": sys.argv,
+            "cwd": os.getcwd(),
+        }
+    )

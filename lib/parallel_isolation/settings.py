@@ -1,0 +1,225 @@
+"""Run-wide settings: declared once, validated at parse time.
+
+Each setting has a command-line option, an environment variable and an ini
+key.  Precedence: CLI > environment > ini > default.  Errors name the source
+of the bad value.  The controller resolves the settings and ships them to the
+workers (``workerinput``), so every worker of a run agrees.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from parallel_isolation.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
+
+__all__ = ["OPTIONS", "Option", "Settings", "SettingError", "parse_bool"]
+
+BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
+
+
+class SettingError(ValueError):
+    """A setting with a bad value; the message names where it came from."""
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    msg = f"expected a boolean (1/0, true/false, yes/no), got {raw!r}"
+    raise ValueError(msg)
+
+
+def parse_backend(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in BACKEND_CHOICES:
+        msg = f"expected one of {', '.join(BACKEND_CHOICES)}, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _port_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            msg = f"expected an integer, got {raw!r}"
+            raise ValueError(msg) from None
+        if not low <= value <= high:
+            msg = f"expected {low}..{high}, got {value}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting's declaration (the single source for CLI, env, ini and docs)."""
+
+    field: str
+    cli: str
+    env: str
+    ini: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+    is_flag: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "backend",
+        "--isolation-backend",
+        "ISOLATION_BACKEND",
+        "isolation_backend",
+        "auto",
+        parse_backend,
+        "Broker backend: auto (process if mosquitto is installed, else embedded), "
+        "process, embedded or docker.",
+    ),
+    Option(
+        "port_base",
+        "--isolation-port-base",
+        "ISOLATION_PORT_BASE",
+        "isolation_port_base",
+        DEFAULT_BASE,
+        _port_int(1024, 65000),
+        "First port of worker 0's block; worker N uses base + N * block size.",
+    ),
+    Option(
+        "block_size",
+        "--isolation-port-block",
+        "ISOLATION_PORT_BLOCK",
+        "isolation_port_block",
+        DEFAULT_BLOCK_SIZE,
+        _port_int(1, 5000),
+        "Ports per worker block.",
+    ),
+    Option(
+        "artifacts",
+        "--isolation-artifacts",
+        "ISOLATION_ARTIFACTS_DIR",
+        "isolation_artifacts",
+        ".isolation/runs",
+        _text,
+        "Directory of per-run artifacts (logs, events, snapshots); relative to the rootdir.",
+    ),
+    Option(
+        "state_dir",
+        "--isolation-state-dir",
+        "ISOLATION_STATE_DIR",
+        "isolation_state_dir",
+        "",
+        _text,
+        "Host-wide shared state (port reservations, locks); default <tmp>/parallel-isolation.",
+    ),
+    Option(
+        "require_docker",
+        "--require-docker",
+        "ISOLATION_REQUIRE_DOCKER",
+        "isolation_require_docker",
+        False,
+        parse_bool,
+        "Docker-marked tests fail instead of skipping when no engine is reachable (CI sets it).",
+        is_flag=True,
+    ),
+    Option(
+        "publish_host",
+        "--isolation-publish-host",
+        "ISOLATION_PUBLISH_HOST",
+        "isolation_publish_host",
+        "127.0.0.1",
+        _text,
+        "Address container ports are published on and clients connect to; set it to the "
+        "engine host's address when DOCKER_HOST points at a remote engine.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved run-wide settings."""
+
+    backend: str = "auto"
+    port_base: int = DEFAULT_BASE
+    block_size: int = DEFAULT_BLOCK_SIZE
+    artifacts: str = ".isolation/runs"
+    state_dir: str = ""
+    require_docker: bool = False
+    publish_host: str = "127.0.0.1"
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        cli: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        ini: Mapping[str, Any] | None = None,
+        rootdir: Path | None = None,
+    ) -> Settings:
+        """Apply CLI > env > ini > default for every option.
+
+        ``cli`` and ``ini`` map the option's ``field`` to a raw value, or None
+        when not given.
+        """
+        environ = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            values[option.field] = _resolve_one(option, cli, environ, ini or {})
+        artifacts = Path(values["artifacts"])
+        if rootdir is not None and not artifacts.is_absolute():
+            artifacts = rootdir / artifacts
+        values["artifacts"] = str(artifacts)
+        if values["port_base"] + values["block_size"] - 1 > 65535:
+            msg = (
+                f"port base {values['port_base']} with block size {values['block_size']} "
+                "runs past port 65535"
+            )
+            raise SettingError(msg)
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+    @property
+    def artifacts_root(self) -> Path:
+        return Path(self.artifacts)
+
+    @property
+    def state_path(self) -> Path | None:
+        return Path(self.state_dir) if self.state_dir else None
+
+
+def _resolve_one(
+    option: Option, cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, Any]
+) -> Any:
+    sources: list[tuple[str, Any]] = [
+        (f"option {option.cli}", cli.get(option.field)),
+        (f"environment variable {option.env}", env.get(option.env)),
+        (f"ini key {option.ini}", ini.get(option.field)),
+    ]
+    for where, raw in sources:
+        if raw is None or raw == "" or (option.is_flag and raw is False and where.startswith("option")):
+            continue
+        if not isinstance(raw, str):
+            return raw
+        try:
+            return option.parse(raw)
+        except ValueError as error:
+            msg = f"{where}: {error}"
+            raise SettingError(msg) from None
+    return option.default
