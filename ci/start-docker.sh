@@ -71,6 +71,18 @@ print_log_tail() {
     fi
 }
 
+# Two CI steps starting the engine at once must not race: serialize on a lock
+# next to the pid file (released when this script exits).
+mkdir -p "$(dirname "${pidfile}")"
+exec 9>"${pidfile}.start-lock"
+if ! flock -w "$((timeout_s + 10))" 9; then
+    die "another start-docker.sh holds ${pidfile}.start-lock"
+fi
+if engine_answers; then
+    log "engine answers (started by a concurrent start-docker.sh)"
+    exit 0
+fi
+
 # A daemon may be starting already (pid file names a live dockerd): wait for it
 # instead of starting a second one on the same data root.
 existing_pid=""
@@ -187,7 +199,7 @@ if [[ -z ${existing_pid} ]]; then
         mv -f "${log_file}" "${log_file}.1"
     fi
     printf '=== %s start-docker.sh: dockerd %s\n' "$(date -u +%FT%TZ)" "${args[*]}" >"${log_file}"
-    setsid dockerd "${args[@]}" </dev/null >>"${log_file}" 2>&1 &
+    setsid dockerd "${args[@]}" </dev/null >>"${log_file}" 2>&1 9>&- &
     started_pid=$!
 else
     started_pid="${existing_pid}"
