@@ -245,17 +245,31 @@ def wait_until_ready(
     started = time.monotonic()
     deadline = started + timeout
     canary = f"_isolation/ready/{uuid.uuid4().hex}"
-    got = threading.Event()
+    connected = threading.Event()
     subscribed = threading.Event()
+    got = threading.Event()
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
-    client.on_message = lambda _c, _u, _m: got.set()
+    client.on_connect = lambda *_a: connected.set()
     client.on_subscribe = lambda *_a: subscribed.set()
+    client.on_message = lambda _c, _u, _m: got.set()
+
+    def check_alive(step: str) -> None:
+        if not alive():
+            msg = f"the broker process exited before it became ready ({step})"
+            raise BrokerCrashedError(msg)
+
+    def await_event(event: threading.Event, step: str) -> None:
+        # Short slices so a broker that dies meanwhile is noticed at once.
+        while not event.wait(0.02):
+            check_alive(step)
+            if time.monotonic() > deadline:
+                msg = f"broker at {host}:{port}: {step} did not complete within {timeout:.1f} s"
+                raise BrokerStartError(msg)
+
     last_error = "no attempt"
     try:
         while True:
-            if not alive():
-                msg = "the broker process exited before it became ready"
-                raise BrokerCrashedError(msg)
+            check_alive("connect")
             try:
                 client.connect(host, port, keepalive=10)
                 break
@@ -266,14 +280,11 @@ def wait_until_ready(
                 raise BrokerStartError(msg)
             time.sleep(0.005)  # waiting for a listen socket: there is no event to wait on
         client.loop_start()
-        for step, event, action in (
-            ("subscribe", subscribed, lambda: client.subscribe(canary, qos=1)),
-            ("canary round trip", got, lambda: client.publish(canary, b"ready", qos=1)),
-        ):
-            action()
-            if not event.wait(max(0.0, deadline - time.monotonic())):
-                msg = f"broker at {host}:{port}: {step} did not complete within {timeout:.1f} s"
-                raise BrokerStartError(msg)
+        await_event(connected, "CONNACK")
+        client.subscribe(canary, qos=1)
+        await_event(subscribed, "subscribe")
+        client.publish(canary, b"ready", qos=1)
+        await_event(got, "canary round trip")
         return time.monotonic() - started
     finally:
         client.disconnect()

@@ -1,0 +1,55 @@
+"""nox sessions: the entry points for humans and CI."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+
+DEFAULT_WORKERS = "12"
+
+
+def _install(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+
+
+def _has_worker_count(args: list[str]) -> bool:
+    return any(a in {"-n", "--numprocesses"} or a.startswith(("-n", "--numprocesses=")) for a in args)
+
+
+def _with_workers(session: nox.Session, default: str) -> list[str]:
+    args = list(session.posargs)
+    return args if _has_worker_count(args) else ["-n", default, *args]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The full test suite (unit + integration): the README's test command."""
+    _install(session)
+    session.run("python", "-m", "parallel_isolation.images", "ensure", success_codes=[0, 3])
+    session.run("pytest", *_with_workers(session, "4"))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (strict) over the library and the services."""
+    _install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "lib", "services")
+    session.run("mypy")
+
+
+@nox.session(name="integration-parallel")
+def integration_parallel(session: nox.Session) -> None:
+    """The integration files under xdist, -n 12 unless -n is given after --."""
+    _install(session)
+    session.run("pytest", "tests/integration", *_with_workers(session, DEFAULT_WORKERS))
+
+
+@nox.session(default=False)
+def integration(session: nox.Session) -> None:
+    """The same integration files serially: the baseline."""
+    _install(session)
+    session.run("pytest", "tests/integration", "-p", "no:xdist", *session.posargs)

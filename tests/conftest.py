@@ -1,0 +1,3 @@
+"""Shared test configuration: the pytester plugin for plugin tests."""
+
+pytest_plugins = ["pytester"]
