@@ -496,6 +496,7 @@ class FireConsensus(MqttService):
         self.engine = ConsensusEngine(ConsensusRules.from_config(self.config))
         self._lock = threading.Lock()
         self.detections_received = 0
+        self.detections_processed = 0
         self.detections_accepted = 0
         self.detections_ignored = 0
         self.triggers_published = 0
@@ -521,6 +522,7 @@ class FireConsensus(MqttService):
                 "trigger_count": self.engine.trigger_count,
                 "in_cooldown": self.engine.in_cooldown(now),
                 "detections_received": self.detections_received,
+                "detections_processed": self.detections_processed,
                 "detections_accepted": self.detections_accepted,
                 "detections_ignored": self.detections_ignored,
                 "consensus_threshold": self.config.consensus_threshold,
@@ -557,6 +559,14 @@ class FireConsensus(MqttService):
 
     def _handle_detection(self, topic: str, payload: bytes) -> None:
         self.detections_received += 1
+        try:
+            self._process_detection(topic, payload)
+        finally:
+            # Counted last: a health message showing N processed detections
+            # was published after every trigger those detections caused.
+            self.detections_processed += 1
+
+    def _process_detection(self, topic: str, payload: bytes) -> None:
         data = parse_json_object(payload)
         if topic == "frigate/events":
             event_type, detection, camera_id = parse_frigate_event(data)
@@ -577,8 +587,9 @@ class FireConsensus(MqttService):
         if not result.accepted:
             self.detections_ignored += 1
             if result.reason == "unknown_camera":
-                # An unknown camera is bad input (never announced): warn.
-                raise BadPayload(f"unknown camera {detection.camera_id!r}")
+                # A camera never announced is bad input: warn and drop.
+                msg = f"unknown camera {detection.camera_id!r}"
+                raise BadPayload(msg)
             log_event(
                 self.logger,
                 logging.DEBUG,
