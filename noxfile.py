@@ -16,7 +16,9 @@ def _install(session: nox.Session) -> None:
 
 
 def _has_worker_count(args: list[str]) -> bool:
-    return any(a in {"-n", "--numprocesses"} or a.startswith(("-n", "--numprocesses=")) for a in args)
+    return any(
+        a in {"-n", "--numprocesses"} or a.startswith(("-n", "--numprocesses=")) for a in args
+    )
 
 
 def _with_workers(session: nox.Session, default: str) -> list[str]:
@@ -28,7 +30,6 @@ def _with_workers(session: nox.Session, default: str) -> list[str]:
 def tests(session: nox.Session) -> None:
     """The full test suite (unit + integration): the README's test command."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.images", "ensure", success_codes=[0, 3])
     session.run("pytest", *_with_workers(session, "4"))
 
 
@@ -46,6 +47,13 @@ def integration_parallel(session: nox.Session) -> None:
     """The integration files under xdist, -n 12 unless -n is given after --."""
     _install(session)
     session.run("pytest", "tests/integration", *_with_workers(session, DEFAULT_WORKERS))
+
+
+@nox.session(name="bench-core", default=False)
+def bench_core(session: nox.Session) -> None:
+    """Core figures: broker start-to-ready, fixture overhead, 12 brokers at once."""
+    _install(session)
+    session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
 @nox.session(default=False)

@@ -84,7 +84,7 @@ class ChildProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if in_main else None,  # noqa: PLW1509
+                preexec_fn=_die_with_parent if in_main else None,
             )
 
     @property

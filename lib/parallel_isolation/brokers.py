@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation._proc import ChildProcess, marker_env, tail
 from parallel_isolation.artifacts import EventLog
@@ -248,7 +249,7 @@ def wait_until_ready(
     connected = threading.Event()
     subscribed = threading.Event()
     got = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.on_connect = lambda *_a: connected.set()
     client.on_subscribe = lambda *_a: subscribed.set()
     client.on_message = lambda _c, _u, _m: got.set()
@@ -361,7 +362,9 @@ class TestMQTTBroker:
             self.backend.stop(grace=0.5)
             raise
         self._expected_running = True
-        self._emit("broker_started", port=self.port, backend=self.backend_name, ready_s=self.ready_seconds)
+        self._emit(
+            "broker_started", port=self.port, backend=self.backend_name, ready_s=self.ready_seconds
+        )
         return self
 
     def _launch_and_wait(self, port: int) -> None:
@@ -379,7 +382,9 @@ class TestMQTTBroker:
             fresh = self.log_path.read_bytes()[offset:] if self.log_path.exists() else b""
             if not self.backend.is_running() and b"address already in use" in fresh.lower():
                 self.backend.stop(grace=0.5)
-                raise OSError(errno.EADDRINUSE, f"broker port {port}: Address already in use") from None
+                raise OSError(
+                    errno.EADDRINUSE, f"broker port {port}: Address already in use"
+                ) from None
             raise
 
     def _await_ready(self, port: int) -> None:

@@ -199,7 +199,9 @@ class ParallelTestContext:
         self._ports.append(port)
         return port
 
-    def service_env(self, service: str, *, in_container: bool = False, **extra: Any) -> dict[str, str]:
+    def service_env(
+        self, service: str, *, in_container: bool = False, **extra: Any
+    ) -> dict[str, str]:
         """Environment of a system-under-test service for this test.
 
         ``in_container`` gives the addresses a container on the worker's

@@ -10,13 +10,14 @@ __all__ = ["engine_problem"]
 def engine_problem(timeout: float = 5.0) -> str | None:
     """None when the engine answers a ping, else why not (for skip/fail reasons)."""
     try:
-        import docker
         from docker.errors import DockerException
+
+        from docker.client import DockerClient
     except ImportError:  # pragma: no cover - docker is a dependency
         return "the docker Python package is not installed"
     where = os.environ.get("DOCKER_HOST", "the local socket")
     try:
-        client = docker.from_env(timeout=int(max(1, timeout)))
+        client = DockerClient.from_env(timeout=int(max(1, timeout)))
     except DockerException as error:
         return f"cannot reach the engine at {where}: {error} (start it with `invoke docker-up`)"
     try:

@@ -67,7 +67,8 @@ def parse_worker_number(worker_id: str) -> int:
 
 
 def _process_start_time(pid: int) -> float:
-    return round(psutil.Process(pid).create_time(), 2)
+    created: float = psutil.Process(pid).create_time()
+    return round(created, 2)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,11 @@ class Owner:
         pid = data.get("pid")
         start = data.get("start_time")
         host = data.get("host")
-        if not isinstance(pid, int) or not isinstance(start, int | float) or not isinstance(host, str):
+        if (
+            not isinstance(pid, int)
+            or not isinstance(start, int | float)
+            or not isinstance(host, str)
+        ):
             msg = f"malformed owner record: {data!r}"
             raise ValueError(msg)
         return cls(pid=pid, start_time=float(start), host=host)

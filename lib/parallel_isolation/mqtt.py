@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.topics import TopicError, TopicNamespace, validate_filter
 
@@ -202,7 +203,10 @@ class NamespacedClient:
     ) -> paho.MQTTMessageInfo:
         if isinstance(payload, dict | list):
             payload = json.dumps(payload)
-        return self._client.publish(self.namespace.topic(topic), payload, qos, retain, properties)
+        info: paho.MQTTMessageInfo = self._client.publish(
+            self.namespace.topic(topic), payload, qos, retain, properties
+        )
+        return info
 
     def subscribe(
         self,
@@ -231,19 +235,27 @@ class NamespacedClient:
         if rc != paho.MQTT_ERR_SUCCESS:
             msg = f"subscribe to {topic!r} failed: {paho.error_string(rc)}"
             raise ConnectionError(msg)
-        if wait and mid is not None and not self._in_network_thread():
-            if not event.wait(timeout):
-                msg = f"no SUBACK for {topic!r} within {timeout:.1f} s"
-                raise MessageTimeout(msg)
+        if wait and mid is not None and not self._in_network_thread() and not event.wait(timeout):
+            msg = f"no SUBACK for {topic!r} within {timeout:.1f} s"
+            raise MessageTimeout(msg)
         return rc, mid
 
     def unsubscribe(self, topic: str | list[str]) -> tuple[int, int | None]:
-        if isinstance(topic, str):
-            return self._client.unsubscribe(self.namespace.filter(topic))
-        return self._client.unsubscribe([self.namespace.filter(t) for t in topic])
+        filters: str | list[str] = (
+            self.namespace.filter(topic)
+            if isinstance(topic, str)
+            else [self.namespace.filter(t) for t in topic]
+        )
+        result: tuple[int, int | None] = self._client.unsubscribe(filters)
+        return result
 
     def will_set(
-        self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False, properties: Any = None
+        self,
+        topic: str,
+        payload: Any = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Any = None,
     ) -> None:
         self._client.will_set(self.namespace.topic(topic), payload, qos, retain, properties)
 
@@ -266,10 +278,12 @@ class NamespacedClient:
         timeout: float = 10.0,
         since: float | None = None,
     ) -> ReceivedMessage:
-        return self.recorder.wait_for(topic_filter, predicate, timeout=timeout, since=since)
+        recorder: MessageRecorder = self.recorder
+        return recorder.wait_for(topic_filter, predicate, timeout=timeout, since=since)
 
     def messages(self, topic_filter: str = "#") -> list[ReceivedMessage]:
-        return self.recorder.messages(topic_filter)
+        recorder: MessageRecorder = self.recorder
+        return recorder.messages(topic_filter)
 
     # -- incoming -----------------------------------------------------
 
@@ -322,7 +336,7 @@ def connect_client(
 ) -> NamespacedClient:
     """Create, connect and start a namespaced client; wait for CONNACK."""
     raw = paho.Client(
-        paho.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=clean_session,
         protocol=paho.MQTTv311,

@@ -36,11 +36,21 @@ def _argparse_type(option: Option) -> Callable[[str], Any]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("parallel-isolation", "parallel-safe MQTT/Docker test isolation")
     for option in OPTIONS:
-        help_text = f"{option.help} [env {option.env}; ini {option.ini}; default {option.default!r}]"
+        help_text = (
+            f"{option.help} [env {option.env}; ini {option.ini}; default {option.default!r}]"
+        )
         if option.is_flag:
-            group.addoption(option.cli, action="store_true", default=None, dest=option.field, help=help_text)
+            group.addoption(
+                option.cli, action="store_true", default=None, dest=option.field, help=help_text
+            )
         else:
-            group.addoption(option.cli, dest=option.field, type=_argparse_type(option), default=None, help=help_text)
+            group.addoption(
+                option.cli,
+                dest=option.field,
+                type=_argparse_type(option),
+                default=None,
+                help=help_text,
+            )
         parser.addini(option.ini, help=option.help, default=None)
 
 

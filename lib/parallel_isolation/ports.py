@@ -258,7 +258,9 @@ class PortAllocator:
                     self.release(port)
                     raise
                 last = error
-                self._emit("port_retry", port=port, purpose=purpose, attempt=attempt, error=str(error))
+                self._emit(
+                    "port_retry", port=port, purpose=purpose, attempt=attempt, error=str(error)
+                )
                 self.quarantine(port, str(error))
         msg = f"{purpose}: {attempts} ports in a row were taken while starting; last error: {last}"
         raise PortExhaustedError(msg) from last

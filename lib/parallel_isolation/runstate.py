@@ -60,7 +60,9 @@ def configure(config: pytest.Config) -> RunState:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
         settings = Settings.from_dict(workerinput[WORKERINPUT_KEY])
-        identity = Identity.resolve(run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"])
+        identity = Identity.resolve(
+            run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"]
+        )
         return RunState(identity=identity, settings=settings, role="worker")
     cli = {option.field: getattr(config.option, option.field, None) for option in OPTIONS}
     ini = {option.field: config.getini(option.ini) for option in OPTIONS}
@@ -100,7 +102,9 @@ def require_docker_or_skip(state: RunState) -> None:
     if state.docker_problem is None:
         return
     if state.settings.require_docker:
-        pytest.fail(f"Docker is required (--require-docker) but {state.docker_problem}", pytrace=False)
+        pytest.fail(
+            f"Docker is required (--require-docker) but {state.docker_problem}", pytrace=False
+        )
     pytest.skip(f"no Docker engine: {state.docker_problem}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from parallel_isolation.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
 
-__all__ = ["OPTIONS", "Option", "Settings", "SettingError", "parse_bool"]
+__all__ = ["OPTIONS", "Option", "SettingError", "Settings", "parse_bool"]
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
 
@@ -213,7 +213,11 @@ def _resolve_one(
         (f"ini key {option.ini}", ini.get(option.field)),
     ]
     for where, raw in sources:
-        if raw is None or raw == "" or (option.is_flag and raw is False and where.startswith("option")):
+        if (
+            raw is None
+            or raw == ""
+            or (option.is_flag and raw is False and where.startswith("option"))
+        ):
             continue
         if not isinstance(raw, str):
             return raw

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-
 from parallel_isolation.artifacts import EventLog, read_events
 from parallel_isolation.brokers import (
     BACKENDS,
     BrokerBackend,
     BrokerCrashedError,
-    BrokerStartError,
+    BrokerError,
+    ProcessBackend,
     TestMQTTBroker,
     find_mosquitto,
     resolve_backend_name,
@@ -51,7 +51,9 @@ def _round_trip(host: str, port: int, topic: str = "probe/x", timeout: float = 5
     got: list[bytes] = []
     event = threading.Event()
     subscribed = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"rt-{port}-{threading.get_ident()}")
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=f"rt-{port}-{threading.get_ident()}"
+    )
     client.on_message = lambda _c, _u, m: (got.append(m.payload), event.set())
     client.on_subscribe = lambda *_a: subscribed.set()
     client.connect(host, port)
@@ -67,13 +69,19 @@ def _round_trip(host: str, port: int, topic: str = "probe/x", timeout: float = 5
 
 
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
-def test_backend_satisfies_protocol(backend: str, isolation_worker: WorkerContext, tmp_path: Path) -> None:
-    instance = BACKENDS[backend](identity=isolation_worker.identity, workdir=tmp_path, log_path=tmp_path / "b.log")
+def test_backend_satisfies_protocol(
+    backend: str, isolation_worker: WorkerContext, tmp_path: Path
+) -> None:
+    instance = BACKENDS[backend](
+        identity=isolation_worker.identity, workdir=tmp_path, log_path=tmp_path / "b.log"
+    )
     assert isinstance(instance, BrokerBackend)
 
 
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
-def test_start_ready_round_trip_and_stop(backend: str, make_broker, isolation_worker: WorkerContext) -> None:  # type: ignore[no-untyped-def]
+def test_start_ready_round_trip_and_stop(
+    backend: str, make_broker, isolation_worker: WorkerContext
+) -> None:  # type: ignore[no-untyped-def]
     broker = make_broker(backend)
     broker.start()
     assert broker.ready_seconds is not None
@@ -138,7 +146,9 @@ def test_crash_is_detected_with_log_tail(backend: str, make_broker) -> None:  # 
 
 
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
-def test_port_taken_after_probe_is_retried(backend: str, make_broker, isolation_worker: WorkerContext, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_port_taken_after_probe_is_retried(
+    backend: str, make_broker, isolation_worker: WorkerContext, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     # No bind probe: the broker itself meets the foreign listener, as when a
     # foreign process wins the race between our probe and the broker's bind.
     events = EventLog(tmp_path / "alloc.jsonl", "gw0")
@@ -161,11 +171,15 @@ def test_port_taken_after_probe_is_retried(backend: str, make_broker, isolation_
     assert "port_conflict" in kinds
 
 
-def test_failed_start_releases_everything(make_broker, isolation_worker: WorkerContext) -> None:  # type: ignore[no-untyped-def]
-    broker = make_broker("process", ready_timeout=0.0)
+def test_failed_start_releases_everything_and_shows_the_log(
+    make_broker, isolation_worker: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(ProcessBackend, "config_text", lambda self, port: "no_such_option 1\n")
+    broker = make_broker("process")
     before = dict(isolation_worker.allocator.held)
-    with pytest.raises(BrokerStartError, match="did not become ready"):
+    with pytest.raises(BrokerError, match="did not become ready") as info:
         broker.start()
+    assert "no_such_option" in str(info.value), "the broker's own complaint is shown"
     assert isolation_worker.allocator.held == before
     assert not broker.is_running()
 

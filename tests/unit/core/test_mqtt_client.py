@@ -3,13 +3,19 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from parallel_isolation.context import ParallelTestContext
-from parallel_isolation.mqtt import MessageRecorder, MessageTimeout, NamespacedClient, ReceivedMessage
+from parallel_isolation.mqtt import (
+    MessageRecorder,
+    MessageTimeout,
+    NamespacedClient,
+    ReceivedMessage,
+)
 from parallel_isolation.topics import TopicError, TopicNamespace
 
 
-def test_prefixes_out_and_strips_in(mqtt_client: NamespacedClient, topic_namespace: TopicNamespace) -> None:
+def test_prefixes_out_and_strips_in(
+    mqtt_client: NamespacedClient, topic_namespace: TopicNamespace
+) -> None:
     mqtt_client.subscribe("fire/+/detection", qos=1)
     mqtt_client.publish("fire/cam1/detection", {"confidence": 0.9}, qos=1)
     message = mqtt_client.wait_for("fire/#", timeout=5)
@@ -18,7 +24,9 @@ def test_prefixes_out_and_strips_in(mqtt_client: NamespacedClient, topic_namespa
     assert message.json() == {"confidence": 0.9}
 
 
-def test_callbacks_assigned_later_see_bare_topics(parallel_test_context: ParallelTestContext) -> None:
+def test_callbacks_assigned_later_see_bare_topics(
+    parallel_test_context: ParallelTestContext,
+) -> None:
     client = parallel_test_context.mqtt_client("late")
     seen: list[str] = []
     specific: list[str] = []
@@ -43,7 +51,9 @@ def test_callbacks_assigned_later_see_bare_topics(parallel_test_context: Paralle
 def test_last_will_is_namespaced(parallel_test_context: ParallelTestContext) -> None:
     watcher = parallel_test_context.mqtt_client("watcher")
     watcher.subscribe("clients/+/status", qos=1)
-    doomed = parallel_test_context.mqtt_client("doomed", will=("clients/doomed/status", "offline", 1, False))
+    doomed = parallel_test_context.mqtt_client(
+        "doomed", will=("clients/doomed/status", "offline", 1, False)
+    )
     doomed._client._sock_close()  # abrupt: no DISCONNECT, so the will fires
     doomed.loop_stop()
     will = watcher.wait_for("clients/doomed/status", timeout=10)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from parallel_isolation.context import WorkerContext
 
-INNER = '''
+INNER = """
 import json, os, pytest
 
 FACTS = os.environ["FACTS_FILE"]
@@ -40,7 +39,7 @@ def test_same_bare_topic(n, parallel_test_context, mqtt_client, mqtt_broker, req
         uid=request.getfixturevalue("testrun_uid") if hasattr(request.config, "workerinput") else None,
     )
     assert seen == {mine}
-'''
+"""
 
 
 def _facts(path: Path) -> list[dict[str, object]]:
@@ -48,7 +47,9 @@ def _facts(path: Path) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def inner(pytester: pytest.Pytester, isolation_worker: WorkerContext, monkeypatch: pytest.MonkeyPatch) -> tuple[pytest.Pytester, Path, int]:
+def inner(
+    pytester: pytest.Pytester, isolation_worker: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> tuple[pytest.Pytester, Path, int]:
     pytester.makepyfile(test_inner=INNER)
     facts = pytester.path / "facts.jsonl"
     monkeypatch.setenv("FACTS_FILE", str(facts))
@@ -56,9 +57,13 @@ def inner(pytester: pytest.Pytester, isolation_worker: WorkerContext, monkeypatc
     return pytester, facts, base
 
 
-def test_xdist_workers_get_own_broker_block_and_namespace(inner: tuple[pytest.Pytester, Path, int]) -> None:
+def test_xdist_workers_get_own_broker_block_and_namespace(
+    inner: tuple[pytest.Pytester, Path, int],
+) -> None:
     pytester, facts_file, base = inner
-    result = pytester.runpytest_subprocess("-n", "4", f"--isolation-port-base={base}", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess(
+        "-n", "4", f"--isolation-port-base={base}", "-p", "no:randomly"
+    )
     result.assert_outcomes(passed=8)
     facts = _facts(facts_file)
     workers = {f["worker"] for f in facts}
@@ -111,12 +116,24 @@ def test_embedded_backend_through_the_option(inner: tuple[pytest.Pytester, Path,
     [
         (["--isolation-port-base", "80"], {}, "expected 1024..65000, got 80"),
         (["--isolation-backend", "nats"], {}, "expected one of auto, process, embedded, docker"),
-        ([], {"ISOLATION_BACKEND": "nats"}, "environment variable ISOLATION_BACKEND: expected one of"),
-        ([], {"ISOLATION_REQUIRE_DOCKER": "perhaps"}, "ISOLATION_REQUIRE_DOCKER: expected a boolean"),
+        (
+            [],
+            {"ISOLATION_BACKEND": "nats"},
+            "environment variable ISOLATION_BACKEND: expected one of",
+        ),
+        (
+            [],
+            {"ISOLATION_REQUIRE_DOCKER": "perhaps"},
+            "ISOLATION_REQUIRE_DOCKER: expected a boolean",
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], message: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
     pytester.makepyfile(test_x="def test_x(): pass")
     for key, value in env.items():
@@ -126,7 +143,9 @@ def test_bad_settings_are_usage_errors(
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
-def test_ini_settings_apply_and_cli_wins(pytester: pytest.Pytester, isolation_worker: WorkerContext) -> None:
+def test_ini_settings_apply_and_cli_wins(
+    pytester: pytest.Pytester, isolation_worker: WorkerContext
+) -> None:
     base = 47000 + isolation_worker.identity.worker_number * 300
     pytester.makeini(f"[pytest]\nisolation_port_base = {base}\nisolation_backend = embedded\n")
     pytester.makepyfile(

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from parallel_isolation.artifacts import EventLog, read_events
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.ports import (
@@ -48,7 +47,9 @@ def test_concurrent_processes_never_get_the_same_port(state: Path, base: int) ->
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     hold = ctx.Event()
-    procs = [ctx.Process(target=_allocate_many, args=(str(state), base, 12, out, hold)) for _ in range(6)]
+    procs = [
+        ctx.Process(target=_allocate_many, args=(str(state), base, 12, out, hold)) for _ in range(6)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -71,7 +72,11 @@ def test_own_block_first_and_reservation_records_owner(state: Path, base: int) -
     (reservation,) = read_reservations(state)
     assert reservation.port == port
     assert reservation.owner == ident.owner
-    assert (reservation.run_id, reservation.worker_id, reservation.purpose) == ("aaaabbbb", "gw3", "broker")
+    assert (reservation.run_id, reservation.worker_id, reservation.purpose) == (
+        "aaaabbbb",
+        "gw3",
+        "broker",
+    )
     allocator.release(port)
     assert read_reservations(state) == []
 
@@ -81,7 +86,9 @@ def test_foreign_listener_is_skipped_and_logged(state: Path, base: int, tmp_path
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", base))
         foreign.listen()
-        allocator = PortAllocator(_ident(), base=base, block_size=10, state_dir=state, events=events)
+        allocator = PortAllocator(
+            _ident(), base=base, block_size=10, state_dir=state, events=events
+        )
         assert allocator.allocate("broker") == base + 1
     kinds = [(e["kind"], e.get("port")) for e in read_events(tmp_path / "events.jsonl")]
     assert ("port_in_use", base) in kinds
@@ -108,7 +115,9 @@ def _plant(state: Path, port: int, owner: Owner, run: str = "deadbeef") -> None:
     (state / "ports" / f"{port}.json").write_text(json.dumps(record))
 
 
-def test_stale_reservation_of_dead_owner_is_reclaimed(state: Path, base: int, tmp_path: Path) -> None:
+def test_stale_reservation_of_dead_owner_is_reclaimed(
+    state: Path, base: int, tmp_path: Path
+) -> None:
     _plant(state, base, _dead_owner())
     events = EventLog(tmp_path / "ev.jsonl", "gw0")
     allocator = PortAllocator(_ident(), base=base, block_size=10, state_dir=state, events=events)
@@ -189,7 +198,12 @@ def test_with_port_releases_on_other_errors(state: Path, base: int) -> None:
     ("error", "expected"),
     [
         (OSError(errno.EADDRINUSE, "Address already in use"), True),
-        (RuntimeError("driver failed: Bind for 127.0.0.1:20000 failed: port is already allocated"), True),
+        (
+            RuntimeError(
+                "driver failed: Bind for 127.0.0.1:20000 failed: port is already allocated"
+            ),
+            True,
+        ),
         (RuntimeError("listen tcp 127.0.0.1:20000: bind: address already in use"), True),
         (OSError(errno.ECONNREFUSED, "refused"), False),
         (RuntimeError("No such image"), False),
@@ -199,7 +213,9 @@ def test_port_conflict_classification(error: BaseException, expected: bool) -> N
     assert is_port_conflict(error) is expected
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"block_size": 0}, "block size"), ({"base": 80}, "port base")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"block_size": 0}, "block size"), ({"base": 80}, "port base")]
+)
 def test_bad_configuration(state: Path, kwargs: dict[str, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PortAllocator(_ident(), state_dir=state, **kwargs)
@@ -214,7 +230,9 @@ def two_runs(state: Path, base: int) -> Iterator[tuple[PortAllocator, PortAlloca
     b.release_all()
 
 
-def test_two_runs_same_worker_id_do_not_collide(two_runs: tuple[PortAllocator, PortAllocator]) -> None:
+def test_two_runs_same_worker_id_do_not_collide(
+    two_runs: tuple[PortAllocator, PortAllocator],
+) -> None:
     a, b = two_runs
     ports = [a.allocate("broker"), b.allocate("broker"), a.allocate("svc"), b.allocate("svc")]
     assert len(set(ports)) == 4
