@@ -20,6 +20,7 @@ from parallel_isolation.brokers import TestMQTTBroker, resolve_backend_name
 from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt import NamespacedClient, connect_client
 from parallel_isolation.ports import PortAllocator
+from parallel_isolation.services import ServiceRunner
 from parallel_isolation.settings import Settings
 from parallel_isolation.topics import TopicNamespace
 
@@ -151,6 +152,7 @@ class ParallelTestContext:
         self._clients: list[NamespacedClient] = []
         self._ports: list[int] = []
         self._cleanups: list[tuple[str, Cleanup]] = []
+        self._services: ServiceRunner | None = None
         worker.events.emit("test_namespace", test=nodeid, namespace=self.namespace.prefix)
 
     # -- identity and names --------------------------------------------
@@ -249,12 +251,23 @@ class ParallelTestContext:
         self._clients.append(client)
         return client
 
+    @property
+    def services(self) -> ServiceRunner:
+        """Starts the system under test: containers on the docker backend, else processes."""
+        if self._services is None:
+            mode = "container" if self.worker.backend_name == "docker" else "process"
+            self._services = ServiceRunner(self, mode=mode)
+        return self._services
+
     def add_cleanup(self, label: str, cleanup: Cleanup) -> None:
         """Run ``cleanup`` at the end of this test (last added, first run)."""
         self._cleanups.append((label, cleanup))
 
     def close(self) -> list[str]:
         errors: list[str] = []
+        if self._services is not None:
+            errors.extend(self._services.stop_all())
+            self._services = None
         for label, cleanup in reversed(self._cleanups):
             try:
                 cleanup()
