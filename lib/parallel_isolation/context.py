@@ -8,6 +8,7 @@ own clients and ports, all released when the test ends.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from parallel_isolation import naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
 from parallel_isolation.brokers import TestMQTTBroker, resolve_backend_name
 from parallel_isolation.identity import Identity
+from parallel_isolation.locks import ResourceLocks
 from parallel_isolation.mqtt import NamespacedClient, connect_client
 from parallel_isolation.ports import PortAllocator
 from parallel_isolation.services import ServiceRunner
@@ -46,6 +48,7 @@ class WorkerContext:
             events=self.events,
         )
         self.namespace = TopicNamespace.for_worker(identity)
+        self.locks = ResourceLocks(identity, state_dir=settings.state_path, events=self.events)
         self.backend_name = resolve_backend_name(settings.backend)
         self._broker: TestMQTTBroker | None = None
         self._serial = itertools.count(1)
@@ -250,6 +253,10 @@ class ParallelTestContext:
         )
         self._clients.append(client)
         return client
+
+    def exclusive(self, resource: str, *, timeout: float = 120.0) -> contextlib.AbstractContextManager[float]:
+        """Hold a single shared resource (e.g. ``"gpio"``) exclusively across all workers."""
+        return self.worker.locks.hold(resource, timeout=timeout, holder=self.nodeid)
 
     @property
     def services(self) -> ServiceRunner:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -127,6 +128,14 @@ def topic_namespace(parallel_test_context: ParallelTestContext) -> TopicNamespac
 def mqtt_client(parallel_test_context: ParallelTestContext) -> NamespacedClient:
     """A connected client in this test's namespace; waits with ``.wait_for``."""
     return parallel_test_context.mqtt_client("test-client")
+
+
+@pytest.fixture
+def exclusive_resource(
+    parallel_test_context: ParallelTestContext,
+) -> Callable[..., AbstractContextManager[float]]:
+    """``with exclusive_resource("gpio"):`` holds one hardware resource across workers."""
+    return parallel_test_context.exclusive
 
 
 WaitForMessage = Callable[..., ReceivedMessage]
