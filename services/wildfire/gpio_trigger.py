@@ -214,6 +214,7 @@ class PumpStateMachine:
     last_trigger: float | None = None
     engine_started: float | None = None
     last_runtime: float = 0.0
+    limit_reached: bool = False
     history: list[Transition] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -233,6 +234,8 @@ class PumpStateMachine:
         """Apply ``event`` at time ``now``."""
         if event is E.TRIGGER:
             self.last_trigger = now
+            if self.limit_reached and self.state in ENGINE_ON:
+                return Outcome(event, self.state, False, note="max engine runtime reached")
             if self.state in TRIGGER_NOTED:
                 note = "extended" if self.state is S.RUNNING else "already starting"
                 return Outcome(event, self.state, True, note=note)
@@ -246,8 +249,11 @@ class PumpStateMachine:
 
     def _enter(self, target: PumpState, event: PumpEvent, now: float, reason: str) -> Transition:
         previous = self.state
+        if event is E.MAX_RUNTIME:
+            self.limit_reached = True
         if target is S.STARTING:
             self.engine_started = now
+            self.limit_reached = False
         elif target not in ENGINE_ON and self.engine_started is not None:
             self.last_runtime = now - self.engine_started
             self.engine_started = None
@@ -268,7 +274,7 @@ class PumpStateMachine:
         if self.state is S.RUNNING:
             since = max(self.entered, self.last_trigger or self.entered)
             candidates.append((since + self.timings.fire_off_delay, E.FIRE_OFF))
-        if self.engine_started is not None and self.state in ENGINE_ON:
+        if self.engine_started is not None and self.state in ENGINE_ON and not self.limit_reached:
             limit = self.engine_started + self.timings.max_engine_runtime
             candidates.append((limit, E.MAX_RUNTIME))
         if not candidates:
