@@ -31,6 +31,7 @@ from wildfire.common import (
     non_negative,
     positive,
     run_service,
+    valid_topic_level,
 )
 
 __all__ = [
@@ -145,12 +146,18 @@ def growing_boxes(
 # the simulator service
 
 
+def topic_level(value: str) -> str | None:
+    return None if valid_topic_level(value) else "must be one topic level (no / + #)"
+
+
 @dataclass(frozen=True, kw_only=True)
 class CameraSimulatorConfig(ServiceConfig):
     """Environment knobs of the simulator."""
 
     num_cameras: int = knob("NUM_CAMERAS", 2, "int", non_negative, "cameras to announce")
-    camera_id_prefix: str = knob("CAMERA_ID_PREFIX", "cam", "str", None, "camera id prefix")
+    camera_id_prefix: str = knob(
+        "CAMERA_ID_PREFIX", "cam", "str", topic_level, "camera id prefix (one topic level)"
+    )
     announce_interval: float = knob(
         "ANNOUNCE_INTERVAL", 5.0, "float", positive, "seconds between announcements"
     )
