@@ -380,3 +380,28 @@ def test_handler_bug_does_not_escape_the_callback(
     service._on_message(None, None, message)  # type: ignore[arg-type]
     assert service.messages_dropped == 1
     assert find_log(wildfire_log, "handler_error", logging.ERROR)
+
+
+def test_reconnects_after_broker_restart(
+    start_service: Any, mqtt_broker: Any, mqtt_client: Any, wait_until: Any,
+    wildfire_log: pytest.LogCaptureFixture, find_log: Any,
+) -> None:
+    """The broker goes away and comes back: online again, subscriptions restored."""
+    service = start_service(GpioTrigger, PRIME_DURATION=30)
+    mqtt_broker.restart()
+    wait_until(
+        lambda: len(find_log(wildfire_log, "event=online")) == 2,
+        timeout=15,
+        what="service reconnected and announced online again",
+    )
+    assert service.wait_ready(0)
+    assert find_log(wildfire_log, "event=disconnected", logging.WARNING)
+    # the test's own client reconnects too (it noticed the outage long ago);
+    # its subscriptions must be renewed
+    wait_until(mqtt_client.is_connected, timeout=15, what="test client reconnected")
+    mqtt_client.subscribe("system/gpio_trigger/lwt", qos=1)
+    mqtt_client.subscribe("system/trigger_telemetry", qos=1)
+    # persistence is off: "online" and the telemetry were re-published after reconnect
+    mqtt_client.wait_for("system/gpio_trigger/lwt", lambda m: m.payload == b"online")
+    mqtt_client.publish("fire/trigger", json.dumps({"action": "trigger"}), qos=1)
+    mqtt_client.wait_for("system/trigger_telemetry", lambda m: m.json()["state"] == "PRIMING")
