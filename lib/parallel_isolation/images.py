@@ -1504,6 +1504,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("-v", "--verbose", action="store_true", help="print command output")
     args = parser.parse_args(argv)
 
+    # A CI job cancelled with SIGTERM must still unmount and delete the
+    # debootstrap tree: turn the signal into an exception so cleanups run.
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
+
     try:
         if args.command == "build":
             started = time.monotonic()
