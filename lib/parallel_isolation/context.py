@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation import naming
+from parallel_isolation import naming, spy
 from parallel_isolation.artifacts import EventLog, RunArtifacts
 from parallel_isolation.brokers import TestMQTTBroker, resolve_backend_name
 from parallel_isolation.identity import Identity
@@ -24,6 +24,7 @@ from parallel_isolation.mqtt import NamespacedClient, connect_client
 from parallel_isolation.ports import PortAllocator
 from parallel_isolation.services import ServiceRunner
 from parallel_isolation.settings import Settings
+from parallel_isolation.spy import CrossTalkSpy
 from parallel_isolation.topics import TopicNamespace
 
 __all__ = ["ParallelTestContext", "WorkerContext"]
@@ -51,6 +52,7 @@ class WorkerContext:
         self.locks = ResourceLocks(identity, state_dir=settings.state_path, events=self.events)
         self.backend_name = resolve_backend_name(settings.backend)
         self._broker: TestMQTTBroker | None = None
+        self._spy: CrossTalkSpy | None = None
         self._serial = itertools.count(1)
         self._cleanups: list[tuple[str, Cleanup]] = []
         self.events.emit(
@@ -90,6 +92,9 @@ class WorkerContext:
             )
             broker.start()
             self._broker = broker
+            if self._spy is not None:
+                self._spy.stop()
+            self._spy = spy.watch(self, broker)
         return self._broker
 
     def backend_options(self) -> dict[str, Any]:
@@ -131,6 +136,9 @@ class WorkerContext:
                 errors.append(f"{label}: {error}")
                 log.warning("cleanup %s failed: %s", label, error)
         self._cleanups.clear()
+        if self._spy is not None:
+            self._spy.stop()
+            self._spy = None
         if self._broker is not None:
             self._broker.stop()
             self._broker = None

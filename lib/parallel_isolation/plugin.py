@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import runstate
+from parallel_isolation import runstate, snapshots
 from parallel_isolation.brokers import TestMQTTBroker
 from parallel_isolation.context import ParallelTestContext, WorkerContext
 from parallel_isolation.identity import Identity
@@ -61,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
+    if state.role != "controller":
+        recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
+        config.pluginmanager.register(recorder, "parallel-isolation-recorder")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "parallel-isolation-xdist")
 

@@ -1,0 +1,191 @@
+"""A broker-side spy per worker: records messages outside the worker's namespaces.
+
+When a worker's broker starts, :func:`watch` connects one extra client to it
+(its own client id, clean session, QoS 0) subscribed to ``#``.  Every message
+whose topic is not under a namespace the worker handed out — the worker
+namespace ``test/{run8}/{worker}``, which contains every test's
+sub-namespace — is cross-talk: a bare topic from a test that bypassed the
+namespace, or a foreign client publishing into this broker.  Findings go to
+``<worker>/crosstalk.jsonl``; ``invoke validate`` maps them to tests.
+
+The spy stays out of the way: it publishes nothing, ignores the readiness
+canaries (``_isolation/``), never counts ``$`` topics (``#`` does not match
+them), reconnects after a broker restart, and its network thread's name
+starts with :data:`~parallel_isolation.snapshots.SESSION_THREAD_PREFIX` so the
+leak detector knows it belongs to the session.  A spy that cannot start
+records ``spy_failed`` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from parallel_isolation.artifacts import EventLog
+from parallel_isolation.snapshots import SESSION_THREAD_PREFIX
+
+if TYPE_CHECKING:
+    from parallel_isolation.brokers import TestMQTTBroker
+    from parallel_isolation.context import WorkerContext
+
+__all__ = ["CROSSTALK_FILE", "IGNORED_PREFIXES", "CrossTalkSpy", "watch"]
+
+log = logging.getLogger(__name__)
+
+CROSSTALK_FILE = "crosstalk.jsonl"
+IGNORED_PREFIXES = ("_isolation/",)
+"""Topics of the toolkit's own canaries (broker readiness), never cross-talk."""
+_MAX_RECORDS = 2000
+_PAYLOAD_PREVIEW = 160
+
+
+class CrossTalkSpy:
+    """A ``#`` subscriber on one broker that records topics outside ``allowed``."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        allowed: tuple[str, ...],
+        out_path: Path,
+        events: EventLog | None = None,
+        thread_name: str = f"{SESSION_THREAD_PREFIX}-spy",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.allowed = tuple(prefix.rstrip("/") + "/" for prefix in allowed)
+        self.out_path = out_path
+        self.events = events
+        self.thread_name = thread_name
+        self.seen = 0
+        self.recorded = 0
+        self.dropped = 0
+        self._subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(1, 2)
+
+    # -- lifecycle ------------------------------------------------------
+
+    def start(self, timeout: float = 5.0) -> CrossTalkSpy:
+        """Connect and wait until the ``#`` subscription is acknowledged."""
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._client.connect(self.host, self.port, keepalive=30)
+        self._thread = threading.Thread(
+            target=self._client.loop_forever,
+            kwargs={"retry_first_connection": True},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            msg = (
+                f"cross-talk spy {self.client_id!r} on {self.host}:{self.port}: "
+                f"subscription to '#' not acknowledged within {timeout:.1f} s"
+            )
+            raise TimeoutError(msg)
+        self._emit("spy_started", port=self.port, client_id=self.client_id, allowed=self.allowed)
+        return self
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Disconnect and join the network thread (bounded)."""
+        thread = self._thread
+        self._thread = None
+        self._client.disconnect()
+        if thread is not None:
+            thread.join(timeout)
+        self._emit(
+            "spy_stopped",
+            port=self.port,
+            seen=self.seen,
+            crosstalk=self.recorded + self.dropped,
+            alive=bool(thread and thread.is_alive()),
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- paho callbacks (network thread) ----------------------------------
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any = None
+    ) -> None:
+        if not getattr(reason, "is_failure", False):
+            client.subscribe("#", qos=0)
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        self.seen += 1
+        topic = message.topic
+        if topic.startswith(self.allowed) or topic.startswith(IGNORED_PREFIXES):
+            return
+        self._record(topic, message)
+
+    def _record(self, topic: str, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            if self.recorded >= _MAX_RECORDS:
+                self.dropped += 1
+                return
+            self.recorded += 1
+        payload = bytes(message.payload)
+        record = {
+            "ts": round(time.time(), 4),
+            "topic": topic,
+            "qos": message.qos,
+            "retain": bool(message.retain),
+            "size": len(payload),
+            "payload": payload[:_PAYLOAD_PREVIEW].decode("utf-8", errors="replace"),
+        }
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(self.out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)
+
+
+def watch(worker: WorkerContext, broker: TestMQTTBroker) -> CrossTalkSpy | None:
+    """Start the spy on ``worker``'s freshly started ``broker``; None if it cannot."""
+    identity = worker.identity
+    if broker.port is None:
+        return None
+    spy = CrossTalkSpy(
+        host=broker.host,
+        port=broker.port,
+        client_id=f"isolation-spy-{identity.worker_id}-{identity.run_id}",
+        allowed=(worker.namespace.prefix,),
+        out_path=worker.artifacts.worker_dir / CROSSTALK_FILE,
+        events=worker.events,
+        thread_name=f"{SESSION_THREAD_PREFIX}-spy-{identity.worker_id}",
+    )
+    try:
+        return spy.start()
+    except (OSError, TimeoutError) as error:
+        worker.events.emit("spy_failed", port=broker.port, error=str(error))
+        log.warning("cross-talk spy not started on %s: %s", broker, error)
+        return None
