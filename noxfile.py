@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import nox
 
 nox.options.reuse_venv = "yes"
@@ -26,10 +29,24 @@ def _with_workers(session: nox.Session, default: str) -> list[str]:
     return args if _has_worker_count(args) else ["-n", default, *args]
 
 
+def _images_if_engine(session: nox.Session) -> None:
+    """Build the Docker backend's images when an engine answers (a no-op when current)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        session.log("no docker CLI: Docker-backed tests will skip (or fail with --require-docker)")
+        return
+    answer = subprocess.run([docker, "info"], capture_output=True, timeout=60, check=False)
+    if answer.returncode != 0:
+        session.log("the Docker engine does not answer (start it with `invoke docker-up`)")
+        return
+    session.run("python", "-m", "parallel_isolation.images", "build")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The full test suite (unit + integration): the README's test command."""
     _install(session)
+    _images_if_engine(session)
     session.run("pytest", *_with_workers(session, "4"))
 
 

@@ -1,0 +1,49 @@
+"""invoke tasks: thin wrappers that parse arguments, call the library, render output."""
+
+from __future__ import annotations
+
+from invoke import Context, Exit, task
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+@task(help={"skip_install": "only start the engine, do not apt-get install anything"})
+def docker_up(c: Context, skip_install: bool = False) -> None:
+    """Install docker.io/mosquitto if missing and start the Docker engine (root)."""
+    if not skip_install:
+        c.run("bash ci/install-system-deps.sh", pty=False)
+    c.run("bash ci/start-docker.sh", pty=False)
+
+
+@task(
+    help={
+        "force": "rebuild every image even when it is current",
+        "source": "auto (default), registry or offline",
+        "status": "only show whether each image is current",
+        "verbose": "show the build commands' output",
+    }
+)
+def images(
+    c: Context, force: bool = False, source: str = "", status: bool = False, verbose: bool = False
+) -> None:
+    """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
+    from parallel_isolation import images as lib
+    from parallel_isolation.render import image_progress, image_status_table
+
+    try:
+        if status:
+            rows = lib.images_status(source=source or None)
+            console.print(image_status_table(rows))
+            if any(not row.up_to_date for row in rows):
+                raise Exit("some images are missing or stale: run `invoke images`", code=1)
+            return
+        results = lib.build_images(
+            force=force, source=source or None, progress=image_progress(console, verbose)
+        )
+    except lib.ImagesError as error:
+        raise Exit(str(error), code=1) from None
+    built = [r for r in results if r.action != "up-to-date"]
+    console.print(
+        f"[green]images ready[/green] ({len(built)} built, {len(results) - len(built)} current)"
+    )
