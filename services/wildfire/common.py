@@ -550,7 +550,6 @@ class MqttService:
         self._started = False
         self._stopping = False
         self._ready = threading.Event()
-        self._stopped = threading.Event()
         self._subscribe_mid: int | None = None
         self._start_time = time.monotonic()
 
@@ -593,11 +592,19 @@ class MqttService:
     def start(self) -> None:
         """Start the network loop and the scheduler; connect in the background."""
         with self._state_lock:
-            if self._started:
-                msg = f"{self.name} was already started; services are single-use"
+            if self._started or self._stopping:
+                msg = f"{self.name} was already started or stopped; services are single-use"
                 raise RuntimeError(msg)
             self._started = True
         self._start_time = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            # leave nothing running behind a failed start
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -661,7 +668,6 @@ class MqttService:
             client.loop_stop()
             self._client = None
         self._ready.clear()
-        self._stopped.set()
         log_event(self.logger, logging.INFO, "stopped", uptime=f"{self.uptime():.3f}")
 
     def _publish_offline(self, client: mqtt.Client, deadline: float) -> None:
@@ -703,6 +709,13 @@ class MqttService:
             log_event(self.logger, logging.WARNING, "publish_failed", topic=topic, reason="stopped")
             return False
         info = client.publish(self.topics.full(topic), data, qos=qos, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0:
+            # paho keeps QoS 1/2 messages and sends them after the reconnect
+            log_event(
+                self.logger, logging.WARNING, "publish_queued", topic=topic,
+                reason="not connected; sent after reconnect",
+            )
+            return True
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log_event(
                 self.logger,

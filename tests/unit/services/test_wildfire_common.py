@@ -325,7 +325,7 @@ def test_stop_is_idempotent_and_start_is_single_use(start_service: Any) -> None:
     service = start_service(GpioTrigger)
     service.stop()
     service.stop()
-    with pytest.raises(RuntimeError, match="already started"):
+    with pytest.raises(RuntimeError, match="already started or stopped"):
         service.start()
 
 
@@ -405,3 +405,18 @@ def test_reconnects_after_broker_restart(
     mqtt_client.wait_for("system/gpio_trigger/lwt", lambda m: m.payload == b"online")
     mqtt_client.publish("fire/trigger", json.dumps({"action": "trigger"}), qos=1)
     mqtt_client.wait_for("system/trigger_telemetry", lambda m: m.json()["state"] == "PRIMING")
+
+
+def test_failed_start_leaves_nothing_running(dead_port: int) -> None:
+    class Failing(GpioTrigger):
+        SERVICE_NAME = "failing_start"
+
+        def on_start(self) -> None:
+            raise OSError("simulated start failure")
+
+    service = Failing(GpioTriggerConfig(mqtt_broker="127.0.0.1", mqtt_port=dead_port))
+    with pytest.raises(OSError, match="simulated"):
+        service.start()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("failing_start")]
+    with pytest.raises(RuntimeError, match="single-use"):
+        service.start()
