@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 
 def _config(port: int) -> dict[str, object]:
@@ -23,9 +24,31 @@ def _config(port: int) -> dict[str, object]:
     }
 
 
-async def _serve(port: int) -> int:
+def _broker_class() -> type:
+    """amqtt's Broker, with retained-message replay limited to the session's own filters.
+
+    amqtt (0.11 and 0.12) replays, on every connect, the retained messages of
+    *every* filter any client ever subscribed to, to the connecting client,
+    whether or not it subscribed to them.  That leaks retained messages across
+    namespaces, exactly what the toolkit exists to prevent, so the replay is
+    restricted to filters this session holds.
+    """
     from amqtt.broker import Broker
 
+    class IsolatingBroker(Broker):  # type: ignore[misc]
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            holders = self._subscriptions.get(subscription[0], [])
+            if not any(holder.client_id == session.client_id for holder, _ in holders):
+                return
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return IsolatingBroker
+
+
+async def _serve(port: int) -> int:
+    Broker = _broker_class()  # noqa: N806 - a class
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

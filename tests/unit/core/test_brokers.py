@@ -193,3 +193,32 @@ def test_backend_names() -> None:
 
 def test_broker_class_is_not_collected() -> None:
     assert TestMQTTBroker.__test__ is False
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_retained_messages_reach_only_matching_subscriptions(backend: str, make_broker) -> None:  # type: ignore[no-untyped-def]
+    # amqtt replays every known filter's retained messages to each new client;
+    # the embedded backend must not (it would leak across namespaces).
+    broker = make_broker(backend).start()
+    got: list[str] = []
+    first = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ret-first")
+    first.connect(broker.host, broker.port)
+    first.loop_start()
+    first.publish("ns1/state", b"ARMED", qos=1, retain=True).wait_for_publish(5)
+    assert _round_trip(broker.host, broker.port, "ns1/#") is not None  # someone subscribed to ns1/#
+    first.disconnect()
+    first.loop_stop()
+    acked = threading.Event()
+    other = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ret-other")
+    other.on_message = lambda _c, _u, m: got.append(m.topic)
+    other.on_subscribe = lambda *_a: acked.set()
+    other.connect(broker.host, broker.port)
+    other.loop_start()
+    try:
+        other.subscribe("ns2/#", 1)
+        assert acked.wait(5)
+        assert _round_trip(broker.host, broker.port, "ns2/probe") == b"ping"
+        assert "ns1/state" not in got
+    finally:
+        other.disconnect()
+        other.loop_stop()
