@@ -570,7 +570,11 @@ class SessionRecorder:
 
     def snapshot(self, phase: str, test: str | None = None, *, full: bool = False) -> Snapshot:
         snap = take_snapshot(phase, test=test, children=self.children, full=full)
-        self.writer.write(SNAPSHOTS_FILE, {"worker": self.identity.worker_id, **snap.as_record()})
+        record = {"worker": self.identity.worker_id, **snap.as_record()}
+        if full:
+            record["run"] = self.identity.run_id
+            record["owner"] = self.identity.owner.as_dict()
+        self.writer.write(SNAPSHOTS_FILE, record)
         return snap
 
     # -- hooks -----------------------------------------------------------

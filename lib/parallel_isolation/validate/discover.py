@@ -1,0 +1,279 @@
+"""Finding what the toolkit owns on this host: by label and marker only, never by name.
+
+Shared by ``invoke validate`` (report) and ``invoke cleanup-orphans`` (reap),
+so both see exactly the same objects:
+
+* Docker containers, networks and volumes carrying
+  ``io.parallel-isolation.tool=parallel-isolation`` (:func:`list_labelled`);
+* processes whose environment carries ``ISOLATION_MARKER=parallel-isolation``
+  and the owner variables (:func:`find_marked_processes`);
+* temporary directories under ``<state>/tmp`` holding an owner file
+  (:data:`OWNER_FILE`, see :func:`parallel_isolation.orphans.owned_tempdir`);
+* port reservations (``parallel_isolation.ports.read_reservations``).
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from parallel_isolation import naming
+from parallel_isolation._proc import MARKER_ENV
+from parallel_isolation.identity import Owner
+
+__all__ = [
+    "OWNER_FILE",
+    "TOOL_FILTER",
+    "DockerObject",
+    "MarkedProcess",
+    "OwnedDir",
+    "connect",
+    "find_marked_processes",
+    "find_owned_dirs",
+    "list_labelled",
+    "protected_pids",
+]
+
+TOOL_FILTER = f"{naming.TOOL_LABEL}={naming.TOOL_VALUE}"
+OWNER_FILE = ".isolation-owner.json"
+MARKER_VALUE = "parallel-isolation"
+
+
+def connect(timeout: float = 5.0) -> tuple[Any, str | None]:
+    """``(client, None)`` when the engine answers a ping, else ``(None, reason)``."""
+    try:
+        from docker.client import DockerClient
+        from docker.errors import DockerException
+    except ImportError:  # pragma: no cover - docker is a dependency
+        return None, "the docker Python package is not installed"
+    where = os.environ.get("DOCKER_HOST", "the local socket")
+    try:
+        client = DockerClient.from_env(timeout=max(1, int(timeout)))
+        client.ping()
+    except DockerException as error:
+        return None, f"no engine at {where}: {error}"
+    except OSError as error:
+        return None, f"engine at {where} unreachable: {error}"
+    return client, None
+
+
+@dataclass(frozen=True)
+class DockerObject:
+    """A labelled container, network or volume."""
+
+    kind: str  # "container", "network" or "volume"
+    ident: str
+    name: str
+    labels: dict[str, str]
+    created: float | None
+    state: str = ""
+
+    @property
+    def run(self) -> str | None:
+        return self.labels.get(naming.RUN_LABEL)
+
+    @property
+    def worker(self) -> str | None:
+        return self.labels.get(naming.WORKER_LABEL)
+
+    @property
+    def owner(self) -> Owner | None:
+        return naming.owner_from_labels(self.labels)
+
+    def describe(self) -> str:
+        state = f", {self.state}" if self.state else ""
+        return f"{self.kind} {self.name} ({self.ident[:12]}{state})"
+
+
+_ISO_TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+
+
+def _iso_epoch(raw: object) -> float | None:
+    if isinstance(raw, int | float):
+        return float(raw)
+    if not isinstance(raw, str):
+        return None
+    match = _ISO_TS.match(raw)
+    if match is None:
+        return None
+    seconds = float(calendar.timegm(time.strptime(match[1], "%Y-%m-%dT%H:%M:%S")))
+    tz = match[2]
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        seconds -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return seconds
+
+
+def list_labelled(client: Any, run: str | None = None) -> list[DockerObject]:
+    """Every container, network and volume with our tool label (and ``run``'s label)."""
+    labels = [TOOL_FILTER]
+    if run is not None:
+        labels.append(f"{naming.RUN_LABEL}={run}")
+    filters = {"label": labels}
+    api = client.api
+    found: list[DockerObject] = []
+    for item in api.containers(all=True, filters=filters):
+        names = item.get("Names") or [item["Id"]]
+        found.append(
+            DockerObject(
+                "container",
+                item["Id"],
+                str(names[0]).lstrip("/"),
+                dict(item.get("Labels") or {}),
+                _iso_epoch(item.get("Created")),
+                str(item.get("State", "")),
+            )
+        )
+    for item in api.networks(filters=filters):
+        found.append(
+            DockerObject(
+                "network",
+                item["Id"],
+                str(item.get("Name", item["Id"])),
+                dict(item.get("Labels") or {}),
+                _iso_epoch(item.get("Created")),
+            )
+        )
+    volumes = api.volumes(filters=filters) or {}
+    for item in volumes.get("Volumes") or []:
+        found.append(
+            DockerObject(
+                "volume",
+                str(item["Name"]),
+                str(item["Name"]),
+                dict(item.get("Labels") or {}),
+                _iso_epoch(item.get("CreatedAt")),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class MarkedProcess:
+    """A process carrying the toolkit's environment markers."""
+
+    pid: int
+    create_time: float
+    name: str
+    cmdline: str
+    run: str
+    worker: str
+    role: str
+    owner: Owner | None
+
+    def describe(self) -> str:
+        return f"process {self.name} (pid {self.pid}, role {self.role or '?'}, run {self.run}, worker {self.worker})"
+
+
+def protected_pids() -> set[int]:
+    """This process and its ancestors: never reaped, whatever they carry."""
+    pids = {os.getpid()}
+    try:
+        for parent in psutil.Process().parents():
+            pids.add(parent.pid)
+    except psutil.Error:
+        pass
+    return pids
+
+
+def _owner_from_env(env: dict[str, str]) -> Owner | None:
+    try:
+        return Owner(
+            pid=int(env["ISOLATION_OWNER_PID"]),
+            start_time=float(env["ISOLATION_OWNER_START"]),
+            host=env["ISOLATION_OWNER_HOST"],
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def find_marked_processes(run: str | None = None) -> list[MarkedProcess]:
+    """Processes carrying our markers (optionally only ``run``'s), except ours and our ancestors."""
+    protected = protected_pids()
+    found: list[MarkedProcess] = []
+    for proc in psutil.process_iter(["pid", "name", "create_time"]):
+        pid = proc.info["pid"]
+        if pid in protected:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+        if env.get(MARKER_ENV) != MARKER_VALUE:
+            continue
+        marked_run = env.get("ISOLATION_RUN_ID", "")
+        if run is not None and marked_run != run:
+            continue
+        try:
+            cmdline = " ".join(proc.cmdline())[:300]
+        except psutil.Error:
+            cmdline = ""
+        found.append(
+            MarkedProcess(
+                pid=pid,
+                create_time=float(proc.info["create_time"] or 0.0),
+                name=str(proc.info["name"] or "?"),
+                cmdline=cmdline,
+                run=marked_run,
+                worker=env.get("ISOLATION_WORKER_ID", ""),
+                role=env.get("ISOLATION_ROLE", ""),
+                owner=_owner_from_env(env),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class OwnedDir:
+    """A temporary directory created through ``orphans.owned_tempdir``."""
+
+    path: Path
+    run: str
+    worker: str
+    purpose: str
+    owner: Owner | None
+    created: float
+
+    def describe(self) -> str:
+        return f"temp dir {self.path} ({self.purpose}, run {self.run}, worker {self.worker})"
+
+
+def find_owned_dirs(state_dir: Path, run: str | None = None) -> list[OwnedDir]:
+    """Directories under ``<state>/tmp`` whose owner file we can read."""
+    found: list[OwnedDir] = []
+    base = state_dir / "tmp"
+    if not base.is_dir():
+        return found
+    for path in sorted(base.iterdir()):
+        marker = path / OWNER_FILE
+        if not path.is_dir() or path.is_symlink() or not marker.is_file():
+            continue
+        try:
+            data = json.loads(marker.read_text())
+            owner: Owner | None = Owner.from_dict(data["owner"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        marked_run = str(data.get("run_id", ""))
+        if run is not None and marked_run != run:
+            continue
+        found.append(
+            OwnedDir(
+                path=path,
+                run=marked_run,
+                worker=str(data.get("worker_id", "")),
+                purpose=str(data.get("purpose", "")),
+                owner=owner,
+                created=float(data.get("created", marker.stat().st_mtime)),
+            )
+        )
+    return found

@@ -1,0 +1,308 @@
+"""Loading one run's artifacts: run record, per-worker events, snapshots, cross-talk, logs."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parallel_isolation.identity import Owner
+from parallel_isolation.snapshots import SNAPSHOTS_FILE
+from parallel_isolation.spy import CROSSTALK_FILE
+
+__all__ = [
+    "CLEANUP_FILE",
+    "Record",
+    "RunData",
+    "TestSpan",
+    "ValidationError",
+    "WorkerData",
+    "default_artifacts_root",
+    "load_run",
+    "resolve_run_dir",
+]
+
+CLEANUP_FILE = "cleanup.jsonl"
+EVENTS_FILE = "events.jsonl"
+# Broker restarts: health publishes may fail until the services reconnect
+# (their backoff is at most 10 s by default).
+RECONNECT_MARGIN_S = 15.0
+
+
+class ValidationError(RuntimeError):
+    """The run cannot be validated (missing, unreadable); the message says why."""
+
+
+def default_artifacts_root(cwd: Path | None = None) -> Path:
+    """``$ISOLATION_ARTIFACTS_DIR`` or ``.isolation/runs`` under ``cwd``."""
+    base = cwd or Path.cwd()
+    configured = os.environ.get("ISOLATION_ARTIFACTS_DIR")
+    if configured:
+        path = Path(configured)
+        return path if path.is_absolute() else base / path
+    return base / ".isolation" / "runs"
+
+
+def resolve_run_dir(root: Path, run: str = "latest") -> Path:
+    """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
+    if not root.is_dir():
+        msg = f"no artifacts directory at {root} (run the tests with the plugin first, or pass --artifacts)"
+        raise ValidationError(msg)
+    if run == "latest":
+        marker = root / "latest"
+        if not marker.exists():
+            msg = f"{marker} does not exist: no finished run recorded under {root}; pass --run ID"
+            raise ValidationError(msg)
+        run = marker.read_text().strip()
+    direct = root / run
+    if direct.is_dir():
+        return direct
+    matches = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(run))
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(p.name for p in sorted(root.iterdir()) if p.is_dir()) or "none"
+    what = "is ambiguous" if matches else "was not found"
+    msg = f"run {run!r} {what} under {root} (runs: {known})"
+    raise ValidationError(msg)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One JSON line with where it came from."""
+
+    data: dict[str, Any]
+    file: str
+    line: int
+
+    @property
+    def ts(self) -> float:
+        value = self.data.get("ts")
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", ""))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def iter_jsonl(path: Path, relative_to: Path) -> Iterator[Record]:
+    """Records of a JSON-lines file; torn lines (killed writers) are skipped."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    name = str(path.relative_to(relative_to))
+    for number, raw in enumerate(text.splitlines(), start=1):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            yield Record(data, name, number)
+
+
+@dataclass
+class TestSpan:
+    """When one test ran on one worker."""
+
+    __test__ = False
+
+    worker: str
+    test: str
+    start: float
+    end: float | None = None
+    outcome: str = "unknown"
+    overhead_ms: float | None = None
+    leaks: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "test": self.test,
+            "start": self.start,
+            "end": self.end,
+            "outcome": self.outcome,
+            "overhead_ms": self.overhead_ms,
+            "leaks": self.leaks,
+        }
+
+
+@dataclass
+class WorkerData:
+    """One worker's artifacts."""
+
+    worker_id: str
+    path: Path
+    events: list[Record] = field(default_factory=list)
+    snapshots: list[Record] = field(default_factory=list)
+    crosstalk: list[Record] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    spans: list[TestSpan] = field(default_factory=list)
+    owner: Owner | None = None
+    _starts: list[float] = field(default_factory=list)
+    _down: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """The worker's session ended normally (it wrote its session-end snapshot)."""
+        return any(s.get("phase") == "session_end" for s in self.snapshots) or any(
+            e.kind == "worker_finished" for e in self.events
+        )
+
+    def alive(self) -> bool:
+        return self.owner is not None and self.owner.is_alive()
+
+    def last_ts(self) -> float:
+        stamps = [r.ts for r in (*self.events[-1:], *self.snapshots[-1:], *self.crosstalk[-1:])]
+        return max(stamps, default=0.0)
+
+    def test_at(self, ts: float | None) -> str | None:
+        """The test running on this worker at ``ts`` (None between tests or unknown)."""
+        if ts is None or not self.spans:
+            return None
+        index = bisect.bisect_right(self._starts, ts) - 1
+        if index < 0:
+            return None
+        span = self.spans[index]
+        end = span.end if span.end is not None else float("inf")
+        return span.test if ts <= end else None
+
+    def broker_down_at(self, ts: float | None) -> bool:
+        """True when the worker's broker was paused, crashed or restarting at ``ts``."""
+        if ts is None:
+            return bool(self._down)
+        return any(start <= ts <= end for start, end in self._down)
+
+    def events_near(self, kinds: set[str], ts: float | None, window: float) -> bool:
+        if ts is None:
+            return any(e.kind in kinds for e in self.events)
+        return any(e.kind in kinds and abs(e.ts - ts) <= window for e in self.events)
+
+    def index(self) -> None:
+        """Derive test spans, broker outages and the owner from the events."""
+        self.events.sort(key=lambda r: r.ts)
+        self.snapshots.sort(key=lambda r: r.ts)
+        open_spans: dict[str, TestSpan] = {}
+        spans: list[TestSpan] = []
+        down_since: float | None = None
+        for event in self.events:
+            kind = event.kind
+            if kind == "worker_started" and self.owner is None:
+                self.owner = _owner_of(event.data)
+            elif kind == "test_started":
+                span = TestSpan(self.worker_id, str(event.get("test")), event.ts)
+                open_spans[span.test] = span
+                spans.append(span)
+            elif kind == "test_finished":
+                test = str(event.get("test"))
+                found = open_spans.pop(test, None)
+                if found is None:
+                    found = TestSpan(
+                        self.worker_id, test, event.ts - float(event.get("duration", 0))
+                    )
+                    spans.append(found)
+                found.end = event.ts
+                found.outcome = str(event.get("outcome", "unknown"))
+                overhead = event.get("overhead_ms")
+                found.overhead_ms = float(overhead) if isinstance(overhead, int | float) else None
+                found.leaks = int(event.get("leaks", 0) or 0)
+            elif kind in {"broker_paused", "broker_crashed"} and down_since is None:
+                down_since = event.ts
+            elif kind in {"broker_restarted", "broker_started"} and down_since is not None:
+                self._down.append((down_since, event.ts + RECONNECT_MARGIN_S))
+                down_since = None
+        if down_since is not None:
+            self._down.append((down_since, float("inf")))
+        if self.owner is None:
+            self.owner = _owner_from_snapshots(self.snapshots)
+        if not self.finished and not self.alive():
+            for span in open_spans.values():
+                span.outcome = "crashed"
+                span.end = self.last_ts()
+        spans.sort(key=lambda s: s.start)
+        self.spans = spans
+        self._starts = [s.start for s in spans]
+
+
+def _owner_of(data: dict[str, Any]) -> Owner | None:
+    try:
+        return Owner(
+            pid=int(data["pid"]), start_time=float(data["owner_start"]), host=str(data["host"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _owner_from_snapshots(snapshots: list[Record]) -> Owner | None:
+    for snapshot in snapshots:
+        owner = snapshot.get("owner")
+        if isinstance(owner, dict):
+            try:
+                return Owner.from_dict(owner)
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass
+class RunData:
+    """One run's artifacts, loaded and indexed."""
+
+    run_id: str
+    path: Path
+    record: dict[str, Any] | None
+    workers: dict[str, WorkerData]
+    cleanup: list[Record] = field(default_factory=list)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        if self.record is None:
+            return {}
+        settings = self.record.get("settings")
+        return settings if isinstance(settings, dict) else {}
+
+    def all_events(self) -> Iterator[tuple[WorkerData, Record]]:
+        for worker in self.workers.values():
+            for event in worker.events:
+                yield worker, event
+
+    def spans(self) -> list[TestSpan]:
+        return sorted((s for w in self.workers.values() for s in w.spans), key=lambda s: s.start)
+
+    def reaped(self) -> list[Record]:
+        return [r for r in self.cleanup if r.get("action") == "removed"]
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read every artifact of the run in ``run_dir``."""
+    if not run_dir.is_dir():
+        msg = f"run directory {run_dir} does not exist"
+        raise ValidationError(msg)
+    record: dict[str, Any] | None = None
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        try:
+            loaded = json.loads(run_json.read_text())
+        except json.JSONDecodeError as error:
+            msg = f"{run_json} is not valid JSON: {error}"
+            raise ValidationError(msg) from None
+        record = loaded if isinstance(loaded, dict) else None
+    workers: dict[str, WorkerData] = {}
+    for path in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        worker = WorkerData(path.name, path)
+        worker.events = list(iter_jsonl(path / EVENTS_FILE, run_dir))
+        worker.snapshots = list(iter_jsonl(path / SNAPSHOTS_FILE, run_dir))
+        worker.crosstalk = list(iter_jsonl(path / CROSSTALK_FILE, run_dir))
+        logs_dir = path / "logs"
+        worker.logs = sorted(logs_dir.glob("*.log")) if logs_dir.is_dir() else []
+        if worker.events or worker.snapshots or worker.logs:
+            worker.index()
+            workers[worker.worker_id] = worker
+    cleanup = list(iter_jsonl(run_dir / CLEANUP_FILE, run_dir))
+    return RunData(run_dir.name, run_dir, record, workers, cleanup)
