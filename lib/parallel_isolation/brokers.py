@@ -10,7 +10,7 @@ Backends:
     what ``auto`` picks when mosquitto is not installed.
 ``docker``
     mosquitto in a container on the worker's network (registered by
-    :mod:`parallel_isolation.docker`).
+    :mod:`parallel_isolation.containers`).
 
 Readiness is a real MQTT round trip on a canary topic, never a TCP poll or a
 sleep.  ``restart()`` keeps the port.  Stopping is graceful, then forced, and
@@ -328,7 +328,7 @@ class TestMQTTBroker:
         if factory is None:
             msg = (
                 f"broker backend {self.backend_name!r} is not available: "
-                "import parallel_isolation.docker (the pytest plugin does) to register it"
+                "import parallel_isolation.containers (the pytest plugin does) to register it"
             )
             raise BrokerError(msg)
         self.backend: BrokerBackend = factory(

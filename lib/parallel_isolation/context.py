@@ -100,6 +100,8 @@ class WorkerContext:
     def backend_options(self) -> dict[str, Any]:
         """Extra constructor arguments of the broker backend (docker needs some)."""
         if self.backend_name == "docker":
+            # Registers the docker broker backend and the service container launcher.
+            import parallel_isolation.containers  # noqa: F401
             return {"worker": self}
         return {}
 

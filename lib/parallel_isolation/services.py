@@ -202,7 +202,7 @@ class ServiceRunner:
     def _launch(self, spec: ServiceSpec, env: dict[str, str]) -> RunningService:
         if self.mode == "container":
             if not _CONTAINER_LAUNCHER:
-                msg = "container mode needs parallel_isolation.docker (imported by the plugin on the docker backend)"
+                msg = "container mode needs parallel_isolation.containers (imported by the plugin on the docker backend)"
                 raise ServiceError(msg)
             return _CONTAINER_LAUNCHER[0](self, spec, env)
         self._serial += 1

@@ -1,0 +1,1073 @@
+"""Docker objects of one worker: containers, its network, the broker and the services.
+
+One :class:`DockerContainerManager` per worker (:func:`manager_for`) creates
+every container and network the worker uses, and only those:
+
+* names: containers ``{base}-{worker_id}-{run8}`` (a serial suffix when the
+  same base runs twice at once), the network ``isolation-net-{worker_id}-{run8}``;
+* labels: every object carries :func:`~parallel_isolation.naming.labels_for`
+  (tool, run, worker, owner pid and start time, host, role); user labels in
+  the reserved namespace are refused;
+* ports: published on ``settings.publish_host`` (127.0.0.1) only, taken from
+  the port allocator; Docker's "port is already allocated" propagates as the
+  SDK's ``APIError`` so :meth:`PortAllocator.with_port` moves to another port;
+* name conflicts: an existing object with our name is removed only when its
+  labels say it is ours and its owner is dead (or is this very process);
+  a live owner or an unlabelled object is an error that names the owner;
+* stop: SIGTERM (``init=True`` puts an init process in front), a short grace,
+  then SIGKILL; logs are saved to the run's artifacts before removal;
+* cleanup at session end selects by labels (tool + run + worker + owner pid and
+  start), never by name;
+* a host-wide semaphore (:class:`ApiSlots`) bounds concurrent heavy Docker API
+  calls so many workers starting at once do not overload the engine.
+
+Importing this module registers the ``docker`` broker backend
+(:class:`DockerBrokerBackend`) and the container launcher of
+:class:`~parallel_isolation.services.ServiceRunner`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import filelock
+from docker.client import DockerClient
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from parallel_isolation import images, naming
+from parallel_isolation.artifacts import EventLog, RunArtifacts
+from parallel_isolation.brokers import register_backend
+from parallel_isolation.identity import Identity, Owner
+from parallel_isolation.ports import default_state_dir, is_port_conflict
+from parallel_isolation.services import ServiceSpec, register_container_launcher
+
+if TYPE_CHECKING:
+    from parallel_isolation.context import WorkerContext
+    from parallel_isolation.services import ServiceRunner
+
+__all__ = [
+    "API_SLOTS_ENV",
+    "ApiSlots",
+    "ContainerError",
+    "ContainerService",
+    "DaemonError",
+    "DockerBrokerBackend",
+    "DockerContainerManager",
+    "EngineUnavailableError",
+    "ImageMissingError",
+    "ManagedContainer",
+    "NameConflictError",
+    "connect_engine",
+    "launch_service_container",
+    "manager_for",
+]
+
+API_SLOTS_ENV = "ISOLATION_DOCKER_API_SLOTS"
+DEFAULT_API_SLOTS = 4
+API_TIMEOUT_S = 60
+NETWORK_BASE = "isolation-net"
+BROKER_BASE = "mqtt-broker"
+BROKER_INNER_PORT = 1883
+TEST_LABEL = naming.LABEL_PREFIX + "test"
+_POOL_EXHAUSTED = "could not find an available, non-overlapping"
+_POOL_WAIT_S = 60.0
+_IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
+_ENGINE_HINT = (
+    "start one with `sudo ci/start-docker.sh` (or `invoke docker-up`) or point DOCKER_HOST at one"
+)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class ContainerError(RuntimeError):
+    """Base class of the Docker backend's failures."""
+
+
+class EngineUnavailableError(ContainerError):
+    """No Docker engine, or it does not answer."""
+
+
+class ImageMissingError(ContainerError):
+    """An image is not present locally (no registry is used) or could not be built."""
+
+
+class NameConflictError(ContainerError):
+    """A container or network name is taken by an object we must not touch."""
+
+
+class DaemonError(ContainerError):
+    """The engine refused an operation; the message carries the daemon's words."""
+
+
+def _daemon_error(operation: str, error: APIError) -> DaemonError:
+    explanation = getattr(error, "explanation", None) or str(error)
+    status = getattr(error, "status_code", None)
+    return DaemonError(f"docker {operation} failed (HTTP {status}): {explanation}")
+
+
+def _pause(seconds: float) -> None:
+    """Wait between polls of a condition nothing announces (inside a deadline)."""
+    threading.Event().wait(seconds)
+
+
+# --- engine ---------------------------------------------------------------------------
+
+
+def _engine_address() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect_engine(timeout: float = API_TIMEOUT_S) -> Any:
+    """A connected ``docker.DockerClient``; :class:`EngineUnavailableError` otherwise.
+
+    Tells apart "no engine here" (the unix socket does not exist) from "an
+    engine that does not answer", and says how to start one.
+    """
+    where = _engine_address()
+    if where.startswith("unix://"):
+        socket_path = Path(where.removeprefix("unix://"))
+        if not socket_path.exists():
+            msg = f"no Docker engine: the socket {socket_path} does not exist; {_ENGINE_HINT}"
+            raise EngineUnavailableError(msg)
+    try:
+        client = DockerClient.from_env(timeout=int(timeout))
+    except DockerException as error:
+        msg = f"cannot configure a Docker client for {where}: {error}; {_ENGINE_HINT}"
+        raise EngineUnavailableError(msg) from error
+    try:
+        client.ping()
+    except (DockerException, OSError) as error:
+        client.close()
+        msg = f"the Docker engine at {where} is not reachable: {error}; {_ENGINE_HINT}"
+        raise EngineUnavailableError(msg) from error
+    return client
+
+
+# --- host-wide API slots --------------------------------------------------------------
+
+
+class ApiSlots:
+    """A host-wide counting semaphore of ``count`` file locks.
+
+    Heavy engine calls (create, start, stop, remove, network create) hold one
+    slot, so twelve workers bringing up their stacks at once queue instead of
+    piling up in the daemon.  The kernel drops a dead holder's lock.  ``count``
+    0 disables the limit.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        count: int,
+        *,
+        timeout: float = 120.0,
+        events: EventLog | None = None,
+        first: int = 0,
+    ) -> None:
+        if count < 0:
+            msg = f"API slot count must be >= 0, got {count}"
+            raise ValueError(msg)
+        self.directory = directory
+        self.count = count
+        self.timeout = timeout
+        self.events = events
+        self.first = first
+        if count:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(
+        cls, state_dir: Path, *, events: EventLog | None = None, first: int = 0
+    ) -> ApiSlots:
+        raw = os.environ.get(API_SLOTS_ENV, "").strip()
+        count = DEFAULT_API_SLOTS
+        if raw:
+            try:
+                count = int(raw)
+            except ValueError:
+                msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
+                raise ValueError(msg) from None
+        return cls(state_dir / "docker-api", count, events=events, first=first)
+
+    @contextlib.contextmanager
+    def hold(self, what: str) -> Iterator[float]:
+        """Hold one slot while the block runs; yields the seconds waited."""
+        if self.count == 0:
+            yield 0.0
+            return
+        started = time.monotonic()
+        deadline = started + self.timeout
+        order = [(self.first + i) % self.count for i in range(self.count)]
+        while True:
+            for index in order:
+                lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+                try:
+                    lock.acquire(timeout=0)
+                except filelock.Timeout:
+                    continue
+                waited = time.monotonic() - started
+                if waited > 1.0 and self.events is not None:
+                    self.events.emit("docker_api_wait", what=what, waited_s=round(waited, 3))
+                try:
+                    yield waited
+                finally:
+                    lock.release()
+                return
+            if time.monotonic() > deadline:
+                msg = (
+                    f"{what}: all {self.count} Docker API slots in {self.directory} stayed busy "
+                    f"for {self.timeout:.0f} s; raise {API_SLOTS_ENV} or look for a stuck engine"
+                )
+                raise ContainerError(msg)
+            _pause(0.005)
+
+
+# --- containers -----------------------------------------------------------------------
+
+
+class ManagedContainer:
+    """One container created by a :class:`DockerContainerManager`."""
+
+    def __init__(
+        self,
+        manager: DockerContainerManager,
+        container: Any,
+        *,
+        name: str,
+        role: str,
+        image: str,
+    ) -> None:
+        self.manager = manager
+        self.container = container
+        self.name = name
+        self.role = role
+        self.image = image
+        self.id: str = str(container.id)
+        self.log_path = manager.artifacts.log_path(f"{name}.log")
+        self.removed = False
+        self.exit_code: int | None = None
+        self.final_logs: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def state(self) -> dict[str, Any]:
+        """The engine's ``State`` of the container; ``{}`` once it is gone."""
+        if self.removed:
+            return {}
+        try:
+            self.container.reload()
+        except NotFound:
+            return {}
+        except APIError as error:
+            raise _daemon_error(f"inspect {self.name}", error) from error
+        state = self.container.attrs.get("State") or {}
+        return dict(state)
+
+    def is_running(self) -> bool:
+        return bool(self.state().get("Running"))
+
+    def logs(self, tail: int | None = None) -> str:
+        """The container's output (stdout and stderr); saved text once removed."""
+        if self.removed:
+            text = self.final_logs or ""
+            return "".join(text.splitlines(keepends=True)[-tail:]) if tail else text
+        try:
+            raw = self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+        except NotFound:
+            return self.final_logs or ""
+        except APIError as error:
+            raise _daemon_error(f"logs {self.name}", error) from error
+        return bytes(raw).decode("utf-8", errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.logs(tail=lines)
+
+    def kill(self) -> None:
+        """SIGKILL now (crash simulation); the container stays for inspection."""
+        if not self.is_running():
+            return
+        try:
+            self.container.kill()
+        except NotFound:
+            return
+        except APIError as error:
+            if self.is_running():
+                raise _daemon_error(f"kill {self.name}", error) from error
+
+    def stop(self, grace: float = 3.0) -> int | None:
+        """Stop (SIGTERM, ``grace`` s, SIGKILL), save the logs, remove; the exit code."""
+        return self.manager.remove(self, grace=grace)
+
+    def describe(self) -> str:
+        return f"container {self.name} ({self.short_id}, image {self.image}, role {self.role})"
+
+    def __repr__(self) -> str:
+        return f"ManagedContainer({self.name!r}, {self.short_id}, removed={self.removed})"
+
+
+def _ours(labels: Mapping[str, str]) -> Owner | None:
+    """The owner recorded by our tool label set, or None when not ours."""
+    if labels.get(naming.TOOL_LABEL) != naming.TOOL_VALUE:
+        return None
+    return naming.owner_from_labels(labels)
+
+
+def _owner_text(labels: Mapping[str, str], owner: Owner) -> str:
+    run = labels.get(naming.RUN_LABEL, "?")
+    worker = labels.get(naming.WORKER_LABEL, "?")
+    return f"run {run} worker {worker}, {owner.describe()}"
+
+
+class DockerContainerManager:
+    """Creates, tracks and removes one worker's containers and its network.
+
+    Use :func:`manager_for` inside the plugin (one manager per worker, closed
+    at session end); tests and tools may build one directly.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        artifacts: RunArtifacts,
+        events: EventLog | None = None,
+        publish_host: str = "127.0.0.1",
+        state_dir: Path | None = None,
+        client: Any | None = None,
+        api_slots: ApiSlots | None = None,
+        network_base: str = NETWORK_BASE,
+        stop_grace: float = 3.0,
+    ) -> None:
+        self.identity = identity
+        self.artifacts = artifacts
+        self.events = events
+        self.publish_host = publish_host
+        self.state_dir = state_dir or default_state_dir()
+        self.network_name = naming.resource_name(network_base, identity)
+        self.stop_grace = stop_grace
+        self.slots = api_slots or ApiSlots.from_env(
+            self.state_dir, events=events, first=identity.worker_number
+        )
+        self._client = client
+        self._containers: dict[str, ManagedContainer] = {}
+        self._network: Any | None = None
+        self._images_ok: set[str] = set()
+        self._project_images_checked = False
+        self._lock = threading.RLock()
+        self.closed = False
+
+    # -- engine and names ------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The engine client, connected on first use."""
+        if self._client is None:
+            self._client = connect_engine()
+        return self._client
+
+    def container_name(self, base: str) -> str:
+        return naming.resource_name(base, self.identity)
+
+    def unique_name(self, base: str) -> str:
+        """``{base}-{worker}-{run8}``, or with ``-2``, ``-3``... while that one runs."""
+        plain = self.container_name(base)
+        with self._lock:
+            taken = {name for name, c in self._containers.items() if not c.removed}
+            if plain not in taken:
+                return plain
+            serial = 2
+            while f"{plain}-{serial}" in taken:
+                serial += 1
+            return f"{plain}-{serial}"
+
+    def labels(self, role: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return naming.labels_for(self.identity, role, extra)
+
+    def owner_filters(self) -> dict[str, list[str]]:
+        """Docker filters matching exactly this worker's objects of this run."""
+        owner = self.identity.owner
+        return {
+            "label": [
+                f"{naming.TOOL_LABEL}={naming.TOOL_VALUE}",
+                f"{naming.RUN_LABEL}={self.identity.run_id}",
+                f"{naming.WORKER_LABEL}={self.identity.worker_id}",
+                f"{naming.OWNER_PID_LABEL}={owner.pid}",
+                f"{naming.OWNER_START_LABEL}={owner.start_time:.2f}",
+            ]
+        }
+
+    @property
+    def containers(self) -> list[ManagedContainer]:
+        """Containers this manager created and has not removed yet."""
+        with self._lock:
+            return [c for c in self._containers.values() if not c.removed]
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)
+
+    # -- images ----------------------------------------------------------------
+
+    def ensure_images(self, refs: Iterable[str]) -> None:
+        """Make sure ``refs`` exist locally; the project's images are built when stale.
+
+        The project's images are checked once per manager with
+        :func:`images.images_status` (a fast no-op when current) and built with
+        :func:`images.build_images` when missing or stale.  Other images must
+        already be present: no registry is used.
+        """
+        wanted = [ref for ref in refs if ref not in self._images_ok]
+        if not wanted:
+            return
+        with self._lock:
+            project = {images.MOSQUITTO_IMAGE, images.SERVICES_IMAGE}
+            if not self._project_images_checked and project.intersection(wanted):
+                self._check_project_images()
+            for ref in wanted:
+                if ref in self._images_ok:
+                    continue
+                try:
+                    self.client.images.get(ref)
+                except ImageNotFound:
+                    msg = f"image {ref} is not present on the engine; {_IMAGE_HINT}"
+                    raise ImageMissingError(msg) from None
+                except APIError as error:
+                    raise _daemon_error(f"inspect image {ref}", error) from error
+                self._images_ok.add(ref)
+
+    def _check_project_images(self) -> None:
+        started = time.monotonic()
+        try:
+            statuses = images.images_status(client=self.client)
+        except images.ImagesError as error:
+            # e.g. an installed package without the checkout's Dockerfiles:
+            # fall back to "present is good enough".
+            self._emit("images_check_skipped", reason=str(error))
+            self._project_images_checked = True
+            return
+        stale = [f"{s.ref}: {s.reason}" for s in statuses if not s.up_to_date]
+        built: list[str] = []
+        if stale:
+            try:
+                results = images.build_images(client=self.client)
+            except images.ImagesError as error:
+                msg = (
+                    f"the container images are not current ({'; '.join(stale)}) and building "
+                    f"them failed: {error}\n{_IMAGE_HINT[0].upper()}{_IMAGE_HINT[1:]} and see "
+                    "docs/images.md"
+                )
+                raise ImageMissingError(msg) from error
+            built = [r.ref for r in results if r.action != "up-to-date"]
+        self._project_images_checked = True
+        self._emit(
+            "images_checked",
+            stale=stale,
+            built=built,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    # -- network ---------------------------------------------------------------
+
+    def ensure_network(self) -> str:
+        """Create the worker's network on first use; returns its name."""
+        with self._lock:
+            if self._network is not None:
+                return self.network_name
+            name = self.network_name
+            for existing in self._networks_named(name):
+                if self._claim_network(existing):
+                    self._network = existing
+                    return name
+            self._network = self._create_network(name)
+            return name
+
+    def _networks_named(self, name: str) -> list[Any]:
+        try:
+            found = self.client.networks.list(names=[name])
+        except APIError as error:
+            raise _daemon_error(f"network ls {name}", error) from error
+        return [net for net in found if net.name == name]  # the filter matches substrings
+
+    def _claim_network(self, network: Any) -> bool:
+        """Reuse our own network (True), reclaim a dead owner's (False) or refuse."""
+        labels: dict[str, str] = dict(network.attrs.get("Labels") or {})
+        owner = _ours(labels)
+        name = network.name
+        if owner is None:
+            self._emit("name_conflict", name=name, owner="unlabelled: not ours", action="refused")
+            msg = (
+                f"network name {name!r} is taken by network {network.id[:12]} "
+                "(unlabelled: not ours); it is left alone: remove or rename it yourself"
+            )
+            raise NameConflictError(msg)
+        if owner == self.identity.owner:
+            return True
+        if owner.is_alive():
+            who = _owner_text(labels, owner)
+            self._emit("name_conflict", name=name, owner=who, action="refused")
+            msg = (
+                f"network name {name!r} is in use by network {network.id[:12]} of {who}, "
+                "which is alive; not touching it"
+            )
+            raise NameConflictError(msg)
+        who = _owner_text(labels, owner)
+        network.reload()
+        for container_id in network.attrs.get("Containers") or {}:
+            self._reclaim_container_of(container_id, owner, network.name)
+        try:
+            with self.slots.hold("network rm"):
+                network.remove()
+        except NotFound:
+            pass
+        except APIError as error:
+            raise _daemon_error(f"network rm {name}", error) from error
+        self._emit("name_conflict", name=name, owner=who, action="reclaimed")
+        self._emit("network_removed", name=name, id=network.id, reason="dead owner")
+        return False
+
+    def _reclaim_container_of(self, container_id: str, owner: Owner, network: str) -> None:
+        try:
+            container = self.client.containers.get(container_id)
+        except NotFound:
+            return
+        labels = dict(container.labels or {})
+        if _ours(labels) != owner:
+            msg = (
+                f"network {network!r} of dead owner {owner.describe()} still has container "
+                f"{container.name} ({container.id[:12]}) that is not that owner's; not touching it"
+            )
+            raise NameConflictError(msg)
+        self._remove_foreign(
+            container, role=labels.get(naming.ROLE_LABEL, "?"), reason="dead owner"
+        )
+
+    def _create_network(self, name: str) -> Any:
+        deadline = time.monotonic() + _POOL_WAIT_S
+        waited = False
+        while True:
+            try:
+                with self.slots.hold("network create"):
+                    network = self.client.networks.create(
+                        name,
+                        driver="bridge",
+                        labels=self.labels("network"),
+                        check_duplicate=True,
+                    )
+                break
+            except APIError as error:
+                text = str(error)
+                if _POOL_EXHAUSTED in text and time.monotonic() < deadline:
+                    if not waited:
+                        self._emit("network_pool_wait", name=name, error=text)
+                        waited = True
+                    _pause(0.5)
+                    continue
+                if _POOL_EXHAUSTED in text:
+                    msg = (
+                        f"docker network create {name} failed: the engine's address pools are "
+                        f"used up ({getattr(error, 'explanation', text)}). Every worker of every "
+                        "running test run uses one network; remove stale ones with "
+                        "`invoke cleanup-orphans` or give dockerd more default-address-pools"
+                    )
+                    raise DaemonError(msg) from error
+                raise _daemon_error(f"network create {name}", error) from error
+        self._emit("network_created", name=name, id=network.id)
+        return network
+
+    # -- containers ------------------------------------------------------------
+
+    def run(
+        self,
+        name: str,
+        image: str,
+        *,
+        role: str,
+        command: Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        ports: Mapping[int, int] | None = None,
+        labels: Mapping[str, str] | None = None,
+        network: bool = True,
+        init: bool = True,
+        check_image: bool = True,
+        test: str | None = None,
+    ) -> ManagedContainer:
+        """Create and start ``name`` from ``image`` on the worker's network.
+
+        ``ports`` maps inner TCP ports to host ports (published on
+        ``publish_host`` only).  A host port taken meanwhile raises the SDK's
+        ``APIError`` ("port is already allocated") after the container was
+        removed, so :meth:`PortAllocator.with_port` can retry with another.
+        ``test`` (a node id) is recorded in a label for ``invoke validate``.
+        """
+        all_labels = self.labels(role, labels)  # refuses reserved user labels
+        if test:
+            all_labels[TEST_LABEL] = test
+        if check_image:
+            self.ensure_images([image])
+        network_name = self.ensure_network() if network else None
+        port_map = {
+            f"{inner}/tcp": (self.publish_host, host) for inner, host in (ports or {}).items()
+        }
+        container = self._create(
+            name,
+            image,
+            command=list(command) if command is not None else None,
+            environment=dict(environment or {}),
+            labels=all_labels,
+            network=network_name,
+            ports=port_map,
+            init=init,
+        )
+        managed = ManagedContainer(self, container, name=name, role=role, image=image)
+        with self._lock:
+            self._containers[name] = managed
+        self._emit("container_created", name=name, id=managed.id, image=image, role=role)
+        try:
+            with self.slots.hold("start"):
+                container.start()
+        except APIError as error:
+            self.remove(managed, grace=0.0)
+            if is_port_conflict(error):
+                self._emit(
+                    "container_port_retry",
+                    name=name,
+                    ports=sorted((ports or {}).values()),
+                    error=getattr(error, "explanation", None) or str(error),
+                )
+                raise
+            raise _daemon_error(f"start {name}", error) from error
+        except BaseException:
+            self.remove(managed, grace=0.0)
+            raise
+        return managed
+
+    def _create(self, name: str, image: str, **options: Any) -> Any:
+        for attempt in range(3):
+            self._clear_name(name)
+            try:
+                with self.slots.hold("create"):
+                    return self.client.containers.create(image, name=name, detach=True, **options)
+            except ImageNotFound:
+                msg = f"image {image} is not present on the engine; {_IMAGE_HINT}"
+                raise ImageMissingError(msg) from None
+            except APIError as error:
+                # Someone created the name between our check and our create:
+                # check again (it may be a dead owner's leftover appearing late).
+                if getattr(error, "status_code", None) == 409 and attempt < 2:
+                    continue
+                raise _daemon_error(f"create {name}", error) from error
+        msg = f"docker create {name}: the name kept being taken"  # pragma: no cover
+        raise NameConflictError(msg)  # pragma: no cover
+
+    def _clear_name(self, name: str) -> None:
+        """Make ``name`` free, or raise :class:`NameConflictError` naming its owner."""
+        try:
+            existing = self.client.containers.get(name)
+        except NotFound:
+            return
+        except APIError as error:
+            raise _daemon_error(f"inspect {name}", error) from error
+        labels = dict(existing.labels or {})
+        owner = _ours(labels)
+        short = existing.id[:12]
+        if owner is None:
+            self._emit("name_conflict", name=name, owner="unlabelled: not ours", action="refused")
+            msg = (
+                f"container name {name!r} is taken by container {short} (unlabelled: not ours); "
+                "it is left alone: remove or rename it yourself"
+            )
+            raise NameConflictError(msg)
+        who = _owner_text(labels, owner)
+        role = labels.get(naming.ROLE_LABEL, "?")
+        if owner == self.identity.owner:
+            with self._lock:
+                tracked = self._containers.get(name)
+            if tracked is not None and not tracked.removed and tracked.id == existing.id:
+                msg = (
+                    f"container name {name!r} is already used by this worker's {tracked.describe()}"
+                )
+                raise NameConflictError(msg)
+            self._remove_foreign(existing, role=role, reason="this process's leftover")
+            self._emit("name_conflict", name=name, owner=who, action="removed own leftover")
+            return
+        if owner.is_alive():
+            self._emit("name_conflict", name=name, owner=who, action="refused")
+            msg = (
+                f"container name {name!r} is in use by container {short} of {who}, which is "
+                "alive; not touching it (another run with the same run id and worker?)"
+            )
+            raise NameConflictError(msg)
+        self._remove_foreign(existing, role=role, reason="dead owner")
+        self._emit("name_conflict", name=name, owner=who, action="reclaimed")
+
+    def _remove_foreign(self, container: Any, *, role: str, reason: str) -> None:
+        """Remove a container that is ours by its labels but not tracked here."""
+        managed = ManagedContainer(
+            self, container, name=str(container.name), role=role, image=_image_of(container)
+        )
+        self.remove(managed, grace=0.0, reason=reason)
+
+    def remove(
+        self, managed: ManagedContainer, *, grace: float | None = None, reason: str = ""
+    ) -> int | None:
+        """Stop within ``grace`` s (then SIGKILL), save the logs, remove; the exit code.
+
+        Idempotent: a removed container returns its recorded exit code.
+        """
+        if managed.removed:
+            return managed.exit_code
+        grace = self.stop_grace if grace is None else grace
+        container = managed.container
+        try:
+            with self.slots.hold("stop"):
+                self._stop(managed, grace)
+            managed.exit_code = self._exit_code(managed)
+            self._save_logs(managed, reason)
+            with self.slots.hold("remove"):
+                container.remove(v=True, force=True)
+        except NotFound:
+            pass  # removed behind our back (by the engine or a crashed test): nothing left
+        except APIError as error:
+            raise _daemon_error(f"rm {managed.name}", error) from error
+        managed.removed = True
+        self._emit(
+            "container_removed",
+            name=managed.name,
+            id=managed.id,
+            exit_code=managed.exit_code,
+            **({"reason": reason} if reason else {}),
+        )
+        return managed.exit_code
+
+    def _stop(self, managed: ManagedContainer, grace: float) -> None:
+        if not managed.state().get("Running"):
+            return
+        try:
+            managed.container.stop(timeout=max(0, math.ceil(grace)))
+        except APIError as error:
+            if isinstance(error, NotFound):
+                raise
+            # The stop call failed (daemon trouble): kill outright, still bounded.
+            managed.kill()
+
+    def _exit_code(self, managed: ManagedContainer) -> int | None:
+        state = managed.state()
+        if not state:
+            return None
+        code = state.get("ExitCode")
+        return int(code) if isinstance(code, int) else None
+
+    def _save_logs(self, managed: ManagedContainer, reason: str) -> None:
+        text = managed.logs()
+        managed.final_logs = text
+        header = (
+            f"=== {managed.describe()} id {managed.id} exit {managed.exit_code}"
+            f"{f' ({reason})' if reason else ''} saved {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n"
+        )
+        with managed.log_path.open("a", encoding="utf-8") as handle:
+            handle.write(header)
+            handle.write(text)
+            if text and not text.endswith("\n"):
+                handle.write("\n")
+
+    def run_to_completion(
+        self,
+        base: str,
+        image: str,
+        command: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        environment: Mapping[str, str] | None = None,
+    ) -> tuple[int | None, str]:
+        """Run a one-shot command on the worker's network; (exit code, output)."""
+        managed = self.run(
+            self.unique_name(base),
+            image,
+            role="task",
+            command=command,
+            environment=environment,
+        )
+        try:
+            result = managed.container.wait(timeout=timeout)
+        except (APIError, OSError) as error:
+            self.remove(managed, grace=0.0, reason="timed out")
+            msg = f"{managed.describe()} did not finish within {timeout:.0f} s: {error}"
+            raise ContainerError(msg) from error
+        output = managed.logs()
+        self.remove(managed, grace=0.0)
+        code = result.get("StatusCode") if isinstance(result, dict) else None
+        return (int(code) if isinstance(code, int) else None), output
+
+    # -- cleanup ---------------------------------------------------------------
+
+    def owned_containers(self) -> list[Any]:
+        """This worker's containers of this run, found by labels (never by name)."""
+        try:
+            return list(self.client.containers.list(all=True, filters=self.owner_filters()))
+        except APIError as error:
+            raise _daemon_error("ps (by labels)", error) from error
+
+    def owned_networks(self) -> list[Any]:
+        try:
+            return list(self.client.networks.list(filters=self.owner_filters()))
+        except APIError as error:
+            raise _daemon_error("network ls (by labels)", error) from error
+
+    def close(self) -> list[str]:
+        """Remove exactly this worker's containers and network; returns problems met.
+
+        Tracked containers go first, newest first, each stopped gracefully with
+        its logs saved; then anything else carrying this worker's labels.
+        """
+        with self._lock:
+            self.closed = True
+            if self._client is None:
+                return []  # never talked to the engine: nothing can exist
+            problems: list[str] = []
+            for managed in reversed(list(self._containers.values())):
+                try:
+                    self.remove(managed, reason="session end")
+                except ContainerError as error:
+                    problems.append(str(error))
+            try:
+                leftovers = self.owned_containers()
+            except ContainerError as error:
+                return [*problems, str(error)]
+            for container in leftovers:
+                labels = dict(container.labels or {})
+                try:
+                    self._remove_foreign(
+                        container, role=labels.get(naming.ROLE_LABEL, "?"), reason="session end"
+                    )
+                except ContainerError as error:
+                    problems.append(str(error))
+            try:
+                networks = self.owned_networks()
+            except ContainerError as error:
+                return [*problems, str(error)]
+            for network in networks:
+                try:
+                    with self.slots.hold("network rm"):
+                        network.remove()
+                except NotFound:
+                    continue
+                except APIError as error:
+                    problems.append(str(_daemon_error(f"network rm {network.name}", error)))
+                    continue
+                self._emit("network_removed", name=network.name, id=network.id)
+            self._network = None
+            return problems
+
+
+def _image_of(container: Any) -> str:
+    config = container.attrs.get("Config") or {}
+    return str(config.get("Image") or "?")
+
+
+# --- one manager per worker -----------------------------------------------------------
+
+_MANAGERS: weakref.WeakKeyDictionary[WorkerContext, DockerContainerManager] = (
+    weakref.WeakKeyDictionary()
+)
+_MANAGERS_LOCK = threading.Lock()
+
+
+def manager_for(worker: WorkerContext) -> DockerContainerManager:
+    """The worker's manager, created on first use and closed at session end."""
+    with _MANAGERS_LOCK:
+        manager = _MANAGERS.get(worker)
+        if manager is None or manager.closed:
+            manager = DockerContainerManager(
+                worker.identity,
+                artifacts=worker.artifacts,
+                events=worker.events,
+                publish_host=worker.settings.publish_host,
+                state_dir=worker.allocator.state_dir,
+            )
+            _MANAGERS[worker] = manager
+            worker.add_cleanup("docker objects of this worker", _closer(manager))
+        return manager
+
+
+def _closer(manager: DockerContainerManager) -> Any:
+    def close() -> None:
+        problems = manager.close()
+        if problems:
+            raise ContainerError("; ".join(problems))
+
+    return close
+
+
+# --- the docker broker backend --------------------------------------------------------
+
+
+class DockerBrokerBackend:
+    """mosquitto in a container on the worker's network.
+
+    Reachable from the host on ``publish_host:<allocated port>`` and from the
+    worker's containers as ``mqtt-broker-{worker}-{run8}:1883``.  Every launch
+    creates a fresh container on the same name and port; stop removes it after
+    saving its logs.
+    """
+
+    name = "docker"
+    role = "broker"
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        workdir: Path,
+        log_path: Path,
+        worker: WorkerContext,
+        image: str = images.MOSQUITTO_IMAGE,
+        base: str = BROKER_BASE,
+        listen_timeout: float = 15.0,
+    ) -> None:
+        self.identity = identity
+        self.workdir = workdir
+        self.worker = worker
+        self.manager = manager_for(worker)
+        self.image = image
+        self.container_name = self.manager.container_name(base)
+        self.log_path = worker.artifacts.log_path(f"{self.container_name}.log")
+        self.listen_timeout = listen_timeout
+        self.port: int | None = None
+        self._container: ManagedContainer | None = None
+
+    @property
+    def host(self) -> str:
+        return self.manager.publish_host
+
+    @property
+    def container_address(self) -> tuple[str, int]:
+        """(host, port) of the broker as seen from containers on the worker's network."""
+        return self.container_name, BROKER_INNER_PORT
+
+    @property
+    def container(self) -> ManagedContainer | None:
+        return self._container
+
+    @property
+    def network_name(self) -> str:
+        return self.manager.network_name
+
+    def launch(self, port: int) -> None:
+        self.manager.ensure_images([self.image])
+        if self._container is not None and not self._container.removed:
+            self.manager.remove(self._container, grace=0.5, reason="relaunch")
+        self.port = port
+        self._container = self.manager.run(
+            self.container_name,
+            self.image,
+            role=self.role,
+            ports={BROKER_INNER_PORT: port},
+            check_image=False,
+        )
+        self._await_listening(self._container)
+
+    def _await_listening(self, container: ManagedContainer) -> None:
+        """Until mosquitto says it runs (Docker's proxy accepts before it listens).
+
+        A container that exits returns at once: the caller's readiness check
+        then reports the crash with the log tail.
+        """
+        deadline = time.monotonic() + self.listen_timeout
+        while time.monotonic() < deadline:
+            if " running" in container.logs(tail=20):
+                return
+            if not container.is_running():
+                return
+            _pause(0.01)
+
+    def is_running(self) -> bool:
+        return self._container is not None and self._container.is_running()
+
+    def stop(self, grace: float) -> None:
+        if self._container is not None:
+            self.manager.remove(self._container, grace=grace)
+
+    def kill(self) -> None:
+        if self._container is not None:
+            self._container.kill()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self._container is None:
+            return ""
+        return self._container.log_tail(lines)
+
+    def describe(self) -> str:
+        short = self._container.short_id if self._container is not None else "-"
+        return (
+            f"docker broker {self.container_name} ({short}) on {self.host}:{self.port} -> "
+            f"{BROKER_INNER_PORT}, network {self.network_name} (log {self.log_path})"
+        )
+
+
+# --- services in containers -----------------------------------------------------------
+
+
+class ContainerService:
+    """A service of the system under test running in a container."""
+
+    mode = "container"
+
+    def __init__(self, spec: ServiceSpec, env: dict[str, str], container: ManagedContainer) -> None:
+        self.spec = spec
+        self.env = env
+        self.container = container
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    def is_running(self) -> bool:
+        return self.container.is_running()
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        return self.container.stop(grace=grace)
+
+    def kill(self) -> None:
+        self.container.kill()
+
+    def log_text(self) -> str:
+        return self.container.logs()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.container.log_tail(lines)
+
+    def describe(self) -> str:
+        return f"{self.spec.name} ({self.container.describe()}, log {self.container.log_path})"
+
+
+def launch_service_container(
+    runner: ServiceRunner, spec: ServiceSpec, env: dict[str, str]
+) -> ContainerService:
+    """Run ``spec`` from its image on the worker's network with ``env`` (the test's)."""
+    manager = manager_for(runner.context.worker)
+    manager.ensure_images([spec.image])
+    container = manager.run(
+        manager.unique_name(spec.container_base),
+        spec.image,
+        role=f"service:{spec.name}",
+        command=spec.command,
+        environment=env,
+        check_image=False,
+        test=runner.context.nodeid,
+    )
+    return ContainerService(spec, env, container)
+
+
+register_backend("docker", DockerBrokerBackend)
+register_container_launcher(launch_service_container)
