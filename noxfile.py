@@ -12,6 +12,10 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "tests"]
 
 DEFAULT_WORKERS = "12"
+# The integration files do not use hypothesis; its plugin costs each xdist
+# worker about half a second of CPU at start-up, which on 2 cores and 12
+# workers is seconds of wall time.
+LEAN = ["-p", "no:hypothesispytest"]
 
 
 def _install(session: nox.Session) -> None:
@@ -63,7 +67,7 @@ def lint(session: nox.Session) -> None:
 def integration_parallel(session: nox.Session) -> None:
     """The integration files under xdist, -n 12 unless -n is given after --."""
     _install(session)
-    session.run("pytest", "tests/integration", *_with_workers(session, DEFAULT_WORKERS))
+    session.run("pytest", "tests/integration", *LEAN, *_with_workers(session, DEFAULT_WORKERS))
 
 
 @nox.session(name="bench-core", default=False)
@@ -77,4 +81,4 @@ def bench_core(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """The same integration files serially: the baseline."""
     _install(session)
-    session.run("pytest", "tests/integration", "-p", "no:xdist", *session.posargs)
+    session.run("pytest", "tests/integration", *LEAN, "-p", "no:xdist", *session.posargs)
