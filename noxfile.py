@@ -82,3 +82,11 @@ def integration(session: nox.Session) -> None:
     """The same integration files serially: the baseline."""
     _install(session)
     session.run("pytest", "tests/integration", *LEAN, "-p", "no:xdist", *session.posargs)
+
+
+@nox.session(name="integration-legacy", default=False)
+def integration_legacy(session: nox.Session) -> None:
+    """The legacy (parallel-unsafe) files, serially, on their fixed ports and names."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("pytest", "tests/legacy", *LEAN, "-p", "no:xdist", *session.posargs)
