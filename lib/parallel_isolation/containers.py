@@ -139,9 +139,10 @@ def connect_engine(timeout: float = API_TIMEOUT_S) -> Any:
             msg = f"no Docker engine: the socket {socket_path} does not exist; {_ENGINE_HINT}"
             raise EngineUnavailableError(msg)
     try:
+        # Asks the engine for its API version: the first round trip.
         client = DockerClient.from_env(timeout=int(timeout))
     except DockerException as error:
-        msg = f"cannot configure a Docker client for {where}: {error}; {_ENGINE_HINT}"
+        msg = f"the Docker engine at {where} is not reachable: {error}; {_ENGINE_HINT}"
         raise EngineUnavailableError(msg) from error
     try:
         client.ping()

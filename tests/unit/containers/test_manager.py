@@ -1,0 +1,253 @@
+"""DockerContainerManager on a real engine: names, labels, networks, conflicts, cleanup, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from docker.errors import APIError, NotFound
+from parallel_isolation import naming
+from parallel_isolation.containers import (
+    DaemonError,
+    DockerContainerManager,
+    EngineUnavailableError,
+    ImageMissingError,
+    NameConflictError,
+    connect_engine,
+    manager_for,
+)
+from parallel_isolation.identity import Identity
+from parallel_isolation.ports import PortAllocator, is_port_conflict
+
+pytestmark = pytest.mark.docker
+
+MOSQUITTO = "parallel-isolation/mosquitto:latest"
+
+
+def test_names_labels_and_network_per_worker(
+    make_worker: Any, docker_client: Any, run_id: str
+) -> None:
+    worker = make_worker("gw801")
+    broker = worker.broker
+    name = f"mqtt-broker-gw801-{run_id}"
+    assert worker.container_name("mqtt-broker") == name
+    assert broker.backend.container_address == (name, 1883)
+    assert broker.host == "127.0.0.1"
+
+    container = docker_client.containers.get(name)
+    labels = container.labels
+    owner = worker.identity.owner
+    assert labels[naming.TOOL_LABEL] == naming.TOOL_VALUE
+    assert labels[naming.RUN_LABEL] == run_id
+    assert labels[naming.WORKER_LABEL] == "gw801"
+    assert labels[naming.OWNER_PID_LABEL] == str(owner.pid)
+    assert labels[naming.OWNER_START_LABEL] == f"{owner.start_time:.2f}"
+    assert labels[naming.HOST_LABEL] == owner.host
+    assert labels[naming.ROLE_LABEL] == "broker"
+    assert container.attrs["HostConfig"]["Init"] is True
+    bindings = container.attrs["HostConfig"]["PortBindings"]["1883/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(broker.port)}]
+
+    network_name = f"isolation-net-gw801-{run_id}"
+    assert worker.network_name() == network_name
+    network = docker_client.networks.get(network_name)
+    assert network.attrs["Labels"][naming.WORKER_LABEL] == "gw801"
+    assert network.attrs["Labels"][naming.ROLE_LABEL] == "network"
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [network_name]
+
+
+def test_user_labels_in_the_reserved_namespace_are_refused(
+    make_worker: Any, run_objects: Any, run_id: str
+) -> None:
+    manager = manager_for(make_worker("gw802"))
+    with pytest.raises(ValueError, match="reserved prefix"):
+        manager.run(
+            manager.container_name("sneaky"),
+            MOSQUITTO,
+            role="task",
+            labels={"io.parallel-isolation.run": "someone-else"},
+        )
+    assert run_objects(run_id)[0] == []
+    # Labels outside the namespace are fine and kept.
+    ok = manager.run(
+        manager.container_name("labelled"), MOSQUITTO, role="task", labels={"team": "qa"}
+    )
+    assert ok.container.labels["team"] == "qa"
+
+
+def test_name_conflict_with_a_live_foreign_owner_names_the_owner(
+    make_worker: Any,
+    foreign_containers: Any,
+    other_process: Any,
+    events_of: Any,
+    run_id: str,
+) -> None:
+    worker = make_worker("gw803")
+    alive = other_process(alive=True)
+    twin = Identity(run_id=run_id, worker_id="gw803", worker_number=803, owner=alive)
+    name = worker.container_name("mqtt-broker")
+    theirs = foreign_containers(name, labels=naming.labels_for(twin, "broker"))
+
+    with pytest.raises(NameConflictError) as caught:
+        _ = worker.broker
+    text = str(caught.value)
+    assert name in text
+    assert f"pid {alive.pid}" in text
+    assert "alive" in text
+    theirs.reload()
+    assert theirs.status == "running"
+    [event] = events_of(worker, "name_conflict")
+    assert event["action"] == "refused"
+    assert f"pid {alive.pid}" in event["owner"]
+
+
+def test_name_conflict_with_a_dead_owner_is_reclaimed(
+    make_worker: Any,
+    foreign_containers: Any,
+    other_process: Any,
+    events_of: Any,
+    docker_client: Any,
+    run_id: str,
+) -> None:
+    worker = make_worker("gw804")
+    dead = other_process(alive=False)
+    twin = Identity(run_id=run_id, worker_id="gw804", worker_number=804, owner=dead)
+    name = worker.container_name("mqtt-broker")
+    stale = foreign_containers(name, labels=naming.labels_for(twin, "broker"))
+
+    broker = worker.broker  # starts despite the leftover
+    assert broker.backend.container.id != stale.id
+    with pytest.raises(NotFound):
+        docker_client.containers.get(stale.id)
+    [event] = events_of(worker, "name_conflict")
+    assert event["action"] == "reclaimed"
+    assert f"pid {dead.pid}" in event["owner"]
+    removed = [e for e in events_of(worker, "container_removed") if e["id"] == stale.id]
+    assert [e["reason"] for e in removed] == ["dead owner"]
+
+
+def test_name_conflict_with_an_unlabelled_container_is_refused(
+    make_worker: Any, foreign_containers: Any, events_of: Any
+) -> None:
+    worker = make_worker("gw805")
+    name = worker.container_name("mqtt-broker")
+    stranger = foreign_containers(name)
+
+    with pytest.raises(NameConflictError, match=r"unlabelled: not ours"):
+        _ = worker.broker
+    stranger.reload()
+    assert stranger.status == "running"
+    [event] = events_of(worker, "name_conflict")
+    assert event == {**event, "owner": "unlabelled: not ours", "action": "refused"}
+
+
+def test_cleanup_removes_exactly_this_workers_objects(
+    make_worker: Any,
+    foreign_containers: Any,
+    docker_client: Any,
+    run_objects: Any,
+    events_of: Any,
+    run_id: str,
+) -> None:
+    mine = make_worker("gw806")
+    sibling = make_worker("gw807")
+    my_broker = mine.broker
+    sibling_broker = sibling.broker
+    extra = manager_for(mine).run(manager_for(mine).unique_name("helper"), MOSQUITTO, role="task")
+    # Same name stem as my broker, no labels: a stranger's, must survive.
+    lookalike = foreign_containers(f"{mine.container_name('mqtt-broker')}-copy")
+    my_ids = {my_broker.backend.container.id, extra.id}
+    my_network = docker_client.networks.get(mine.network_name()).id
+
+    assert mine.close() == []
+
+    containers, networks = run_objects(run_id)
+    remaining = {c.id for c in containers}
+    assert not my_ids & remaining
+    assert sibling_broker.backend.container.id in remaining
+    assert my_network not in {n.id for n in networks}
+    assert sibling.network_name() in {n.name for n in networks}
+    lookalike.reload()
+    assert lookalike.status == "running"
+    assert sibling_broker.is_running()
+    # Logs of every removed container were saved before removal.
+    logs = mine.artifacts.logs_dir
+    assert "mosquitto version" in (logs / f"{mine.container_name('mqtt-broker')}.log").read_text()
+    assert {e["id"] for e in events_of(mine, "container_removed")} == my_ids
+    assert [e["name"] for e in events_of(mine, "network_removed")] == [mine.network_name()]
+
+
+def test_port_already_allocated_is_retried_on_another_port(
+    make_worker: Any,
+    docker_client: Any,
+    events_of: Any,
+    tmp_path: Path,
+    run_id: str,
+) -> None:
+    worker = make_worker("gw808")
+    manager = manager_for(worker)
+    blocked = worker.allocator.allocate("blocked by a test container")
+    blocker = manager.run(
+        manager.unique_name("blocker"), MOSQUITTO, role="task", ports={1883: blocked}
+    )
+    name = manager.container_name("victim")
+
+    with pytest.raises(APIError) as caught:
+        manager.run(name, MOSQUITTO, role="task", ports={1883: blocked})
+    assert is_port_conflict(caught.value)
+    with pytest.raises(NotFound):
+        docker_client.containers.get(name)  # the failed container was removed
+    [retry] = events_of(worker, "container_port_retry")
+    assert retry["ports"] == [blocked]
+    assert "port is already allocated" in retry["error"]
+
+    # Through the allocator: a port taken behind its back is quarantined and the next one used.
+    unprobed = PortAllocator(
+        Identity.resolve(run_id=run_id, worker_id="master"),
+        base=blocked,
+        block_size=20,
+        state_dir=tmp_path / "state",
+        probe_host=None,
+    )
+    port, started = unprobed.with_port(
+        "victim", lambda p: manager.run(name, MOSQUITTO, role="task", ports={1883: p})
+    )
+    assert port != blocked
+    assert started.container.attrs["HostConfig"]["PortBindings"]["1883/tcp"][0]["HostPort"] == str(
+        port
+    )
+    assert blocker.is_running()
+    unprobed.release_all()
+
+
+def test_engine_missing_or_unreachable_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    with pytest.raises(
+        EngineUnavailableError, match=r"no Docker engine: the socket .* does not exist"
+    ):
+        connect_engine(timeout=2)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(EngineUnavailableError, match=r"not reachable.*ci/start-docker.sh"):
+        connect_engine(timeout=2)
+
+
+def test_missing_image_and_daemon_errors_are_clear(
+    make_worker: Any, run_objects: Any, run_id: str
+) -> None:
+    manager = manager_for(make_worker("gw809"))
+    with pytest.raises(ImageMissingError, match=r"invoke images.*parallel_isolation.images build"):
+        manager.run(
+            manager.unique_name("ghost"), "parallel-isolation/no-such-image:latest", role="task"
+        )
+    with pytest.raises(DaemonError, match=r"docker create .* failed \(HTTP \d+\): .+"):
+        manager.run(manager.unique_name("bad"), MOSQUITTO, role="task", ports={1883: 70000})
+    assert run_objects(run_id)[0] == []
+
+
+def test_manager_without_engine_use_closes_without_connecting(make_worker: Any) -> None:
+    worker = make_worker("gw810")
+    manager = DockerContainerManager(worker.identity, artifacts=worker.artifacts)
+    assert manager.close() == []
