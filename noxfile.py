@@ -16,6 +16,8 @@ DEFAULT_WORKERS = "12"
 # worker about half a second of CPU at start-up, which on 2 cores and 12
 # workers is seconds of wall time.
 LEAN = ["-p", "no:hypothesispytest"]
+# Tests of one module-scoped stack (xdist_group) stay on one worker.
+DIST = ["--dist", "loadgroup"]
 
 
 def _install(session: nox.Session) -> None:
@@ -67,7 +69,7 @@ def lint(session: nox.Session) -> None:
 def integration_parallel(session: nox.Session) -> None:
     """The integration files under xdist, -n 12 unless -n is given after --."""
     _install(session)
-    session.run("pytest", "tests/integration", *LEAN, *_with_workers(session, DEFAULT_WORKERS))
+    session.run("pytest", "tests/integration", *LEAN, *DIST, *_with_workers(session, DEFAULT_WORKERS))
 
 
 @nox.session(name="bench-core", default=False)
