@@ -47,6 +47,7 @@ from rich.text import Text
 
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.ports import Reservation, default_state_dir, read_reservations
+from parallel_isolation.snapshots import wait_exit
 from parallel_isolation.validate.discover import (
     OWNER_FILE,
     DockerObject,
@@ -56,6 +57,7 @@ from parallel_isolation.validate.discover import (
     find_marked_processes,
     find_owned_dirs,
     list_labelled,
+    owner_alive,
 )
 from parallel_isolation.validate.rundata import CLEANUP_FILE, default_artifacts_root
 
@@ -149,8 +151,10 @@ def _owner_reason(owner: Owner) -> tuple[bool | None, str]:
     """``(alive, why)``; alive None when it cannot be checked from here."""
     if owner.host != socket.gethostname():
         return None, f"owner on host {owner.host!r} cannot be checked from here"
-    if owner.is_alive():
+    if owner_alive(owner):
         return True, f"owner pid {owner.pid} is alive"
+    if owner.is_alive():
+        return False, f"owner pid {owner.pid} has exited (a zombie nobody reaped)"
     if psutil.pid_exists(owner.pid):
         return False, f"owner pid {owner.pid} now belongs to another process (start time differs)"
     return False, f"owner pid {owner.pid} is gone"
@@ -236,18 +240,20 @@ def _stop_processes(targets: list[tuple[MarkedProcess, Decision]], grace: float)
             decision.result = f"failed: {error}"
     if not procs:
         return
-    _, alive = psutil.wait_procs([proc for proc, _ in procs], timeout=grace)
-    killed = {proc.pid for proc in alive}
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    _, still = psutil.wait_procs(alive, timeout=max(1.0, grace))
-    stuck = {proc.pid for proc in still}
+    # pidfds turn readable when a process exits (a zombie counts as exited: an
+    # orphan's zombie is its new parent's to reap, not ours).
+    pids = [proc.pid for proc, _ in procs]
+    alive = wait_exit(pids, time.monotonic() + grace)
+    for proc, _ in procs:
+        if proc.pid in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
+    stuck = wait_exit(alive, time.monotonic() + max(1.0, grace))
     for proc, decision in procs:
         if proc.pid in stuck:
             decision.result = "failed: still running after SIGKILL"
         else:
-            decision.result = "removed (SIGKILL)" if proc.pid in killed else "removed (SIGTERM)"
+            decision.result = "removed (SIGKILL)" if proc.pid in alive else "removed (SIGTERM)"
 
 
 def _process_decisions(
@@ -550,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse's --help and usage errors
-        return int(stop.code or 0) if not isinstance(stop.code, str) else 2
+        return stop.code if isinstance(stop.code, int) else 2
     report = cleanup_orphans(
         dry_run=args.dry_run,
         run=args.run,

@@ -60,6 +60,7 @@ __all__ = [
     "Snapshot",
     "listening_ports",
     "take_snapshot",
+    "wait_exit",
 ]
 
 SESSION_THREAD_PREFIX = "parallel-isolation"
@@ -279,7 +280,7 @@ class ChildTracker:
         self.known = found
 
 
-def _wait_exit(pids: Iterable[int], deadline: float) -> set[int]:
+def wait_exit(pids: Iterable[int], deadline: float) -> set[int]:
     """Wait (without reaping) until each of ``pids`` exits or the deadline passes.
 
     Returns the pids still running.  Uses a pidfd per process, which becomes
@@ -466,7 +467,7 @@ class LeakTracker:
                 continue
             candidates.append(pid)
         leaks = []
-        for pid in sorted(_wait_exit(candidates, deadline)):
+        for pid in sorted(wait_exit(candidates, deadline)):
             env = _environ(pid)
             detail: dict[str, Any] = {"pid": pid, "cmdline": _cmdline(pid)}
             if env.get(MARKER_ENV):

@@ -73,6 +73,7 @@ class CrossTalkSpy:
         self.dropped = 0
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
+        self._seen_changed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
@@ -80,6 +81,7 @@ class CrossTalkSpy:
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
         self._client.reconnect_delay_set(1, 2)
 
     # -- lifecycle ------------------------------------------------------
@@ -95,7 +97,7 @@ class CrossTalkSpy:
             daemon=True,
         )
         self._thread.start()
-        if not self._subscribed.wait(timeout):
+        if not self.wait_subscribed(timeout):
             self.stop()
             msg = (
                 f"cross-talk spy {self.client_id!r} on {self.host}:{self.port}: "
@@ -120,6 +122,15 @@ class CrossTalkSpy:
             alive=bool(thread and thread.is_alive()),
         )
 
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the spy is (re)connected and its ``#`` subscription acknowledged."""
+        return self._subscribed.wait(timeout)
+
+    def wait_seen(self, count: int, timeout: float) -> bool:
+        """Wait until the spy received at least ``count`` messages in total."""
+        with self._seen_changed:
+            return self._seen_changed.wait_for(lambda: self.seen >= count, timeout)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -135,15 +146,19 @@ class CrossTalkSpy:
     def _on_subscribe(self, *_args: Any) -> None:
         self._subscribed.set()
 
+    def _on_disconnect(self, *_args: Any) -> None:
+        self._subscribed.clear()
+
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        self.seen += 1
         topic = message.topic
-        if topic.startswith(self.allowed) or topic.startswith(IGNORED_PREFIXES):
-            return
-        self._record(topic, message)
+        if not topic.startswith(self.allowed) and not topic.startswith(IGNORED_PREFIXES):
+            self._record(topic, message)
+        with self._seen_changed:  # counted once recorded, so waiters see the record
+            self.seen += 1
+            self._seen_changed.notify_all()
 
     def _record(self, topic: str, message: paho.MQTTMessage) -> None:
-        with self._lock:
+        with self._seen_changed:
             if self.recorded >= _MAX_RECORDS:
                 self.dropped += 1
                 return

@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse's --help (0) and usage errors (2)
+        return stop.code if isinstance(stop.code, int) else EXIT_UNVALIDATED
     root = args.artifacts or default_artifacts_root()
     env = ScanEnv(state_dir=args.state_dir, scan_processes=not args.no_process_scan)
     report = validate_run(root, args.run, env=env, fail_on=args.fail_on)

@@ -15,9 +15,11 @@ so both see exactly the same objects:
 from __future__ import annotations
 
 import calendar
+import contextlib
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ __all__ = [
     "find_marked_processes",
     "find_owned_dirs",
     "list_labelled",
+    "owner_alive",
     "protected_pids",
 ]
 
@@ -173,14 +176,31 @@ class MarkedProcess:
         return f"process {self.name} (pid {self.pid}, role {self.role or '?'}, run {self.run}, worker {self.worker})"
 
 
+def owner_alive(owner: Owner) -> bool:
+    """:meth:`Owner.is_alive`, except that a zombie (exited, not yet reaped) is dead.
+
+    A SIGKILLed worker whose parent is gone stays a zombie for as long as
+    nobody reaps it (an init that does not reap, in some containers); its
+    pid and start time still match, but it holds nothing any more.
+    """
+    if not owner.is_alive():
+        return False
+    if owner.host != socket.gethostname():
+        return True
+    try:
+        status: str = psutil.Process(owner.pid).status()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+    return bool(status != psutil.STATUS_ZOMBIE)
+
+
 def protected_pids() -> set[int]:
     """This process and its ancestors: never reaped, whatever they carry."""
     pids = {os.getpid()}
-    try:
-        for parent in psutil.Process().parents():
-            pids.add(parent.pid)
-    except psutil.Error:
-        pass
+    with contextlib.suppress(psutil.Error):
+        pids.update(parent.pid for parent in psutil.Process().parents())
     return pids
 
 

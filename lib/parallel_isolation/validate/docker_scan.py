@@ -7,7 +7,7 @@ shared with the orphan reaper), never by name.
 from __future__ import annotations
 
 from parallel_isolation.validate.base import ScanEnv, ScanResult
-from parallel_isolation.validate.discover import list_labelled
+from parallel_isolation.validate.discover import list_labelled, owner_alive
 from parallel_isolation.validate.events import CLEANUP_HINT
 from parallel_isolation.validate.model import Finding, Severity
 from parallel_isolation.validate.rundata import RunData
@@ -59,7 +59,7 @@ def scan_docker(run: RunData, env: ScanEnv) -> ScanResult:
     others = 0
     for obj in objects:
         owner = obj.owner
-        alive = owner.is_alive() if owner is not None else None
+        alive = owner_alive(owner) if owner is not None else None
         if obj.run == run.run_id:
             mine += 1
             if alive:

@@ -7,7 +7,11 @@ from typing import Any
 
 from parallel_isolation.ports import read_reservations
 from parallel_isolation.validate.base import ScanEnv, ScanResult
-from parallel_isolation.validate.discover import find_marked_processes, find_owned_dirs
+from parallel_isolation.validate.discover import (
+    find_marked_processes,
+    find_owned_dirs,
+    owner_alive,
+)
 from parallel_isolation.validate.events import CLEANUP_HINT
 from parallel_isolation.validate.model import Finding, Severity
 from parallel_isolation.validate.rundata import Record, RunData, WorkerData
@@ -147,7 +151,7 @@ def scan_resources(run: RunData, env: ScanEnv) -> ScanResult:
     state = env.state_path(run)
     reservations = [r for r in read_reservations(state) if r.run_id == run.run_id]
     for reservation in reservations:
-        severity, why = _owner_state(reservation.owner.is_alive())
+        severity, why = _owner_state(owner_alive(reservation.owner))
         result.findings.append(
             Finding(
                 severity,
@@ -163,7 +167,7 @@ def scan_resources(run: RunData, env: ScanEnv) -> ScanResult:
         )
     processes = find_marked_processes(run.run_id) if env.scan_processes else []
     for proc in processes:
-        severity, why = _owner_state(proc.owner.is_alive() if proc.owner else None)
+        severity, why = _owner_state(owner_alive(proc.owner) if proc.owner else None)
         result.findings.append(
             Finding(
                 severity,
@@ -177,7 +181,7 @@ def scan_resources(run: RunData, env: ScanEnv) -> ScanResult:
         )
     dirs = find_owned_dirs(state, run.run_id)
     for owned in dirs:
-        severity, why = _owner_state(owned.owner.is_alive() if owned.owner else None)
+        severity, why = _owner_state(owner_alive(owned.owner) if owned.owner else None)
         result.findings.append(
             Finding(
                 severity,

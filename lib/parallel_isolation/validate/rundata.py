@@ -13,6 +13,7 @@ from typing import Any
 from parallel_isolation.identity import Owner
 from parallel_isolation.snapshots import SNAPSHOTS_FILE
 from parallel_isolation.spy import CROSSTALK_FILE
+from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
     "CLEANUP_FILE",
@@ -156,7 +157,7 @@ class WorkerData:
         )
 
     def alive(self) -> bool:
-        return self.owner is not None and self.owner.is_alive()
+        return self.owner is not None and owner_alive(self.owner)
 
     def last_ts(self) -> float:
         stamps = [r.ts for r in (*self.events[-1:], *self.snapshots[-1:], *self.crosstalk[-1:])]
