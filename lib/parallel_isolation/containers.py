@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 API_SLOTS_ENV = "ISOLATION_DOCKER_API_SLOTS"
-DEFAULT_API_SLOTS = 4
+DEFAULT_API_SLOTS = 8
 API_TIMEOUT_S = 60
 NETWORK_BASE = "isolation-net"
 BROKER_BASE = "mqtt-broker"
@@ -159,10 +159,11 @@ def connect_engine(timeout: float = API_TIMEOUT_S) -> Any:
 class ApiSlots:
     """A host-wide counting semaphore of ``count`` file locks.
 
-    Heavy engine calls (create, start, stop, remove, network create) hold one
-    slot, so twelve workers bringing up their stacks at once queue instead of
-    piling up in the daemon.  The kernel drops a dead holder's lock.  ``count``
-    0 disables the limit.
+    Heavy engine calls (container create and start, network create and
+    remove) hold one slot, so many workers bringing up their stacks at once
+    queue instead of piling up in the daemon; stopping does not hold one (it
+    is mostly waiting).  The kernel drops a dead holder's lock.  ``count`` 0
+    disables the limit.
     """
 
     def __init__(
@@ -731,12 +732,11 @@ class DockerContainerManager:
         grace = self.stop_grace if grace is None else grace
         container = managed.container
         try:
-            with self.slots.hold("stop"):
-                self._stop(managed, grace)
+            # No API slot while stopping: it is mostly waiting for the process.
+            self._stop(managed, grace)
             managed.exit_code = self._exit_code(managed)
             self._save_logs(managed, reason)
-            with self.slots.hold("remove"):
-                container.remove(v=True, force=True)
+            container.remove(v=True, force=True)
         except NotFound:
             pass  # removed behind our back (by the engine or a crashed test): nothing left
         except APIError as error:

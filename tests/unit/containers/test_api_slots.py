@@ -56,7 +56,7 @@ def test_zero_slots_disable_the_limit(tmp_path: Path) -> None:
     assert not (tmp_path / "unused").exists()
 
 
-@pytest.mark.parametrize(("raw", "count"), [("", 4), ("0", 0), ("12", 12)])
+@pytest.mark.parametrize(("raw", "count"), [("", 8), ("0", 0), ("12", 12)])
 def test_slot_count_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, raw: str, count: int
 ) -> None:

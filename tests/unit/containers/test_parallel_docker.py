@@ -10,7 +10,7 @@ from parallel_isolation.artifacts import read_events
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-SUITE = '''
+SUITE = """
 import pytest
 
 
@@ -54,7 +54,7 @@ def test_broker_restart_keeps_port(mqtt_broker, parallel_test_context):
     client.subscribe("after", qos=1)
     client.publish("after", b"1", qos=1)
     client.wait_for("after", timeout=15)
-'''
+"""
 
 # Docker's wording for a name clash ("409 Client Error ... Conflict (\"Conflict. The
 # container name ... is already in use\")"); ids and timestamps may contain "409".
