@@ -1,0 +1,223 @@
+"""Tree edits shared by the commands: replace nodes by identity, append
+parameters and arguments in the surrounding style, remove statements while
+keeping their comments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import libcst as cst
+
+__all__ = [
+    "Replacer",
+    "append_arguments",
+    "append_parameters",
+    "keyword_argument",
+    "remove_statements",
+]
+
+Edit = Callable[[cst.CSTNode], cst.CSTNode]
+_TRAILING = ("whitespace_after_param", "whitespace_after_arg")
+
+
+class Replacer(cst.CSTTransformer):
+    """Rebuilds the nodes whose *original* identity is in ``edits``."""
+
+    def __init__(self, edits: dict[int, Edit]) -> None:
+        super().__init__()
+        self.edits = edits
+
+    def on_leave(  # type: ignore[override]
+        self, original_node: cst.CSTNode, updated_node: cst.CSTNode
+    ) -> cst.CSTNode:
+        edit = self.edits.get(id(original_node))
+        return updated_node if edit is None else edit(updated_node)
+
+
+def _multiline(whitespace: object) -> bool:
+    return isinstance(whitespace, cst.ParenthesizedWhitespace)
+
+
+def _trailing(item: cst.CSTNode) -> tuple[str, cst.BaseParenthesizableWhitespace] | None:
+    for attribute in _TRAILING:
+        value = getattr(item, attribute, None)
+        if isinstance(value, cst.BaseParenthesizableWhitespace):
+            return attribute, value
+    return None
+
+
+def _recomma(
+    items: Sequence[cst.CSTNode],
+    originals: Sequence[cst.CSTNode],
+    opening: cst.BaseParenthesizableWhitespace,
+) -> list[cst.CSTNode]:
+    """Commas for ``items`` (``originals`` plus insertions) in the originals' style.
+
+    Single-line sequences get default commas (``a, b``).  One-per-line
+    sequences copy the separator used between the original items (or the
+    whitespace after the opening parenthesis).  Whatever closed the original
+    sequence (a trailing comma, a newline before the parenthesis) closes the
+    new one.
+    """
+    original_ids = {id(item) for item in originals}
+    last_before = originals[-1] if originals else None
+    commas = [getattr(item, "comma", cst.MaybeSentinel.DEFAULT) for item in originals]
+    multiline = _multiline(opening) or any(
+        isinstance(c, cst.Comma) and _multiline(c.whitespace_after) for c in commas
+    )
+    inner = next(
+        (
+            comma
+            for comma in commas[:-1]
+            if isinstance(comma, cst.Comma) and _multiline(comma.whitespace_after)
+        ),
+        None,
+    )
+    separator: cst.Comma | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
+    if multiline:
+        separator = inner or cst.Comma(whitespace_after=opening)
+    closing = getattr(last_before, "comma", cst.MaybeSentinel.DEFAULT)
+    trailing = _trailing(last_before) if last_before is not None else None
+    result: list[cst.CSTNode] = []
+    for position, item in enumerate(items):
+        if position == len(items) - 1:
+            item = item.with_changes(comma=closing) if hasattr(item, "comma") else item
+            if trailing is not None and hasattr(item, trailing[0]):
+                item = item.with_changes(**{trailing[0]: trailing[1]})
+        elif item is last_before or id(item) not in original_ids:
+            comma = separator
+            if isinstance(item, cst.ParamStar | cst.ParamSlash) and not isinstance(
+                comma, cst.Comma
+            ):
+                comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
+            item = item.with_changes(comma=comma)
+            own = _trailing(item)
+            if own is not None:
+                item = item.with_changes(**{own[0]: cst.SimpleWhitespace("")})
+        result.append(item)
+    return result
+
+
+def append_parameters(
+    function: cst.FunctionDef,
+    positional: Sequence[cst.Param],
+    keyword_only: Sequence[cst.Param],
+) -> cst.FunctionDef:
+    """Add ``positional`` after the regular parameters, ``keyword_only`` after ``*``."""
+    if not positional and not keyword_only:
+        return function
+    params = function.params
+    star = params.star_arg
+    has_star = isinstance(star, cst.Param | cst.ParamStar)
+    originals: list[cst.CSTNode] = [*params.posonly_params]
+    if isinstance(params.posonly_ind, cst.ParamSlash):
+        originals.append(params.posonly_ind)
+    originals += params.params
+    items: list[cst.CSTNode] = [*originals, *positional]
+    if has_star:
+        assert isinstance(star, cst.Param | cst.ParamStar)
+        originals.append(star)
+        items.append(star)
+    elif keyword_only:
+        items.append(cst.ParamStar())
+    originals += params.kwonly_params
+    items += [*params.kwonly_params, *keyword_only]
+    if params.star_kwarg is not None:
+        originals.append(params.star_kwarg)
+        items.append(params.star_kwarg)
+    items = _recomma(items, originals, function.whitespace_before_params)
+    return function.with_changes(params=_parameters(items))
+
+
+def _parameters(items: list[cst.CSTNode]) -> cst.Parameters:
+    posonly: list[cst.Param] = []
+    slash: cst.ParamSlash | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
+    regular: list[cst.Param] = []
+    star: cst.Param | cst.ParamStar | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
+    kwonly: list[cst.Param] = []
+    kwstar: cst.Param | None = None
+    after_star = False
+    for item in items:
+        if isinstance(item, cst.ParamSlash):
+            posonly, regular = regular, []
+            slash = item
+        elif isinstance(item, cst.ParamStar):
+            star = item
+            after_star = True
+        elif isinstance(item, cst.Param):
+            if item.star == "**":
+                kwstar = item
+            elif item.star == "*":
+                star = item
+                after_star = True
+            elif after_star:
+                kwonly.append(item)
+            else:
+                regular.append(item)
+    return cst.Parameters(
+        params=regular,
+        star_arg=star,
+        kwonly_params=kwonly,
+        star_kwarg=kwstar,
+        posonly_params=posonly,
+        posonly_ind=slash,
+    )
+
+
+def append_arguments(call: cst.Call, arguments: Sequence[cst.Arg]) -> cst.Call:
+    """Add (keyword) arguments at the end of a call, in its comma style."""
+    if not arguments:
+        return call
+    items = _recomma([*call.args, *arguments], list(call.args), call.whitespace_before_args)
+    args = [item for item in items if isinstance(item, cst.Arg)]
+    return call.with_changes(args=args)
+
+
+def keyword_argument(name: str) -> cst.Arg:
+    """``name=name``."""
+    return cst.Arg(
+        keyword=cst.Name(name),
+        value=cst.Name(name),
+        equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        ),
+    )
+
+
+def remove_statements(module: cst.Module, remove: set[int]) -> cst.Module:
+    """Drop module-level statements (by identity), keeping their comment lines.
+
+    Comment lines above a removed statement move to the next kept statement;
+    blank lines are not multiplied.
+    """
+    body: list[cst.BaseStatement] = []
+    carried: list[cst.EmptyLine] = []
+    for statement in module.body:
+        lines = list(getattr(statement, "leading_lines", ()))
+        if id(statement) in remove:
+            carried += lines
+            continue
+        if carried:
+            statement = statement.with_changes(leading_lines=_merge_lines(carried, lines))
+            carried = []
+        body.append(statement)
+    footer = list(module.footer)
+    if carried:
+        footer = [line for line in carried if line.comment is not None] + footer
+    return module.with_changes(body=body, footer=footer)
+
+
+def _merge_lines(carried: list[cst.EmptyLine], own: list[cst.EmptyLine]) -> list[cst.EmptyLine]:
+    def leading_blanks(lines: list[cst.EmptyLine]) -> int:
+        count = 0
+        for line in lines:
+            if line.comment is not None:
+                break
+            count += 1
+        return count
+
+    blanks_carried = leading_blanks(carried)
+    blanks_own = leading_blanks(own)
+    blank = carried[0] if blanks_carried else (own[0] if blanks_own else cst.EmptyLine())
+    rest = carried[blanks_carried:] + own[blanks_own:]
+    return [blank] * max(blanks_carried, blanks_own) + rest
