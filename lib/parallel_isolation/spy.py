@@ -8,8 +8,8 @@ sub-namespace — is cross-talk: a bare topic from a test that bypassed the
 namespace, or a foreign client publishing into this broker.  Findings go to
 ``<worker>/crosstalk.jsonl``; ``invoke validate`` maps them to tests.
 
-The spy stays out of the way: it publishes nothing, ignores the readiness
-canaries (``_isolation/``), never counts ``$`` topics (``#`` does not match
+The spy stays out of the way: it publishes nothing but its own flush canary
+when it stops (under ``_isolation/``), ignores the toolkit's canaries, never counts ``$`` topics (``#`` does not match
 them), reconnects after a broker restart, and its network thread's name
 starts with :data:`~parallel_isolation.snapshots.SESSION_THREAD_PREFIX` so the
 leak detector knows it belongs to the session.  A spy that cannot start
@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,7 @@ class CrossTalkSpy:
         self._lock = threading.Lock()
         self._seen_changed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
+        self._flushes: dict[str, threading.Event] = {}
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
         )
@@ -107,8 +109,28 @@ class CrossTalkSpy:
         self._emit("spy_started", port=self.port, client_id=self.client_id, allowed=self.allowed)
         return self
 
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until everything published before now has reached the spy.
+
+        Publishes a canary to itself: the broker delivers to one subscriber
+        in order, so once the canary is back, every earlier message is too.
+        (Needed because a broker may hold small packets back for a while,
+        e.g. mosquitto without ``set_tcp_nodelay``.)
+        """
+        if not self._subscribed.is_set():
+            return False
+        token = f"{IGNORED_PREFIXES[0]}spy-flush/{uuid.uuid4().hex}"
+        arrived = threading.Event()
+        self._flushes[token] = arrived
+        try:
+            self._client.publish(token, b"", qos=0)
+            return arrived.wait(timeout)
+        finally:
+            self._flushes.pop(token, None)
+
     def stop(self, timeout: float = 3.0) -> None:
-        """Disconnect and join the network thread (bounded)."""
+        """Flush, disconnect and join the network thread (bounded)."""
+        flushed = self.flush(min(2.0, timeout))
         thread = self._thread
         self._thread = None
         self._client.disconnect()
@@ -120,6 +142,7 @@ class CrossTalkSpy:
             seen=self.seen,
             crosstalk=self.recorded + self.dropped,
             alive=bool(thread and thread.is_alive()),
+            flushed=flushed,
         )
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -153,6 +176,8 @@ class CrossTalkSpy:
         topic = message.topic
         if not topic.startswith(self.allowed) and not topic.startswith(IGNORED_PREFIXES):
             self._record(topic, message)
+        elif topic in self._flushes:
+            self._flushes[topic].set()
         with self._seen_changed:  # counted once recorded, so waiters see the record
             self.seen += 1
             self._seen_changed.notify_all()

@@ -12,6 +12,8 @@ from parallel_isolation.validate.rundata import Record, RunData, WorkerData
 
 __all__ = ["scan_crosstalk", "scan_events"]
 
+SPY_LAG_S = 0.25
+"""How late the spy may see a message after it was published (broker send delays)."""
 CLEANUP_HINT = "run `invoke cleanup-orphans` to remove what a dead owner left"
 
 # kind -> (severity, code, message template, hint); fields of the event fill the template.
@@ -232,7 +234,11 @@ def scan_crosstalk(run: RunData, env: ScanEnv) -> ScanResult:
         total += len(worker.crosstalk)
         for topic, records in sorted(groups.items()):
             first = records[0]
-            tests = sorted({t for r in records if (t := worker.test_at(r.ts)) is not None})
+            tests = list(
+                dict.fromkeys(
+                    t for r in records if (t := worker.test_near(r.ts, SPY_LAG_S)) is not None
+                )
+            )
             owner = next(
                 (w for prefix, w in workers_by_prefix.items() if topic.startswith(prefix)), None
             )

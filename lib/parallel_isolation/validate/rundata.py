@@ -174,6 +174,21 @@ class WorkerData:
         end = span.end if span.end is not None else float("inf")
         return span.test if ts <= end else None
 
+    def test_near(self, ts: float | None, lag: float) -> str | None:
+        """Like :meth:`test_at`, or the test that ended at most ``lag`` seconds before ``ts``.
+
+        For observations that arrive with a delay (a broker may hold small
+        packets back for tens of milliseconds before the spy sees them).
+        """
+        found = self.test_at(ts)
+        if found is not None or ts is None:
+            return found
+        index = bisect.bisect_right(self._starts, ts) - 1
+        if index < 0:
+            return None
+        span = self.spans[index]
+        return span.test if span.end is not None and ts - span.end <= lag else None
+
     def broker_down_at(self, ts: float | None) -> bool:
         """True when the worker's broker was paused, crashed or restarting at ``ts``."""
         if ts is None:
