@@ -18,9 +18,11 @@ records ``spy_failed`` and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -45,6 +47,7 @@ CROSSTALK_FILE = "crosstalk.jsonl"
 IGNORED_PREFIXES = ("_isolation/",)
 """Topics of the toolkit's own canaries (broker readiness), never cross-talk."""
 _MAX_RECORDS = 2000
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 _PAYLOAD_PREVIEW = 160
 
 
@@ -163,16 +166,30 @@ class CrossTalkSpy:
     def _on_connect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any = None
     ) -> None:
+        self._quickack()
         if not getattr(reason, "is_failure", False):
             client.subscribe("#", qos=0)
 
+    def _quickack(self) -> None:
+        # ACK at once what the broker sent: a broker socket without TCP_NODELAY
+        # (mosquitto's default) otherwise holds the next message back until our
+        # delayed ACK (~40 ms), and the spy would see it late and attribute it
+        # to the wrong test.  TCP_QUICKACK is not sticky, so it is re-armed on
+        # every packet.
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket) and _TCP_QUICKACK is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
     def _on_subscribe(self, *_args: Any) -> None:
+        self._quickack()
         self._subscribed.set()
 
     def _on_disconnect(self, *_args: Any) -> None:
         self._subscribed.clear()
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        self._quickack()
         topic = message.topic
         if not topic.startswith(self.allowed) and not topic.startswith(IGNORED_PREFIXES):
             self._record(topic, message)
