@@ -273,6 +273,11 @@ class ManagedContainer:
             return {}
         except APIError as error:
             raise _daemon_error(f"inspect {self.name}", error) from error
+        except (DockerException, OSError) as error:
+            msg = (
+                f"inspect {self.name}: the Docker engine at {_engine_address()} went away: {error}"
+            )
+            raise EngineUnavailableError(msg) from error
         state = self.container.attrs.get("State") or {}
         return dict(state)
 
@@ -290,6 +295,9 @@ class ManagedContainer:
             return self.final_logs or ""
         except APIError as error:
             raise _daemon_error(f"logs {self.name}", error) from error
+        except (DockerException, OSError) as error:
+            msg = f"logs {self.name}: the Docker engine at {_engine_address()} went away: {error}"
+            raise EngineUnavailableError(msg) from error
         return bytes(raw).decode("utf-8", errors="replace")
 
     def log_tail(self, lines: int = 20) -> str:
@@ -323,6 +331,16 @@ def _ours(labels: Mapping[str, str]) -> Owner | None:
     if labels.get(naming.TOOL_LABEL) != naming.TOOL_VALUE:
         return None
     return naming.owner_from_labels(labels)
+
+
+def _same_owner(recorded: Owner | None, owner: Owner) -> bool:
+    """Same process: pid and host equal, start times equal within label rounding."""
+    return (
+        recorded is not None
+        and recorded.pid == owner.pid
+        and recorded.host == owner.host
+        and abs(recorded.start_time - owner.start_time) < 0.05
+    )
 
 
 def _owner_text(labels: Mapping[str, str], owner: Owner) -> str:
@@ -513,7 +531,7 @@ class DockerContainerManager:
                 "(unlabelled: not ours); it is left alone: remove or rename it yourself"
             )
             raise NameConflictError(msg)
-        if owner == self.identity.owner:
+        if _same_owner(owner, self.identity.owner):
             return True
         if owner.is_alive():
             who = _owner_text(labels, owner)
@@ -544,7 +562,7 @@ class DockerContainerManager:
         except NotFound:
             return
         labels = dict(container.labels or {})
-        if _ours(labels) != owner:
+        if not _same_owner(_ours(labels), owner):
             msg = (
                 f"network {network!r} of dead owner {owner.describe()} still has container "
                 f"{container.name} ({container.id[:12]}) that is not that owner's; not touching it"
@@ -692,7 +710,7 @@ class DockerContainerManager:
             raise NameConflictError(msg)
         who = _owner_text(labels, owner)
         role = labels.get(naming.ROLE_LABEL, "?")
-        if owner == self.identity.owner:
+        if _same_owner(owner, self.identity.owner):
             with self._lock:
                 tracked = self._containers.get(name)
             if tracked is not None and not tracked.removed and tracked.id == existing.id:

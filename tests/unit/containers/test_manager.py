@@ -127,6 +127,21 @@ def test_name_conflict_with_a_dead_owner_is_reclaimed(
     assert [e["reason"] for e in removed] == ["dead owner"]
 
 
+def test_an_untracked_leftover_of_this_process_is_replaced(
+    make_worker: Any, foreign_containers: Any, events_of: Any, docker_client: Any
+) -> None:
+    worker = make_worker("gw811")
+    name = worker.container_name("mqtt-broker")
+    leftover = foreign_containers(name, labels=naming.labels_for(worker.identity, "broker"))
+
+    broker = worker.broker
+    assert broker.backend.container.id != leftover.id
+    with pytest.raises(NotFound):
+        docker_client.containers.get(leftover.id)
+    [event] = events_of(worker, "name_conflict")
+    assert event["action"] == "removed own leftover"
+
+
 def test_name_conflict_with_an_unlabelled_container_is_refused(
     make_worker: Any, foreign_containers: Any, events_of: Any
 ) -> None:
