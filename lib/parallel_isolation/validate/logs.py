@@ -11,7 +11,7 @@ from parallel_isolation.validate.patterns import (
     TEST,
     LogPattern,
     classify_log,
-    parse_log_ts,
+    parse_log_stamp,
 )
 from parallel_isolation.validate.rundata import Record, RunData, WorkerData
 
@@ -28,6 +28,25 @@ def _excused(pattern: LogPattern, worker: WorkerData, ts: float | None) -> bool:
     if pattern.excuse == "broker-down":
         return worker.broker_down_at(ts)
     return False
+
+
+def _attribute(worker: WorkerData, ts: float | None, resolution: float) -> tuple[str | None, str]:
+    """The test a log line belongs to, and a note when its timestamp is too coarse to be sure.
+
+    A whole-second stamp means "some time in that second": the tests that
+    overlap the second are candidates; the one overlapping most is named.
+    """
+    if ts is None:
+        return None, ""
+    if resolution < 0.01:
+        return worker.test_at(ts), ""
+    candidates = sorted(worker.tests_during(ts, ts + resolution), key=lambda c: -c[1])
+    if not candidates:
+        return None, ""
+    if len(candidates) == 1:
+        return candidates[0][0], ""
+    others = ", ".join(test for test, _ in candidates[1:3])
+    return candidates[0][0], f" (log stamped to {resolution:g} s; also running then: {others})"
 
 
 def _match(line: str, source: str) -> tuple[LogPattern, str] | None:
@@ -62,10 +81,11 @@ def _scan_file(run: RunData, worker: WorkerData, path: Path) -> list[Finding]:
     findings: list[Finding] = []
     per_code: dict[str, int] = {}
     last_ts: float | None = None
+    resolution = 0.0
     for number, line in enumerate(lines, start=1):
-        stamp = parse_log_ts(line)
+        stamp = parse_log_stamp(line)
         if stamp is not None:
-            last_ts = stamp
+            last_ts, resolution = stamp
         hit = _match(line, source)
         if hit is None:
             continue
@@ -81,6 +101,8 @@ def _scan_file(run: RunData, worker: WorkerData, path: Path) -> list[Finding]:
         message = f"{pattern.title}: {text[:300]}"
         if excused and pattern.excuse:
             message += f" (expected: {pattern.excuse})"
+        test, note = _attribute(worker, last_ts, resolution)
+        message += note
         findings.append(
             Finding(
                 severity=severity,
@@ -88,7 +110,7 @@ def _scan_file(run: RunData, worker: WorkerData, path: Path) -> list[Finding]:
                 scanner="logs",
                 message=message,
                 worker=worker.worker_id,
-                test=worker.test_at(last_ts),
+                test=test,
                 file=relative,
                 line=number,
                 ts=last_ts,

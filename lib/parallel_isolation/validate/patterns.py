@@ -25,6 +25,7 @@ __all__ = [
     "PATTERNS",
     "LogPattern",
     "classify_log",
+    "parse_log_stamp",
     "parse_log_ts",
     "register_pattern",
 ]
@@ -163,12 +164,19 @@ _EPOCH = re.compile(r"^(?P<epoch>1\d{9})(?:\.\d+)?:")
 
 
 def parse_log_ts(line: str) -> float | None:
-    """Epoch seconds of a log line's leading timestamp, or None.
+    """Epoch seconds of a log line's leading timestamp, or None (see :func:`parse_log_stamp`)."""
+    stamp = parse_log_stamp(line)
+    return None if stamp is None else stamp[0]
+
+
+def parse_log_stamp(line: str) -> tuple[float, float] | None:
+    """``(epoch seconds, resolution in seconds)`` of a log line's leading timestamp.
 
     Understands the services' ``2026-11-24T15:00:00.123Z`` (UTC), mosquitto's
     ``log_timestamp_format %Y-%m-%dT%H:%M:%S`` and Python's default
     ``2026-11-24 15:00:00,123`` (local time when no zone is given), and
-    mosquitto's default epoch prefix ``1700000000:``.
+    mosquitto's default epoch prefix ``1700000000:``.  Whole-second stamps
+    have a resolution of 1 s: the event happened somewhere in that second.
     """
     match = _ISO.match(line)
     if match is not None:
@@ -176,17 +184,19 @@ def parse_log_ts(line: str) -> float | None:
             parsed = time.strptime(f"{match['date']} {match['time']}", "%Y-%m-%d %H:%M:%S")
         except ValueError:
             return None
-        frac = float("0." + match["frac"]) if match["frac"] else 0.0
+        frac_text = match["frac"]
+        frac = float("0." + frac_text) if frac_text else 0.0
+        resolution = 10.0 ** -len(frac_text) if frac_text else 1.0
         tz = match["tz"]
         if tz is None:
-            return time.mktime(parsed) + frac
+            return time.mktime(parsed) + frac, resolution
         seconds = calendar.timegm(parsed) + frac
         if tz != "Z":
             sign = 1 if tz[0] == "+" else -1
             digits = tz[1:].replace(":", "")
             seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-        return seconds
+        return seconds, resolution
     epoch = _EPOCH.match(line)
     if epoch is not None:
-        return float(epoch["epoch"])
+        return float(epoch["epoch"]), 1.0
     return None

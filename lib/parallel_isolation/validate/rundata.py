@@ -174,6 +174,16 @@ class WorkerData:
         end = span.end if span.end is not None else float("inf")
         return span.test if ts <= end else None
 
+    def tests_during(self, start: float, end: float) -> list[tuple[str, float]]:
+        """``(test, seconds of overlap)`` for every test that ran within ``[start, end]``."""
+        found = []
+        for span in self.spans:
+            span_end = span.end if span.end is not None else float("inf")
+            overlap = min(end, span_end) - max(start, span.start)
+            if overlap >= 0 and span.start <= end:
+                found.append((span.test, overlap))
+        return found
+
     def test_near(self, ts: float | None, lag: float) -> str | None:
         """Like :meth:`test_at`, or the test that ended at most ``lag`` seconds before ``ts``.
 

@@ -1,0 +1,88 @@
+"""A suite whose one test SIGKILLs its own xdist worker after acquiring things.
+
+Run by the fault tests under ``-n 4`` (never collected directly).  Facts go to
+``FACTS_FILE`` (one JSON line per test) so the fault test can check what the
+dead worker held and what its replacement got.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+import pytest
+from parallel_isolation._proc import ChildProcess, marker_env
+
+import docker
+
+FACTS = os.environ["FACTS_FILE"]
+IMAGE = os.environ["VICTIM_IMAGE"]
+
+
+def record(**facts):
+    line = json.dumps(facts) + "\n"
+    fd = os.open(FACTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def facts_of(ctx, broker, **extra):
+    record(
+        test=ctx.nodeid,
+        worker=ctx.worker_id,
+        run=ctx.run_id,
+        pid=os.getpid(),
+        broker_port=broker.port,
+        container_name=ctx.container_name("svc"),
+        namespace=ctx.namespace.prefix,
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_before(n, parallel_test_context, mqtt_client, mqtt_broker):
+    mqtt_client.subscribe("x", qos=1)
+    mqtt_client.publish("x", b"1", qos=1).wait_for_publish(5)
+    mqtt_client.wait_for("x", timeout=10)
+    facts_of(parallel_test_context, mqtt_broker)
+
+
+def test_victim(parallel_test_context, mqtt_broker):
+    """Acquire a container, a marked process and a port, then die by SIGKILL."""
+    ctx = parallel_test_context
+    client = docker.from_env()
+    container = client.containers.run(
+        IMAGE,
+        ["sleep", "infinity"],
+        name=ctx.container_name("victim"),
+        labels=ctx.labels("victim-service"),
+        detach=True,
+    )
+    port = ctx.port("victim listener")
+    # A helper started from a worker thread is not tied to the worker by
+    # PDEATHSIG: it outlives a SIGKILL and only its marker finds it again.
+    helper = ChildProcess(
+        [sys.executable, "-c", "import time; time.sleep(3600)"],
+        log_path=ctx.logs_dir / "victim-helper.log",
+        env={**os.environ, **marker_env(ctx.identity, "service:victim-helper")},
+    )
+    starter = threading.Thread(target=helper.start)
+    starter.start()
+    starter.join(10)
+    facts_of(
+        ctx, mqtt_broker, victim=True, container_id=container.id, helper_pid=helper.pid, port=port
+    )
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("n", range(30))
+def test_after(n, parallel_test_context, mqtt_client, mqtt_broker):
+    mqtt_client.subscribe("y", qos=1)
+    mqtt_client.publish("y", b"1", qos=1).wait_for_publish(5)
+    mqtt_client.wait_for("y", timeout=10)
+    facts_of(parallel_test_context, mqtt_broker)
