@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,15 +110,11 @@ def make_project(base: Path, suite: Path) -> Project:
 
 
 @pytest.fixture
-def project_factory(tmp_path: Path) -> Iterator[Any]:
-    made: list[Project] = []
-
+def project_factory(tmp_path: Path) -> Any:
     def make(suite: Path, name: str = "project") -> Project:
-        project = make_project(tmp_path / name, suite)
-        made.append(project)
-        return project
+        return make_project(tmp_path / name, suite)
 
-    yield make
+    return make
 
 
 @dataclass
