@@ -128,6 +128,14 @@ def _timeline(report: Report) -> str:
             f"<rect x='{x(start):.1f}' y='{y + 2}' width='{w:.1f}' height='{lane - 8}' rx='2' "
             f"fill='{colour}' opacity='0.85'><title>{_e(title)}</title></rect>"
         )
+        fits = int((w - 6) / 6.2)  # about 6 px per character at 10 px
+        if fits >= 6:
+            name = str(span["test"]).rsplit("::", 1)[-1]
+            label = name if len(name) <= fits else name[: fits - 1] + "…"
+            parts.append(
+                f"<text x='{x(start) + 3:.1f}' y='{y + lane / 2 + 1:.1f}' "
+                f"style='fill:#fff;font-size:10px' pointer-events='none'>{_e(label)}</text>"
+            )
     for finding in sorted(findings, key=lambda f: int(f.severity)):
         if finding.ts is None or finding.worker is None:
             continue
