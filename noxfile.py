@@ -92,3 +92,11 @@ def integration_legacy(session: nox.Session) -> None:
     _install(session)
     _images_if_engine(session)
     session.run("pytest", "tests/legacy", *LEAN, "-p", "no:xdist", *session.posargs)
+
+
+@nox.session(name="bench-docker", default=False)
+def bench_docker(session: nox.Session) -> None:
+    """Docker backend figures: broker container start-to-ready, one stack, 12 stacks at once."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_docker.py", *session.posargs)

@@ -67,7 +67,9 @@ def _wildfire(name: str) -> ServiceSpec:
 
 WILDFIRE_SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
-    for spec in map(_wildfire, ["camera_detector", "fire_consensus", "gpio_trigger", "camera_simulator"])
+    for spec in map(
+        _wildfire, ["camera_detector", "fire_consensus", "gpio_trigger", "camera_simulator"]
+    )
 }
 
 
@@ -97,12 +99,16 @@ class ProcessService:
 
     mode = "process"
 
-    def __init__(self, spec: ServiceSpec, env: dict[str, str], log_path: Path, markers: dict[str, str]) -> None:
+    def __init__(
+        self, spec: ServiceSpec, env: dict[str, str], log_path: Path, markers: dict[str, str]
+    ) -> None:
         self.spec = spec
         self.env = env
         self.log_path = log_path
         full_env = {**os.environ, **markers, **env, "PYTHONUNBUFFERED": "1"}
-        self._child = ChildProcess([sys.executable, "-m", spec.module], log_path=log_path, env=full_env)
+        self._child = ChildProcess(
+            [sys.executable, "-m", spec.module], log_path=log_path, env=full_env
+        )
 
     def start(self) -> None:
         self._child.start()
@@ -185,15 +191,24 @@ class ServiceRunner:
     ) -> RunningService:
         """Start ``service`` with the test's environment plus ``env``; wait until online."""
         spec = self.spec(service)
+        return self._start(spec, {**spec.defaults, **env}, wait=wait, timeout=timeout)
+
+    def _start(
+        self, spec: ServiceSpec, extra: dict[str, Any], *, wait: bool, timeout: float
+    ) -> RunningService:
         watcher = self.watcher
         since = time.monotonic()
         service_env = self.context.service_env(
-            spec.name, in_container=self.mode == "container", **{**spec.defaults, **env}
+            spec.name, in_container=self.mode == "container", **extra
         )
         running = self._launch(spec, service_env)
         self.started.append(running)
         self.context.worker.events.emit(
-            "service_started", test=self.context.nodeid, service=spec.name, mode=self.mode, detail=running.describe()
+            "service_started",
+            test=self.context.nodeid,
+            service=spec.name,
+            mode=self.mode,
+            detail=running.describe(),
         )
         if wait:
             self.wait_online(running, since=since, timeout=timeout, watcher=watcher)
@@ -249,10 +264,9 @@ class ServiceRunner:
         """Stop ``running`` and start the same service with the same environment."""
         running.stop()
         self.started.remove(running)
-        extra = {k: v for k, v in running.env.items() if k not in {"MQTT_CLIENT_ID"}}
-        for key in ("MQTT_BROKER", "MQTT_PORT", "TOPIC_PREFIX", "SERVICE_NAME"):
-            extra.pop(key, None)
-        return self.start(running.spec, timeout=timeout, **extra)
+        derived = {"MQTT_CLIENT_ID", "MQTT_BROKER", "MQTT_PORT", "TOPIC_PREFIX", "SERVICE_NAME"}
+        extra: dict[str, Any] = {k: v for k, v in running.env.items() if k not in derived}
+        return self._start(running.spec, extra, wait=True, timeout=timeout)
 
     def stop_all(self) -> list[str]:
         """Stop every service this runner started; returns problems met."""
@@ -260,7 +274,10 @@ class ServiceRunner:
         for running in reversed(self.started):
             code = running.stop()
             self.context.worker.events.emit(
-                "service_stopped", test=self.context.nodeid, service=running.spec.name, exit_code=code
+                "service_stopped",
+                test=self.context.nodeid,
+                service=running.spec.name,
+                exit_code=code,
             )
             if code not in (0, None, -15):
                 problems.append(f"{running.describe()} exited with {code}")

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import errno
 import json
-import multiprocessing as mp
 import socket
 import subprocess
 import sys
@@ -37,27 +36,33 @@ def _ident(worker: str = "gw0", run: str = "aaaabbbb") -> Identity:
     return Identity.resolve(run_id=run, worker_id=worker)
 
 
-def _allocate_many(state: str, base: int, count: int, out: mp.Queue, hold: mp.Event) -> None:  # type: ignore[type-arg]
-    allocator = PortAllocator(_ident("gw0"), base=base, block_size=100, state_dir=Path(state))
-    out.put([allocator.allocate("stress") for _ in range(count)])
-    hold.wait(30)
+_ALLOCATE_MANY = """
+import json, sys
+from pathlib import Path
+from parallel_isolation.identity import Identity
+from parallel_isolation.ports import PortAllocator
+state, base, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+allocator = PortAllocator(Identity.resolve(run_id="aaaabbbb", worker_id="gw0"), base=base, block_size=100, state_dir=Path(state))
+print(json.dumps([allocator.allocate("stress") for _ in range(count)]), flush=True)
+sys.stdin.read()  # hold the reservations until the parent closes stdin
+"""
 
 
 def test_concurrent_processes_never_get_the_same_port(state: Path, base: int) -> None:
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    hold = ctx.Event()
     procs = [
-        ctx.Process(target=_allocate_many, args=(str(state), base, 12, out, hold)) for _ in range(6)
+        subprocess.Popen(
+            [sys.executable, "-c", _ALLOCATE_MANY, str(state), str(base), "12"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
     ]
-    for proc in procs:
-        proc.start()
     try:
-        results = [out.get(timeout=60) for _ in procs]
+        results = [json.loads(proc.stdout.readline()) for proc in procs]  # type: ignore[union-attr]
     finally:
-        hold.set()
         for proc in procs:
-            proc.join(30)
+            proc.communicate(timeout=30)
     ports = [p for batch in results for p in batch]
     assert len(ports) == 72
     assert len(set(ports)) == 72, "a port was handed out twice"
