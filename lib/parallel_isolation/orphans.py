@@ -449,10 +449,10 @@ def _record(report: CleanupReport, artifacts_root: Path | None) -> None:
         lines = "".join(
             json.dumps(
                 {
+                    **decision.as_dict(),
                     "ts": round(time.time(), 4),
                     "action": "removed",
                     "by_pid": os.getpid(),
-                    **decision.as_dict(),
                 }
             )
             + "\n"

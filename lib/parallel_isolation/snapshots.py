@@ -35,6 +35,7 @@ of ours created it): a session that never used the toolkit leaves no trace.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -507,19 +508,30 @@ class _Writer:
         line = json.dumps(record, default=str) + "\n"
         path = self.artifacts.worker_dir / name
         with self._lock:
-            if not self._ready and not self.artifacts.run_dir.exists():
+            if not self._open():
                 if len(self._pending) < _MAX_BUFFERED:
                     self._pending.append((path, line))
                 else:
                     self.dropped += 1
                 return
-            if not self._ready:
-                self._ready = True
-                self.artifacts.worker_dir.mkdir(parents=True, exist_ok=True)
-                pending, self._pending = self._pending, []
-                for old_path, old_line in pending:
-                    _append(old_path, old_line)
             _append(path, line)
+
+    def flush(self) -> None:
+        """Write what is buffered if the run directory exists by now."""
+        with self._lock:
+            self._open()
+
+    def _open(self) -> bool:
+        if self._ready:
+            return True
+        if not self.artifacts.run_dir.exists():
+            return False
+        self._ready = True
+        self.artifacts.worker_dir.mkdir(parents=True, exist_ok=True)
+        pending, self._pending = self._pending, []
+        for old_path, old_line in pending:
+            _append(old_path, old_line)
+        return True
 
 
 def _append(path: Path, line: str) -> None:
@@ -586,6 +598,10 @@ class SessionRecorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # Objects in reference cycles (paho clients, with their socket pairs)
+        # hold descriptors until the cyclic collector runs: collect first, so
+        # that what the end snapshot shows is really still referenced.
+        gc.collect()
         self.snapshot("session_end", full=True)
 
     @pytest.hookimpl(wrapper=True)
@@ -635,6 +651,12 @@ class SessionRecorder:
             overhead += time.perf_counter() - resumed
             fields["overhead_ms"] = round(overhead * 1000, 3)
             self.emit("test_finished", **fields)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        # The fixtures are set up: if one of ours created the run directory,
+        # make ``test_started`` durable before the body runs (it may kill us).
+        self.writer.flush()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         previous = self._outcomes.get(report.nodeid)
