@@ -1,0 +1,122 @@
+"""Foreign occupants before the run: a mosquitto on 1883, listeners inside the workers' blocks."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from parallel_isolation.brokers import find_mosquitto, wait_until_ready
+
+from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate
+
+pytestmark = pytest.mark.slow
+
+BASE = 36000
+BLOCK = 100
+
+
+class ForeignMosquitto:
+    """A mosquitto that is not ours: no markers, started and stopped by pid here."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            pytest.skip("mosquitto is not installed")
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / f"foreign-{port}.conf"
+        config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+        self.port = port
+        self.log = (workdir / f"foreign-{port}.log").open("wb")
+        env = {"PATH": "/usr/sbin:/usr/bin:/bin"}  # no ISOLATION_* markers
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        wait_until_ready(
+            "127.0.0.1",
+            port,
+            timeout=10,
+            alive=lambda: self.proc.poll() is None,
+            client_id="foreign",
+        )
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def occupants(tmp_path: Path) -> Iterator[tuple[list[int], list[ForeignMosquitto]]]:
+    listeners: list[socket.socket] = []
+    brokers: list[ForeignMosquitto] = []
+    occupied: list[int] = []
+    try:
+        if _free(1883):
+            brokers.append(ForeignMosquitto(1883, tmp_path / "foreign"))
+        for worker in range(4):  # the first port of every worker's block, and gw0's second
+            for port in (BASE + worker * BLOCK, *((BASE + 1,) if worker == 0 else ())):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+                listeners.append(sock)
+                occupied.append(port)
+        broker_port = BASE + 2 * BLOCK + 1  # gw2's second port: a foreign broker
+        brokers.append(ForeignMosquitto(broker_port, tmp_path / "foreign"))
+        occupied.append(broker_port)
+        yield occupied, brokers
+    finally:
+        for sock in listeners:
+            sock.close()
+        for broker in brokers:
+            broker.stop()
+
+
+def test_run_passes_around_foreign_occupants(
+    project_factory: Callable[[Path], Project],
+    occupants: tuple[list[int], list[ForeignMosquitto]],
+) -> None:
+    occupied, brokers = occupants
+    project = project_factory(SUITES / "realistic")
+    run = project.run("-n", "4", f"--isolation-port-base={BASE}")
+    assert run.returncode == 0, run.stdout
+    run_id = project.run_id()
+    events = project.events(run_id)
+    in_use = {e["port"]: e for e in events if e["kind"] == "port_in_use"}
+    assert set(occupied) <= set(in_use), (
+        f"retries visible for every occupied port: {sorted(in_use)}"
+    )
+    assert "mosquitto" in in_use[BASE + 2 * BLOCK + 1]["occupant"]
+    brokers_at = {e["port"] for e in events if e["kind"] == "broker_started"}
+    assert len(brokers_at) == 4
+    assert not brokers_at & set(occupied)
+    assert 1883 not in brokers_at
+    assert all(broker.running() for broker in brokers), "nobody touched the foreign brokers"
+
+    result = validate(project, run_id)
+    html_report(project, run_id)
+    assert result.code == 0, result.output
+    assert {f["code"] for f in findings(result, "event.port-in-use")} == {"event.port-in-use"}
+    assert not codes(result, "error")
+
+    reaped = cleanup(project, "--run", run_id)
+    assert reaped.code == 0
+    assert all(broker.running() for broker in brokers)
+    foreign = {broker.proc.pid for broker in brokers}
+    assert not [
+        d for d in reaped.data["decisions"] if any(str(pid) in d["name"] for pid in foreign)
+    ]
