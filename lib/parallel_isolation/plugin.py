@@ -64,7 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if state.role != "controller":
         recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")
-    if config.pluginmanager.hasplugin("xdist"):
+    if hasattr(config.pluginmanager.hook, "pytest_configure_node"):
+        # xdist's hook specs are registered (however xdist itself was loaded).
         config.pluginmanager.register(XdistHooks(), "parallel-isolation-xdist")
 
 

@@ -18,7 +18,7 @@ import pytest
 from parallel_isolation.artifacts import RunArtifacts
 from parallel_isolation.context import WorkerContext
 from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
-from parallel_isolation.settings import OPTIONS, Settings
+from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
 __all__ = [
     "STATE_KEY",
@@ -59,6 +59,13 @@ def configure(config: pytest.Config) -> RunState:
     """Resolve identity and settings for this process (``pytest_configure``)."""
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
+        if WORKERINPUT_KEY not in workerinput:
+            msg = (
+                "this xdist worker got no parallel-isolation settings from the controller: "
+                "load the plugin in the controller too (it is loaded by the pytest11 entry point, "
+                "or with -p parallel_isolation.plugin)"
+            )
+            raise SettingError(msg)
         settings = Settings.from_dict(workerinput[WORKERINPUT_KEY])
         identity = Identity.resolve(
             run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"]
