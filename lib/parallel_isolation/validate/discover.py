@@ -116,10 +116,11 @@ def _iso_epoch(raw: object) -> float | None:
 
 
 def list_labelled(client: Any, run: str | None = None) -> list[DockerObject]:
-    """Every container, network and volume with our tool label (and ``run``'s label)."""
-    labels = [TOOL_FILTER]
-    if run is not None:
-        labels.append(f"{naming.RUN_LABEL}={run}")
+    """Every container, network and volume with our tool and run labels (``run``'s, if given)."""
+    # The run label must be there too: containers inherit their image's labels,
+    # and our images carry the tool label, so a container a person creates by
+    # hand from one of them has the tool label but no run or owner labels.
+    labels = [TOOL_FILTER, f"{naming.RUN_LABEL}={run}" if run is not None else naming.RUN_LABEL]
     filters = {"label": labels}
     api = client.api
     found: list[DockerObject] = []
