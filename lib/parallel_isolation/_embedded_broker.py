@@ -48,7 +48,7 @@ def _broker_class() -> type:
 
 
 async def _serve(port: int) -> int:
-    Broker = _broker_class()  # noqa: N806 - a class
+    Broker = _broker_class()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,22 @@ log = logging.getLogger(__name__)
 Cleanup = Callable[[], None]
 
 
+def probe_host_for(settings: Settings) -> str | None:
+    """Where the allocator's bind probe can see port conflicts.
+
+    Locally that is 127.0.0.1.  With the Docker backend against a remote
+    engine (``DOCKER_HOST`` over tcp or ssh) the ports are published on the
+    engine's host, which a local bind cannot probe: the allocator then relies
+    on the reservation files and on retrying Docker's "port is already
+    allocated".
+    """
+    engine = os.environ.get("DOCKER_HOST", "")
+    remote = settings.backend == "docker" and engine.startswith(("tcp://", "ssh://"))
+    if remote or settings.publish_host not in {"127.0.0.1", "localhost"}:
+        return None
+    return "127.0.0.1"
+
+
 class WorkerContext:
     """One worker's session-wide resources.  Create once per process."""
 
@@ -47,6 +64,7 @@ class WorkerContext:
             block_size=settings.block_size,
             state_dir=settings.state_path,
             events=self.events,
+            probe_host=probe_host_for(settings),
         )
         self.namespace = TopicNamespace.for_worker(identity)
         self.locks = ResourceLocks(identity, state_dir=settings.state_path, events=self.events)
@@ -102,6 +120,7 @@ class WorkerContext:
         if self.backend_name == "docker":
             # Registers the docker broker backend and the service container launcher.
             import parallel_isolation.containers  # noqa: F401
+
             return {"worker": self}
         return {}
 
@@ -264,7 +283,9 @@ class ParallelTestContext:
         self._clients.append(client)
         return client
 
-    def exclusive(self, resource: str, *, timeout: float = 120.0) -> contextlib.AbstractContextManager[float]:
+    def exclusive(
+        self, resource: str, *, timeout: float = 120.0
+    ) -> contextlib.AbstractContextManager[float]:
         """Hold a single shared resource (e.g. ``"gpio"``) exclusively across all workers."""
         return self.worker.locks.hold(resource, timeout=timeout, holder=self.nodeid)
 

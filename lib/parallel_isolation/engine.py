@@ -10,9 +10,8 @@ __all__ = ["engine_problem"]
 def engine_problem(timeout: float = 5.0) -> str | None:
     """None when the engine answers a ping, else why not (for skip/fail reasons)."""
     try:
-        from docker.errors import DockerException
-
         from docker.client import DockerClient
+        from docker.errors import DockerException
     except ImportError:  # pragma: no cover - docker is a dependency
         return "the docker Python package is not installed"
     where = os.environ.get("DOCKER_HOST", "the local socket")

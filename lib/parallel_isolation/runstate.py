@@ -76,6 +76,12 @@ def configure(config: pytest.Config) -> RunState:
     settings = Settings.resolve(cli=cli, ini=ini, rootdir=config.rootpath)
     given = getattr(config.option, "testrunuid", None)
     run_id = normalize_run_id(given) if given else new_run_id()
+    shard = (
+        getattr(config.option, "group", None) if getattr(config.option, "splits", None) else None
+    )
+    if given and shard is not None:
+        # Shards of one CI run may share --testrunuid: keep their run ids apart.
+        run_id = normalize_run_id(f"{given}-shard-{shard}")
     role = "standalone"
     if _is_distributing(config):
         role = "controller"
