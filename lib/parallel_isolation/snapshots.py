@@ -39,6 +39,7 @@ import gc
 import json
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -146,10 +147,10 @@ def _cmdline(pid: int) -> str:
     return data.replace(b"\0", b" ").decode(errors="replace").strip()[:300] if data else ""
 
 
-def _socket_inodes(pid: int) -> set[int]:
-    """Inodes of the sockets ``pid`` holds open."""
+def _socket_fds(pid: int) -> dict[int, int]:
+    """Inode -> fd of the sockets ``pid`` holds open."""
     base = f"/proc/{pid}/fd"
-    found: set[int] = set()
+    found: dict[int, int] = {}
     try:
         names = os.listdir(base)
     except OSError:
@@ -160,8 +161,44 @@ def _socket_inodes(pid: int) -> set[int]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            found.add(int(target[8:-1]))
+            found[int(target[8:-1])] = int(name)
     return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets ``pid`` holds open."""
+    return set(_socket_fds(pid))
+
+
+def _own_listening_port(fd: int, inode: int) -> int | None:
+    """The TCP port this process's socket ``fd`` listens on, or None.
+
+    Asks the socket itself (``SO_ACCEPTCONN`` on a duplicate of the fd), which
+    is far cheaper than parsing ``/proc/net/tcp`` on a busy host.
+    """
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return None
+    try:
+        if os.fstat(dup).st_ino != inode:
+            os.close(dup)
+            return None  # the fd was closed and reused meanwhile
+        sock = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return None
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return None
+        port: int = sock.getsockname()[1]
+        return port
+    except OSError:
+        return None
+    finally:
+        sock.close()
 
 
 def _count_fds(pid: int) -> int:
@@ -479,15 +516,16 @@ class LeakTracker:
         return leaks
 
     def _socket_leaks(self, mark: _Mark) -> list[Leak]:
-        fresh = _socket_inodes(os.getpid()) - mark.sockets
-        if not fresh:
-            return []
-        table = _listening_inodes()
-        return [
-            Leak("listening_socket", f"port {table[inode]}", {"port": table[inode], "inode": inode})
-            for inode in sorted(fresh)
-            if inode in table
-        ]
+        leaks = []
+        for inode, fd in sorted(_socket_fds(os.getpid()).items()):
+            if inode in mark.sockets:
+                continue
+            port = _own_listening_port(fd, inode)
+            if port is not None:
+                leaks.append(
+                    Leak("listening_socket", f"port {port}", {"port": port, "inode": inode})
+                )
+        return leaks
 
 
 # ---------------------------------------------------------------------------
