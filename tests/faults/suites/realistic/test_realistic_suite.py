@@ -55,11 +55,12 @@ def test_service_health(n, parallel_test_context, mqtt_client):
 def test_allocated_port(n, parallel_test_context):
     port = parallel_test_context.port("listener")
     with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
         server.bind(("127.0.0.1", port))
         server.listen()
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             conn, _ = server.accept()
-            conn.close()
+        conn.close()  # the client closed first: no TIME_WAIT on the allocated port
 
 
 @pytest.mark.parametrize("n", range(6))
