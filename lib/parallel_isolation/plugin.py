@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
+    config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
     if state.role != "controller":
         recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")

@@ -54,6 +54,8 @@ from parallel_isolation.artifacts import RunArtifacts
 from parallel_isolation.identity import Identity
 
 __all__ = [
+    "EXPECT_MARKER",
+    "EXPECT_MARKER_HELP",
     "SESSION_THREAD_PREFIX",
     "ChildTracker",
     "Leak",
@@ -69,6 +71,11 @@ SESSION_THREAD_PREFIX = "parallel-isolation"
 """Threads named with this prefix belong to the toolkit's session, never a test."""
 
 SNAPSHOTS_FILE = "snapshots.jsonl"
+EXPECT_MARKER = "isolation_expect"
+EXPECT_MARKER_HELP = (
+    f"{EXPECT_MARKER}(*codes, reason=''): this test deliberately causes these validate "
+    "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
+)
 DEFAULT_GRACE_S = 0.5
 _MAX_EXCERPT = 1500
 _MAX_BUFFERED = 20_000
@@ -662,7 +669,11 @@ class SessionRecorder:
         nodeid = item.nodeid
         mark = self.leaks.begin()
         self.snapshot("before", nodeid)
-        self.emit("test_started", test=nodeid)
+        expect = item.get_closest_marker(EXPECT_MARKER)
+        if expect is None:
+            self.emit("test_started", test=nodeid)
+        else:
+            self.emit("test_started", test=nodeid, expect=[str(code) for code in expect.args])
         began = time.time()
         overhead = time.perf_counter() - started
         try:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from parallel_isolation.validate.base import ScanEnv, Scanner
 from parallel_isolation.validate.docker_scan import scan_docker
 from parallel_isolation.validate.events import scan_crosstalk, scan_events
 from parallel_isolation.validate.logs import scan_logs
-from parallel_isolation.validate.model import Report, Severity
+from parallel_isolation.validate.model import Finding, Report, Severity
 from parallel_isolation.validate.resources import scan_resources
-from parallel_isolation.validate.rundata import ValidationError, load_run, resolve_run_dir
+from parallel_isolation.validate.rundata import (
+    RunData,
+    ValidationError,
+    load_run,
+    resolve_run_dir,
+)
 
 __all__ = ["SCANNERS", "validate_dir", "validate_run"]
 
@@ -61,8 +67,38 @@ def validate_dir(
             **result.section,
             "elapsed_s": round(time.perf_counter() - begun, 4),
         }
+    report.findings = _apply_expectations(run, report.findings)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _expected(codes: list[str], code: str) -> bool:
+    return any(
+        code == want or code.startswith(want + ".") or code.endswith("." + want) for want in codes
+    )
+
+
+def _apply_expectations(run: RunData, findings: list[Finding]) -> list[Finding]:
+    """Findings a test declared with ``@pytest.mark.isolation_expect(...)`` become info."""
+    expected: dict[tuple[str, str], list[str]] = {}
+    for worker, event in run.all_events():
+        codes = event.get("expect")
+        if event.kind == "test_started" and isinstance(codes, list):
+            expected[(worker.worker_id, str(event.get("test")))] = [str(c) for c in codes]
+    if not expected:
+        return findings
+    result = []
+    for finding in findings:
+        codes = expected.get((finding.worker or "", finding.test or ""))
+        if codes and finding.severity > Severity.INFO and _expected(codes, finding.code):
+            finding = replace(
+                finding,
+                severity=Severity.INFO,
+                message=finding.message + " (expected: the test is marked isolation_expect)",
+                hint=None,
+            )
+        result.append(finding)
+    return result
 
 
 def validate_run(

@@ -97,10 +97,15 @@ class WorkerBuilder:
         self.snapshot("session_start", self.clock)
 
     def test(
-        self, nodeid: str, seconds: float = 1.0, outcome: str = "passed", **extra: Any
+        self,
+        nodeid: str,
+        seconds: float = 1.0,
+        outcome: str = "passed",
+        expect: list[str] | None = None,
+        **extra: Any,
     ) -> tuple[float, float]:
         start = self.clock + 0.01
-        self.event("test_started", at=start, test=nodeid)
+        self.event("test_started", at=start, test=nodeid, **({"expect": expect} if expect else {}))
         end = start + seconds
         self.event(
             "test_finished",

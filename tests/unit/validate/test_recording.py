@@ -11,6 +11,7 @@ from parallel_isolation.validate import ScanEnv, Severity, validate_run
 
 INNER = """
 import threading
+import pytest
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -34,6 +35,15 @@ def test_bare_topic(mqtt_broker, parallel_test_context):
 
 def test_plain():
     pass
+
+@pytest.mark.isolation_expect("crosstalk", reason="checks that foreign topics are dropped")
+def test_deliberate_crosstalk(mqtt_broker, parallel_test_context):
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=parallel_test_context.client_id("raw"))
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    client.publish("elsewhere/x", b"1", qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
 """
 
 
@@ -54,8 +64,10 @@ def test_records_timeline_snapshots_leaks_and_crosstalk(
     inner: tuple[pytest.Pytester, int], mode: list[str], tmp_path: Path
 ) -> None:
     pytester, base = inner
-    result = pytester.runpytest_subprocess(*mode, f"--isolation-port-base={base}")
-    result.assert_outcomes(passed=4)
+    result = pytester.runpytest_subprocess(
+        *mode, f"--isolation-port-base={base}", "--strict-markers"
+    )
+    result.assert_outcomes(passed=5)
     root = pytester.path / ".isolation" / "runs"
     run_id = (root / "latest").read_text().strip()
     workers = sorted(p for p in (root / run_id).iterdir() if p.is_dir())
@@ -77,7 +89,13 @@ def test_records_timeline_snapshots_leaks_and_crosstalk(
             assert leak["name"] == "fire_consensus-scheduler"
     assert started == {
         f"test_inner.py::{name}"
-        for name in ("test_isolated", "test_leaks_a_timer_thread", "test_bare_topic", "test_plain")
+        for name in (
+            "test_isolated",
+            "test_leaks_a_timer_thread",
+            "test_bare_topic",
+            "test_plain",
+            "test_deliberate_crosstalk",
+        )
     }
 
     report = validate_run(
@@ -88,5 +106,9 @@ def test_records_timeline_snapshots_leaks_and_crosstalk(
     assert ("crosstalk", "test_inner.py::test_bare_topic") in errors
     assert not any(code.startswith("leak.process") for code, _ in errors), "brokers are not leaks"
     assert len(errors) == 2, errors
-    assert report.sections["events"]["tests"] == 4
+    assert report.sections["events"]["tests"] == 5
+    deliberate = [
+        f for f in report.findings if f.test == "test_inner.py::test_deliberate_crosstalk"
+    ]
+    assert [(f.code, f.severity) for f in deliberate] == [("crosstalk", Severity.INFO)]
     assert report.sections["crosstalk"]["workers_spied"] >= 1

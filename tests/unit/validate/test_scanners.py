@@ -361,3 +361,20 @@ def test_torn_last_lines_are_skipped(
         handle.write('{"ts": 1, "kind": "te')
     report = validate_dir(run_builder.path, env=scan_env)
     assert report.exit_code() == EXIT_CLEAN
+
+
+def test_findings_a_test_declared_are_info(
+    run_builder: RunBuilder, dead_owner: Owner, scan_env: ScanEnv
+) -> None:
+    worker = run_builder.worker("gw0", dead_owner)
+    start, _ = worker.test("tests/test_m.py::test_drops_foreign", expect=["crosstalk"])
+    worker.crosstalk("elsewhere/x", start + 0.1)
+    other, _ = worker.test("tests/test_m.py::test_undeclared")
+    worker.crosstalk("elsewhere/y", other + 0.1)
+    worker.finish()
+    run_builder.record()
+    report = validate_dir(run_builder.path, env=scan_env)
+    by_test = {f.test: f for f in report.findings if f.code == "crosstalk"}
+    assert by_test["tests/test_m.py::test_drops_foreign"].severity is Severity.INFO
+    assert "isolation_expect" in by_test["tests/test_m.py::test_drops_foreign"].message
+    assert by_test["tests/test_m.py::test_undeclared"].severity is Severity.ERROR
