@@ -37,6 +37,7 @@ from parallel_isolation.migrate._facts import (
     last_name,
     string_value,
 )
+from parallel_isolation.migrate._walk import iter_children
 
 __all__ = ["Analysis", "FunctionSummary", "Need", "Site"]
 
@@ -115,7 +116,7 @@ class Lit:
 def _namespaceish(node: cst.CSTNode) -> bool:
     if isinstance(node, cst.Name):
         return bool(_NAMESPACEISH.search(node.value))
-    return any(_namespaceish(child) for child in node.children)
+    return any(_namespaceish(child) for child in iter_children(node))
 
 
 class Resolver:
@@ -536,7 +537,18 @@ class FunctionSummary:
                 yield arg.value, arg.keyword.value
 
 
-ExternalClasses = dict[str, list[FunctionSummary]]
+@dataclass(frozen=True)
+class External:
+    """What a module sees of its conftest files: class method summaries, fixture names."""
+
+    classes: dict[str, list[FunctionSummary]] = field(default_factory=dict)
+    fixtures: frozenset[str] = frozenset()
+
+    def merged(self, other: External) -> External:
+        classes = {name: list(summaries) for name, summaries in self.classes.items()}
+        for name, summaries in other.classes.items():
+            classes.setdefault(name, []).extend(summaries)
+        return External(classes, self.fixtures | other.fixtures)
 
 
 @dataclass(eq=False)
@@ -628,10 +640,13 @@ def _add_prefix(provider: str, node: cst.CSTNode) -> cst.CSTNode:
 class Analysis:
     """All hazard sites of one module, with the providers that can fix them."""
 
-    def __init__(self, facts: ModuleFacts, external: ExternalClasses | None = None) -> None:
+    def __init__(self, facts: ModuleFacts, external: External | None = None) -> None:
         self.facts = facts
         self.resolver = Resolver(facts)
-        self.external = external or {}
+        self.external = external or External()
+        self.local_fixtures = frozenset(
+            s.name for s in facts.functions.values() if s.role == "fixture"
+        )
         self.sites: list[Site] = []
         self.handled: set[int] = set()
         self.container_names: set[str] = set()
@@ -1006,19 +1021,39 @@ class Analysis:
             target = cls.methods.get(method)
             if target is not None and id(target) in self.summaries:
                 candidates.append(self.summaries[id(target)])
-        candidates += self.external.get(method, [])
+        candidates += self.external.classes.get(method, [])
         fitting = [c for c in candidates if c.accepts(call)]
         return fitting[0] if len(fitting) == 1 else None
 
-    def external_classes(self) -> ExternalClasses:
-        """This module's class methods, for modules that see it as a conftest."""
-        exported: ExternalClasses = {}
+    def exported(self) -> External:
+        """What modules that see this one as a conftest learn from it."""
+        classes: dict[str, list[FunctionSummary]] = {}
         for cls in self.facts.classes.values():
             for name, method in cls.methods.items():
                 summary = self.summaries.get(id(method))
                 if summary is not None and not name.startswith("__"):
-                    exported.setdefault(name, []).append(summary)
-        return exported
+                    classes.setdefault(name, []).append(summary)
+        return External(classes, self.local_fixtures)
+
+    def namespaced(self, receiver: cst.BaseExpression, scope: Scope) -> bool:
+        """Whether ``receiver`` is a NamespacedClient (it prefixes bare topics itself)."""
+        if isinstance(receiver, cst.Call):
+            return last_name(receiver.func) == "mqtt_client"
+        if not isinstance(receiver, cst.Name):
+            return False
+        name = receiver.value
+        binder = self.resolver.binder(name, scope)
+        if binder is None or not binder.is_function:
+            return False
+        if name in binder.namespaced:
+            return True
+        shadowed = name in self.local_fixtures or name in self.external.fixtures
+        return (
+            name == "mqtt_client"
+            and name in binder.all_params()
+            and binder.role in ("test", "fixture")
+            and not shadowed
+        )
 
     # -- rules: calls --------------------------------------------------------------
 
@@ -1192,20 +1227,23 @@ class Analysis:
         facts = self.facts
         method = last_name(call.func)
         qualified = facts.qualify(call.func) or ""
+        func = call.func
+        receiver = func.value if isinstance(func, cst.Attribute) else None
+        namespaced = receiver is not None and self.namespaced(receiver, scope)
         for sink in self._builtin.get(id(call), []):
-            self._sink_site(sink, scope)
+            if not (namespaced and sink.kind in _TOPIC_KINDS):
+                self._sink_site(sink, scope)
         if method == "topic_matches_sub" and facts.uses_paho:
             topic = _arg(call, 1, "topic")
             if topic is not None:
                 self._incoming(topic, scope, "topic_matches_sub()")
-        func = call.func
         if (
             method in ("startswith", "split", "partition", "rsplit")
             and isinstance(func, cst.Attribute)
             and facts.uses_paho
         ):
             self._incoming(func.value, scope, f".{method}()")
-        summary = self._resolve(call, scope) if method is not None else None
+        summary = self._resolve(call, scope) if method is not None and not namespaced else None
         if summary is not None:
             for value, param in summary.mapping(call):
                 flow = summary.flows.get(param)
@@ -1344,7 +1382,16 @@ class Analysis:
             )
         for index, (word, node) in enumerate(tokens):
             following = tokens[index + 1] if index + 1 < len(tokens) else (None, None)
-            if word == "--name" and following[1] is not None:
+            if (
+                word == "network"
+                and following[0] in ("create", "rm", "connect", "disconnect", "inspect")
+                and index + 2 < len(tokens)
+                and tokens[index + 2][1] is not None
+            ):
+                target = tokens[index + 2][1]
+                assert target is not None
+                self._sink_site(Sink(target, "network", f"docker network {following[0]}"), scope)
+            elif word == "--name" and following[1] is not None:
                 self._sink_site(Sink(following[1], "container", "docker --name"), scope)
             elif word in ("--network", "--net") and following[1] is not None:
                 self._sink_site(Sink(following[1], "network", f"docker {word}"), scope)
@@ -1766,7 +1813,7 @@ def _flow_getter(summary: FunctionSummary, param: str) -> Callable[[], Flow | No
 def _contains_call(node: cst.CSTNode, methods: frozenset[str]) -> bool:
     if isinstance(node, cst.Call) and last_name(node.func) in methods:
         return True
-    return any(_contains_call(child, methods) for child in node.children)
+    return any(_contains_call(child, methods) for child in iter_children(node))
 
 
 def _mentions_name_attribute(node: cst.CSTNode) -> bool:
@@ -1774,7 +1821,7 @@ def _mentions_name_attribute(node: cst.CSTNode) -> bool:
         return True
     if isinstance(node, cst.Call) and last_name(node.func) == "name":
         return True
-    return any(_mentions_name_attribute(child) for child in node.children)
+    return any(_mentions_name_attribute(child) for child in iter_children(node))
 
 
 def _unique_path(node: cst.FormattedString) -> bool:

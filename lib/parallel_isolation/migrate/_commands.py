@@ -14,22 +14,31 @@ from typing import ClassVar
 
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext
-from libcst.metadata import PositionProvider
+from libcst.codemod.visitors import AddImportsVisitor
 
-from parallel_isolation.migrate._analysis import Analysis, ExternalClasses, Site
+from parallel_isolation.migrate._analysis import Analysis, External, Site
 from parallel_isolation.migrate._edit import (
     Replacer,
+    add_imports,
     append_arguments,
     append_parameters,
     keyword_argument,
     remove_statements,
 )
-from parallel_isolation.migrate._facts import FIXTURE_PARAMETERS, Record, Scope, collect_facts
-from parallel_isolation.migrate._lint import is_suppressed
+from parallel_isolation.migrate._facts import (
+    FIXTURE_PARAMETERS,
+    Record,
+    Scope,
+    collect_facts,
+    is_suppressed,
+    suppressions,
+)
+from parallel_isolation.migrate._walk import start_positions
 
 __all__ = [
     "COMMANDS",
     "EXTERNAL_KEY",
+    "SUPPRESSIONS_KEY",
     "BrokerAddressCommand",
     "ClientIdCommand",
     "ContainerNameCommand",
@@ -42,6 +51,9 @@ __all__ = [
 
 #: ``context.scratch`` key of the class summaries of the conftest files in scope.
 EXTERNAL_KEY = "parallel_isolation.migrate.external"
+#: ``context.scratch`` key: False when the source has no ``# isolation:`` comment
+#: (then no command needs positions to honour suppressions).
+SUPPRESSIONS_KEY = "parallel_isolation.migrate.may_suppress"
 
 _ANNOTATIONS = {
     "mqtt_broker": "TestMQTTBroker",
@@ -51,53 +63,70 @@ _ANNOTATIONS = {
 }
 
 
-def _external(context: CodemodContext) -> ExternalClasses | None:
+def _external(context: CodemodContext) -> External | None:
     value = context.scratch.get(EXTERNAL_KEY)
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, External) else None
 
 
-class _SiteCommand(CodemodCommand):
+class _Command(CodemodCommand):
+    """A command that needs no LibCST metadata, so the tree is not copied for it.
+
+    ``Codemod.transform_module`` wraps the tree in a ``MetadataWrapper``,
+    which deep-copies it; these commands compute what they need themselves
+    (see ``_walk``), then run the import additions they scheduled, as
+    ``CodemodCommand`` does.
+    """
+
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        tree = self.transform_module_impl(tree)
+        if self.context.scratch.get(AddImportsVisitor.CONTEXT_KEY):
+            tree = AddImportsVisitor(self.context).transform_module(tree)
+            self.context.scratch[AddImportsVisitor.CONTEXT_KEY] = []
+        return tree
+
+
+class _SiteCommand(_Command):
     """Rewrites the fixable sites of ``CODES``; warns about the others."""
 
     CODES: ClassVar[frozenset[str]] = frozenset()
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def _line(self, node: cst.CSTNode) -> int:
-        return int(self.get_metadata(PositionProvider, node).start.line)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         analysis = Analysis(collect_facts(tree), _external(self.context))
+        mine = [site for site in analysis.sites if site.code in self.CODES]
+        if not mine:
+            return tree
+        lines: dict[int, tuple[int, int]] = {}
+        suppressed: dict[int, frozenset[str]] = {}
+        if self.context.scratch.get(SUPPRESSIONS_KEY, True):
+            lines, code = start_positions(tree, [site.node for site in mine])
+            suppressed = suppressions(code)
         edits: dict[int, Callable[[cst.CSTNode], cst.CSTNode]] = {}
-        for site in analysis.sites:
-            if site.code not in self.CODES:
+        for site in mine:
+            if lines and is_suppressed(suppressed, lines[id(site.node)][0], site.code):
+                continue
+            fixable, reason = analysis.fixable(site)
+            if not fixable:
+                if site.report:
+                    self.warn(f"{site.code} left as is: {_snippet(tree, site.node)}: {reason}")
                 continue
             if site.build is None:
-                if site.report:
-                    self._skip(analysis, site)
-                continue
-            line = self._line(site.node)
-            if is_suppressed(analysis.facts, line, site.code):
-                continue
-            provider, reason = analysis.provider(site.scope, site.need) if site.need else ("", "")
-            if provider is None:
-                if site.report:
-                    self.warn(f"{site.code} line {line}: left as is: {reason}")
-                continue
+                continue  # fixed elsewhere (a constant goes once its uses are rewritten)
+            provider = analysis.provider(site.scope, site.need)[0] if site.need else ""
+            assert provider is not None
             edits[id(site.node)] = _bound(site, provider)
         if not edits:
             return tree
-        return self.after(analysis, tree.visit(Replacer(edits)))
-
-    def _skip(self, analysis: Analysis, site: Site) -> None:
-        fixable, reason = analysis.fixable(site)
-        if not fixable:
-            line = self._line(site.node)
-            if not is_suppressed(analysis.facts, line, site.code):
-                self.warn(f"{site.code} line {line}: left as is: {reason}")
+        paths = analysis.facts.paths_to(set(edits))
+        return self.after(analysis, tree.visit(Replacer(edits, paths)))
 
     def after(self, analysis: Analysis, tree: cst.Module) -> cst.Module:
         """A hook for clean-ups once the sites are rewritten."""
         return tree
+
+
+def _snippet(tree: cst.Module, node: cst.CSTNode) -> str:
+    text = " ".join(tree.code_for_node(node).split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _bound(site: Site, provider: str) -> Callable[[cst.CSTNode], cst.CSTNode]:
@@ -173,13 +202,14 @@ class IncomingTopicCommand(_SiteCommand):
     CODES = frozenset({"PI109"})
 
 
-class FixtureParametersCommand(CodemodCommand):
+class FixtureParametersCommand(_Command):
     DESCRIPTION = (
         "Add the fixtures rewritten code uses as parameters of tests and fixtures, and thread "
         "them into helpers called only from those."
     )
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        self._imports: set[str] = set()
         analysis = Analysis(collect_facts(tree), _external(self.context))
         facts = analysis.facts
         needs: dict[int, set[str]] = {}
@@ -252,7 +282,8 @@ class FixtureParametersCommand(CodemodCommand):
                     edits[id(call)] = _arguments_edit(names)
         if not edits:
             return tree
-        return tree.visit(Replacer(edits))
+        tree = tree.visit(Replacer(edits, facts.paths_to(set(edits))))
+        return add_imports(tree, "parallel_isolation", sorted(self._imports))
 
     def _parameters_edit(
         self, positional: list[str], keyword_only: list[str], scope: Scope
@@ -261,7 +292,7 @@ class FixtureParametersCommand(CodemodCommand):
             if not scope.annotated:
                 return cst.Param(cst.Name(name))
             annotation = _ANNOTATIONS[name]
-            self.add_needed_import("parallel_isolation", annotation)
+            self._imports.add(annotation)
             return cst.Param(cst.Name(name), annotation=cst.Annotation(cst.Name(annotation)))
 
         new_positional = [param(n) for n in positional]

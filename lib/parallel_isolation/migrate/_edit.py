@@ -21,11 +21,19 @@ _TRAILING = ("whitespace_after_param", "whitespace_after_arg")
 
 
 class Replacer(cst.CSTTransformer):
-    """Rebuilds the nodes whose *original* identity is in ``edits``."""
+    """Rebuilds the nodes whose *original* identity is in ``edits``.
 
-    def __init__(self, edits: dict[int, Edit]) -> None:
+    With ``paths`` (the ids of the edited nodes and their ancestors), only
+    those are visited and rebuilt; every other subtree is kept as it is.
+    """
+
+    def __init__(self, edits: dict[int, Edit], paths: set[int] | None = None) -> None:
         super().__init__()
         self.edits = edits
+        self.paths = paths
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        return self.paths is None or id(node) in self.paths
 
     def on_leave(  # type: ignore[override]
         self, original_node: cst.CSTNode, updated_node: cst.CSTNode
@@ -221,3 +229,72 @@ def _merge_lines(carried: list[cst.EmptyLine], own: list[cst.EmptyLine]) -> list
     blank = carried[0] if blanks_carried else (own[0] if blanks_own else cst.EmptyLine())
     rest = carried[blanks_carried:] + own[blanks_own:]
     return [blank] * max(blanks_carried, blanks_own) + rest
+
+
+def _is_import_line(statement: cst.BaseStatement) -> bool:
+    return isinstance(statement, cst.SimpleStatementLine) and all(
+        isinstance(small, cst.Import | cst.ImportFrom) for small in statement.body
+    )
+
+
+def _bound_by_imports(module: cst.Module) -> set[str]:
+    bound: set[str] = set()
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.Import | cst.ImportFrom) and not isinstance(
+                small.names, cst.ImportStar
+            ):
+                for alias in small.names:
+                    bound.add(alias.evaluated_alias or alias.evaluated_name.split(".")[0])
+    return bound
+
+
+def add_imports(module: cst.Module, package: str, names: Sequence[str]) -> cst.Module:
+    """``from package import names`` (only the names not imported yet).
+
+    Extends an existing top-level ``from package import ...`` if there is
+    one, else adds the statement after the module's leading imports (the
+    place LibCST's ``AddImportsVisitor`` picks), without re-formatting
+    anything else.
+    """
+    missing = sorted(set(names) - _bound_by_imports(module))
+    if not missing:
+        return module
+    body = list(module.body)
+    for index, statement in enumerate(body):
+        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1):
+            continue
+        small = statement.body[0]
+        if (
+            isinstance(small, cst.ImportFrom)
+            and not small.relative
+            and small.module is not None
+            and cst.Module([]).code_for_node(small.module) == package
+            and not isinstance(small.names, cst.ImportStar)
+        ):
+            added = [cst.ImportAlias(name=cst.Name(name)) for name in missing]
+            aliases = _recomma([*small.names, *added], list(small.names), cst.SimpleWhitespace(""))
+            merged = [a for a in aliases if isinstance(a, cst.ImportAlias)]
+            if small.lpar is None and isinstance(merged[-1].comma, cst.Comma):
+                merged[-1] = merged[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            body[index] = statement.with_changes(body=[small.with_changes(names=merged)])
+            return module.with_changes(body=body)
+    position = 0
+    for index, statement in enumerate(body):
+        if _is_import_line(statement):
+            position = index + 1
+        elif index == 0 and isinstance(statement, cst.SimpleStatementLine):
+            first = statement.body[0]
+            if isinstance(first, cst.Expr) and isinstance(
+                first.value, cst.SimpleString | cst.ConcatenatedString
+            ):
+                position = 1
+                continue
+            break
+        else:
+            break
+    new = cst.parse_statement(f"from {package} import {', '.join(missing)}\n")
+    body.insert(position, new)
+    return module.with_changes(body=body)

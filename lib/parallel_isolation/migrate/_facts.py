@@ -16,6 +16,8 @@ from typing import Literal
 
 import libcst as cst
 
+from parallel_isolation.migrate._walk import Walker
+
 __all__ = [
     "FIXTURE_PARAMETERS",
     "PLUGIN_FIXTURES",
@@ -25,8 +27,10 @@ __all__ = [
     "Scope",
     "collect_facts",
     "dotted",
+    "is_suppressed",
     "last_name",
     "string_value",
+    "suppressions",
 ]
 
 #: Fixtures the codemod inserts, in the order it adds them.
@@ -86,6 +90,12 @@ def last_name(expr: cst.BaseExpression) -> str | None:
 
 def string_value(expr: cst.BaseExpression) -> str | None:
     """The value of a plain (non-bytes, non-f) string literal, else None."""
+    if isinstance(expr, cst.SimpleString):
+        raw = expr.value
+        quote = raw[0]
+        if quote in "'\"" and "\\" not in raw:
+            width = 3 if raw.startswith(quote * 3) and len(raw) >= 6 else 1
+            return raw[width:-width]
     if isinstance(expr, cst.SimpleString | cst.ConcatenatedString):
         try:
             value = expr.evaluated_value
@@ -193,6 +203,7 @@ class Record:
 class ModuleFacts:
     module: cst.Module
     scope: Scope
+    parents: dict[int, cst.CSTNode] = field(default_factory=dict)
     functions: dict[int, Scope] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -211,7 +222,6 @@ class ModuleFacts:
     docstrings: set[int] = field(default_factory=set)
     call_funcs: set[int] = field(default_factory=set)
     module_top: dict[int, cst.BaseStatement] = field(default_factory=dict)
-    suppressions: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def qualify(self, expr: cst.BaseExpression) -> str | None:
         """The dotted name with import aliases resolved (``mqtt.Client`` -> ``paho...``)."""
@@ -221,6 +231,19 @@ class ModuleFacts:
         head, _, rest = name.partition(".")
         full = self.aliases.get(head, head)
         return f"{full}.{rest}" if rest else full
+
+    def paths_to(self, targets: set[int]) -> set[int]:
+        """Ids of ``targets`` and of all their ancestors."""
+        found: set[int] = set()
+        for target in targets:
+            key = target
+            while key not in found:
+                found.add(key)
+                parent = self.parents.get(key)
+                if parent is None:
+                    break
+                key = id(parent)
+        return found
 
     def module_functions(self) -> dict[str, Scope]:
         return {
@@ -233,7 +256,16 @@ class ModuleFacts:
 _SUPPRESS = re.compile(r"#\s*isolation:\s*ignore(?:\[(?P<codes>[A-Z0-9, ]+)\])?")
 
 
-def suppressions(code: str) -> dict[int, frozenset[str]]:
+Suppressions = dict[int, frozenset[str]]
+
+
+def is_suppressed(suppressed: Suppressions, line: int, code: str) -> bool:
+    """``# isolation: ignore`` or ``# isolation: ignore[CODE]`` on the line."""
+    codes = suppressed.get(line)
+    return codes is not None and (not codes or code in codes)
+
+
+def suppressions(code: str) -> Suppressions:
     """``# isolation: ignore[PI112]`` comments by line; an empty set means every code."""
     found: dict[int, frozenset[str]] = {}
     if "isolation:" not in code:
@@ -342,7 +374,7 @@ def _docstring(
     return None
 
 
-class _FactsVisitor(cst.CSTVisitor):
+class _FactsVisitor(Walker):
     def __init__(self, module: cst.Module) -> None:
         super().__init__()
         root = Scope(role="module", name="<module>", node=module)
@@ -709,17 +741,14 @@ def _element_at(
     return value
 
 
-def collect_facts(module: cst.Module, source: str | None = None) -> ModuleFacts:
-    """Run the first pass over ``module`` (the same node objects are kept).
-
-    ``source`` is the module's code when the caller has it (saves generating it).
-    """
+def collect_facts(module: cst.Module) -> ModuleFacts:
+    """Run the first pass over ``module`` (the same node objects are kept)."""
     visitor = _FactsVisitor(module)
-    module.visit(visitor)
+    visitor.walk(module)
     facts = visitor.facts
+    facts.parents = visitor.parents
     for statement in module.body:
         if isinstance(statement, cst.SimpleStatementLine):
             for small in statement.body:
                 facts.module_top[id(small)] = statement
-    facts.suppressions = suppressions(module.code if source is None else source)
     return facts

@@ -2,43 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
-from parallel_isolation.migrate._analysis import Analysis, ExternalClasses, Site
+from parallel_isolation.migrate._analysis import Analysis, External, Site
 from parallel_isolation.migrate._codes import CODES
-from parallel_isolation.migrate._facts import ModuleFacts, collect_facts
+from parallel_isolation.migrate._facts import collect_facts, is_suppressed, suppressions
 from parallel_isolation.migrate._model import Finding
+from parallel_isolation.migrate._walk import start_positions
 
-__all__ = ["analyse", "findings_for", "is_suppressed", "lint_source", "parse_error"]
-
-
-def is_suppressed(facts: ModuleFacts, line: int, code: str) -> bool:
-    """``# isolation: ignore`` or ``# isolation: ignore[CODE]`` on the line."""
-    codes = facts.suppressions.get(line)
-    return codes is not None and (not codes or code in codes)
+__all__ = ["analyse", "findings_and_code", "findings_for", "lint_source", "parse_error"]
 
 
-def analyse(
-    module: cst.Module, source: str | None = None, external: ExternalClasses | None = None
-) -> Analysis:
-    return Analysis(collect_facts(module, source), external)
+def analyse(module: cst.Module, external: External | None = None) -> Analysis:
+    return Analysis(collect_facts(module), external)
 
 
-def findings_for(
-    analysis: Analysis, positions: Mapping[cst.CSTNode, CodeRange], path: str
-) -> list[Finding]:
+def findings_for(analysis: Analysis, path: str) -> list[Finding]:
+    """The reported sites of ``analysis`` as findings (suppressed ones left out)."""
+    if not any(site.report for site in analysis.sites):
+        return []
+    return findings_and_code(analysis, path)[0]
+
+
+def findings_and_code(analysis: Analysis, path: str) -> tuple[list[Finding], str]:
+    """:func:`findings_for` and the module's code, generated on the way."""
+    reported = [site for site in analysis.sites if site.report]
+    positions, code = start_positions(analysis.facts.module, [site.node for site in reported])
+    suppressed = suppressions(code)
     findings = []
-    for site in analysis.sites:
-        if not site.report:
+    for site in reported:
+        line, column = positions[id(site.node)]
+        if is_suppressed(suppressed, line, site.code):
             continue
-        start = positions[site.node].start
-        if is_suppressed(analysis.facts, start.line, site.code):
-            continue
-        findings.append(_finding(analysis, site, path, start.line, start.column + 1))
-    return sorted(findings)
+        findings.append(_finding(analysis, site, path, line, column + 1))
+    return sorted(findings), code
 
 
 def _finding(analysis: Analysis, site: Site, path: str, line: int, col: int) -> Finding:
@@ -62,15 +59,11 @@ def parse_error(path: str, error: cst.ParserSyntaxError) -> Finding:
 
 
 def lint_source(
-    source: str, path: str = "<string>", external: ExternalClasses | None = None
+    source: str, path: str = "<string>", external: External | None = None
 ) -> list[Finding]:
     """The findings of one module's source (a syntax error is one PI001 finding)."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         return [parse_error(path, error)]
-    analysis = analyse(module, source, external)
-    if not any(site.report for site in analysis.sites):
-        return []
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-    return findings_for(analysis, positions, path)
+    return findings_for(analyse(module, external), path)

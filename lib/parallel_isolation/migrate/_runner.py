@@ -13,9 +13,9 @@ from typing import TypeVar
 import libcst as cst
 from libcst.codemod import CodemodContext
 
-from parallel_isolation.migrate._analysis import ExternalClasses
-from parallel_isolation.migrate._commands import COMMANDS, EXTERNAL_KEY
-from parallel_isolation.migrate._lint import analyse, lint_source, parse_error
+from parallel_isolation.migrate._analysis import External
+from parallel_isolation.migrate._commands import COMMANDS, EXTERNAL_KEY, SUPPRESSIONS_KEY
+from parallel_isolation.migrate._lint import analyse, findings_and_code, lint_source, parse_error
 from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
 
 __all__ = [
@@ -82,27 +82,26 @@ def _conftests(path: Path) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=256)
-def conftest_summaries(conftest: Path, stamp: int) -> ExternalClasses:
+def conftest_summaries(conftest: Path, stamp: int) -> External:
     """Class summaries of one conftest version (``stamp``: its mtime; clear with
     ``conftest_summaries.cache_clear()``)."""
     del stamp  # part of the cache key only
     try:
         module = cst.parse_module(conftest.read_text(encoding="utf-8"))
     except (cst.ParserSyntaxError, UnicodeDecodeError, OSError):
-        return {}
-    return analyse(module).external_classes()
+        return External()
+    return analyse(module).exported()
 
 
-def _external_for(path: Path) -> ExternalClasses:
+def _external_for(path: Path) -> External:
     """Class summaries from the conftest files that apply to ``path``."""
-    merged: ExternalClasses = {}
+    merged = External()
     for conftest in _conftests(path):
         try:
             stamp = conftest.stat().st_mtime_ns
         except OSError:
             continue
-        for name, summaries in conftest_summaries(conftest, stamp).items():
-            merged.setdefault(name, []).extend(summaries)
+        merged = merged.merged(conftest_summaries(conftest, stamp))
     return merged
 
 
@@ -116,7 +115,7 @@ def _read(path: Path, shown: str) -> tuple[str | None, Finding | None]:
 
 
 def check_source(
-    source: str, path: str = "<string>", external: ExternalClasses | None = None
+    source: str, path: str = "<string>", external: External | None = None
 ) -> list[Finding]:
     """The hazards in one module's source."""
     return lint_source(source, path, external)
@@ -131,22 +130,24 @@ def _check_file(path: Path) -> list[Finding]:
 
 
 def migrate_source(
-    source: str, path: str = "<string>", external: ExternalClasses | None = None
+    source: str, path: str = "<string>", external: External | None = None
 ) -> FileResult:
     """Run every command over one module's source; never returns code that does not compile."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
         return FileResult(path, source, None, (parse_error(path, error),))
-    context = CodemodContext(filename=path, scratch={EXTERNAL_KEY: external or {}})
+    context = CodemodContext(
+        filename=path,
+        scratch={EXTERNAL_KEY: external or External(), SUPPRESSIONS_KEY: "isolation:" in source},
+    )
     for command in COMMANDS:
         module = command(context).transform_module(module)
-    rewritten = module.code
+    findings, rewritten = findings_and_code(analyse(module, external), path)
     if rewritten != source:
         try:
             compile(rewritten, path, "exec", dont_inherit=True)
-            cst.parse_module(rewritten)
-        except (SyntaxError, ValueError, cst.ParserSyntaxError) as error:
+        except (SyntaxError, ValueError) as error:
             failure = Finding(
                 path,
                 getattr(error, "lineno", None) or 1,
@@ -156,8 +157,7 @@ def migrate_source(
                 f"the rewrite does not compile ({error}); the file was left as it was",
             )
             return FileResult(path, source, None, (failure,), tuple(context.warnings))
-    findings = tuple(lint_source(rewritten, path, external))
-    return FileResult(path, source, rewritten, findings, tuple(context.warnings))
+    return FileResult(path, source, rewritten, tuple(findings), tuple(context.warnings))
 
 
 def _write(path: Path, text: str) -> None:
