@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 SUITES = Path(__file__).parent / "suites"
-collect_ignore_glob = ["suites/*"]
+collect_ignore_glob = ["suites/*", "isolation_record_always.py"]
 RUN_TIMEOUT_S = 600
 
 
@@ -97,6 +97,9 @@ class Project:
         return found
 
 
+RECORD_ALWAYS = Path(__file__).parent / "isolation_record_always.py"
+
+
 def make_project(base: Path, suite: Path) -> Project:
     project = Project(base)
     if suite.is_dir():
@@ -106,6 +109,8 @@ def make_project(base: Path, suite: Path) -> Project:
     else:
         base.mkdir(parents=True, exist_ok=True)
         shutil.copy(suite, base / suite.name)
+    # Foreign suites may not use our fixtures: ``-p isolation_record_always`` records them anyway.
+    shutil.copy(RECORD_ALWAYS, base / RECORD_ALWAYS.name)
     return project
 
 

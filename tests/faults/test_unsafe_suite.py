@@ -72,6 +72,9 @@ def test_validate_finds_faults_in_other_unsafe_suites(
 ) -> None:
     """The lead's legacy files (or any unsafe suite) under -n 4: validate must not say clean."""
     project = project_factory(suite)
-    project.run("-n", "4")
-    result = validate(project, project.run_id())
-    assert result.code != 0, result.output
+    project.run("-n", "4", "-p", "isolation_record_always")
+    run_id = project.run_id()
+    result = validate(project, run_id)
+    html_report(project, run_id)
+    assert result.code == 1, result.output
+    assert codes(result, "error"), result.output
