@@ -533,6 +533,11 @@ class _FactsVisitor(Walker):
             is_static=any(n.split(".")[-1] == "staticmethod" for n, _ in decorators),
         )
         _fill_params(scope, node.params)
+        if node.returns is not None and not any(
+            p.name.value not in ("self", "cls")
+            for p in (*node.params.posonly_params, *node.params.params, *node.params.kwonly_params)
+        ):
+            scope.annotated = True  # only ``self`` and a return annotation: a typed method
         if role == "test":
             scope.parametrized = _parametrized(node)
         if cls is not None and not enclosing.is_function:
