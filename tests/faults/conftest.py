@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,7 +211,14 @@ def findings(result: ToolResult, code: str) -> list[dict[str, Any]]:
     return [f for f in result.data.get("findings", []) if f["code"] == code]
 
 
-def extra_suites(variable: str) -> Sequence[Path]:
-    """Suite paths from an environment variable (``os.pathsep`` separated)."""
+def extra_suites(variable: str) -> list[Any]:
+    """Suite paths from an environment variable (``os.pathsep`` separated), as parameters.
+
+    Without the variable there is one skipped parameter saying how to set it.
+    """
     raw = os.environ.get(variable, "")
-    return [Path(part) for part in raw.split(os.pathsep) if part.strip()]
+    paths = [Path(part) for part in raw.split(os.pathsep) if part.strip()]
+    if paths:
+        return [pytest.param(path, id=path.name) for path in paths]
+    reason = f"set {variable}=path[{os.pathsep}path...] to run more suites (e.g. tests/legacy)"
+    return [pytest.param(None, id="none", marks=pytest.mark.skip(reason=reason))]

@@ -12,7 +12,10 @@ from .conftest import RUN_TIMEOUT_S, SUITES, Project, codes, extra_suites, html_
 
 pytestmark = pytest.mark.slow
 
-SAFE_SUITES = [SUITES / "realistic", *extra_suites("ISOLATION_FAULTS_SAFE_SUITES")]
+SAFE_SUITES = [
+    pytest.param(SUITES / "realistic", id="realistic"),
+    *extra_suites("ISOLATION_FAULTS_SAFE_SUITES"),
+]
 
 
 def _port_intervals(events: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
@@ -29,11 +32,12 @@ def _port_intervals(events: list[dict[str, Any]]) -> dict[int, list[tuple[float,
     return spans
 
 
-@pytest.mark.parametrize("suite", SAFE_SUITES, ids=lambda p: p.name)
+@pytest.mark.parametrize("suite", SAFE_SUITES)
 def test_two_runs_at_once(project_factory: Callable[[Path, str], Project], suite: Path) -> None:
     first = project_factory(suite, "run-a")
     second = project_factory(suite, "run-b")
-    procs = [first.start("-n", "6"), second.start("-n", "6")]
+    args = ("-n", "6", "-p", "isolation_record_always")
+    procs = [first.start(*args), second.start(*args)]
     outputs = [proc.communicate(timeout=RUN_TIMEOUT_S)[0] for proc in procs]
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output

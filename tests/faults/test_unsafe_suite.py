@@ -66,7 +66,7 @@ def test_validate_catches_the_real_faults(
     assert "worker-died" not in errors
 
 
-@pytest.mark.parametrize("suite", extra_suites("ISOLATION_FAULTS_UNSAFE_SUITES"), ids=str)
+@pytest.mark.parametrize("suite", extra_suites("ISOLATION_FAULTS_UNSAFE_SUITES"))
 def test_validate_finds_faults_in_other_unsafe_suites(
     project_factory: Callable[[Path], Project], suite: Path
 ) -> None:
