@@ -473,8 +473,11 @@ def env_dict(node: cst.Dict) -> EnvDict | None:
     last = -1
     for index, element in enumerate(node.elements):
         if not isinstance(element, cst.DictElement):
-            if _namespaceish(element.value) or "service_env" in (dotted(element.value) or ""):
-                unknown_splat = True
+            value = element.value
+            if _namespaceish(value) or (
+                isinstance(value, cst.Call) and last_name(value.func) == "service_env"
+            ):
+                unknown_splat = True  # may well carry TOPIC_PREFIX
             continue
         key = string_value(element.key)
         kind = env_kind(key) if key else None
