@@ -33,7 +33,7 @@ EVENT_RULES: dict[str, tuple[Severity, str, str, str | None]] = {
     "name_conflict": (
         Severity.ERROR,
         "name-conflict",
-        "Docker name conflict on {name!r}",
+        "Docker name conflict on {name!r} with {owner}: {action}",
         "names must come from ctx.container_name()/network_name(); an older object holds it",
     ),
     "lock_timeout": (
@@ -157,6 +157,9 @@ def scan_events(run: RunData, env: ScanEnv) -> ScanResult:
             if rule is None:
                 continue
             severity, code, template, hint = rule
+            if event.kind == "name_conflict" and event.get("action") != "refused":
+                # A dead owner's object reclaimed, or our own leftover removed: handled.
+                severity, hint = Severity.INFO, None
             test = event.get("test")
             result.findings.append(
                 Finding(

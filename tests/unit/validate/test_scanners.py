@@ -378,3 +378,40 @@ def test_findings_a_test_declared_are_info(
     assert by_test["tests/test_m.py::test_drops_foreign"].severity is Severity.INFO
     assert "isolation_expect" in by_test["tests/test_m.py::test_drops_foreign"].message
     assert by_test["tests/test_m.py::test_undeclared"].severity is Severity.ERROR
+
+
+def test_name_conflicts_refused_are_errors_reclaimed_are_info(
+    run_builder: RunBuilder, dead_owner: Owner, scan_env: ScanEnv
+) -> None:
+    worker = run_builder.worker("gw0", dead_owner)
+    start, _ = worker.test("tests/test_d.py::test_stack")
+    worker.event(
+        "name_conflict", at=start + 0.1, name="mqtt-broker-gw0-x", owner="pid 1", action="reclaimed"
+    )
+    worker.event(
+        "name_conflict",
+        at=start + 0.2,
+        name="fire-consensus",
+        owner="unlabelled: not ours",
+        action="refused",
+    )
+    worker.event("container_created", at=start + 0.3, name="mqtt-broker-gw0-x", id="abc")
+    worker.finish()
+    run_builder.record(backend="docker")
+    report = validate_dir(
+        run_builder.path,
+        env=ScanEnv(
+            state_dir=scan_env.state_dir, docker_problem="no engine here", scan_processes=False
+        ),
+    )
+    found = sorted(
+        (f.severity, f.message) for f in report.findings if f.code == "event.name-conflict"
+    )
+    assert [severity for severity, _ in found] == [Severity.INFO, Severity.ERROR]
+    assert "refused" in found[1][1]
+    assert all(
+        f.test == "tests/test_d.py::test_stack"
+        for f in report.findings
+        if f.code == "event.name-conflict"
+    )
+    assert report.exit_code() == EXIT_UNVALIDATED, "the run used Docker and no engine answers"
