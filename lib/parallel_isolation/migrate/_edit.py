@@ -54,6 +54,26 @@ def _trailing(item: cst.CSTNode) -> tuple[str, cst.BaseParenthesizableWhitespace
     return None
 
 
+def _line_break(template: cst.BaseParenthesizableWhitespace) -> cst.ParenthesizedWhitespace:
+    """A bare newline followed by the indentation ``template`` leads into a line with."""
+    if isinstance(template, cst.ParenthesizedWhitespace):
+        return cst.ParenthesizedWhitespace(
+            first_line=cst.TrailingWhitespace(),
+            empty_lines=[],
+            indent=template.indent,
+            last_line=template.last_line,
+        )
+    return cst.ParenthesizedWhitespace(last_line=cst.SimpleWhitespace("    "))
+
+
+def _continue(
+    after: cst.ParenthesizedWhitespace, template: cst.BaseParenthesizableWhitespace
+) -> cst.ParenthesizedWhitespace:
+    """``after``'s end-of-line comment, then a new line indented like ``template``."""
+    line = _line_break(template)
+    return after.with_changes(empty_lines=[], indent=line.indent, last_line=line.last_line)
+
+
 def _recomma(
     items: Sequence[cst.CSTNode],
     originals: Sequence[cst.CSTNode],
@@ -62,10 +82,10 @@ def _recomma(
     """Commas for ``items`` (``originals`` plus insertions) in the originals' style.
 
     Single-line sequences get default commas (``a, b``).  One-per-line
-    sequences copy the separator used between the original items (or the
-    whitespace after the opening parenthesis).  Whatever closed the original
-    sequence (a trailing comma, a newline before the parenthesis) closes the
-    new one.
+    sequences put each new item on its own line, indented like the others:
+    the former last item keeps the comment at the end of its line, and what
+    closed the sequence (a trailing comma, comment lines, the newline before
+    the parenthesis) closes it again after the new items.
     """
     original_ids = {id(item) for item in originals}
     last_before = originals[-1] if originals else None
@@ -73,35 +93,68 @@ def _recomma(
     multiline = _multiline(opening) or any(
         isinstance(c, cst.Comma) and _multiline(c.whitespace_after) for c in commas
     )
+    if last_before is None or not multiline:
+        return _recomma_single_line(items, last_before)
     inner = next(
         (
-            comma
+            comma.whitespace_after
             for comma in commas[:-1]
             if isinstance(comma, cst.Comma) and _multiline(comma.whitespace_after)
         ),
         None,
     )
-    separator: cst.Comma | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
-    if multiline:
-        separator = inner or cst.Comma(whitespace_after=opening)
+    template = inner or opening
+    separator = cst.Comma(whitespace_after=_line_break(template))
     closing = getattr(last_before, "comma", cst.MaybeSentinel.DEFAULT)
-    trailing = _trailing(last_before) if last_before is not None else None
+    trailing = _trailing(last_before)
+    # What stays with the former last item, and what closes the sequence.
+    former_last: dict[str, object] = {}
+    end: dict[str, object] = {}
+    if isinstance(closing, cst.Comma) and isinstance(
+        closing.whitespace_after, cst.ParenthesizedWhitespace
+    ):
+        after = closing.whitespace_after
+        former_last["comma"] = closing.with_changes(whitespace_after=_continue(after, template))
+        end["comma"] = cst.Comma(
+            whitespace_after=after.with_changes(first_line=cst.TrailingWhitespace())
+        )
+    elif trailing is not None and isinstance(trailing[1], cst.ParenthesizedWhitespace):
+        after = trailing[1]
+        former_last["comma"] = cst.Comma(whitespace_after=_continue(after, template))
+        former_last[trailing[0]] = cst.SimpleWhitespace("")
+        end["comma"] = cst.MaybeSentinel.DEFAULT
+        end[trailing[0]] = after.with_changes(first_line=cst.TrailingWhitespace())
+    else:
+        former_last["comma"] = separator
+        end["comma"] = closing
+    result: list[cst.CSTNode] = []
+    for position, item in enumerate(items):
+        is_last = position == len(items) - 1
+        if item is last_before and not is_last:
+            item = item.with_changes(**{k: v for k, v in former_last.items() if hasattr(item, k)})
+        elif is_last and id(item) not in original_ids:
+            item = item.with_changes(**{k: v for k, v in end.items() if hasattr(item, k)})
+        elif id(item) not in original_ids:
+            item = item.with_changes(comma=separator)
+        result.append(item)
+    return result
+
+
+def _recomma_single_line(
+    items: Sequence[cst.CSTNode], last_before: cst.CSTNode | None
+) -> list[cst.CSTNode]:
+    """Default commas between items; a trailing comma, if any, stays at the end."""
+    closing = getattr(last_before, "comma", cst.MaybeSentinel.DEFAULT)
     result: list[cst.CSTNode] = []
     for position, item in enumerate(items):
         if position == len(items) - 1:
-            item = item.with_changes(comma=closing) if hasattr(item, "comma") else item
-            if trailing is not None and hasattr(item, trailing[0]):
-                item = item.with_changes(**{trailing[0]: trailing[1]})
-        elif item is last_before or id(item) not in original_ids:
-            comma = separator
-            if isinstance(item, cst.ParamStar | cst.ParamSlash) and not isinstance(
-                comma, cst.Comma
-            ):
+            if item is not last_before:
+                item = item.with_changes(comma=closing)
+        elif item is last_before or not isinstance(getattr(item, "comma", None), cst.Comma):
+            comma: cst.Comma | cst.MaybeSentinel = cst.MaybeSentinel.DEFAULT
+            if isinstance(item, cst.ParamStar | cst.ParamSlash) or isinstance(closing, cst.Comma):
                 comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
             item = item.with_changes(comma=comma)
-            own = _trailing(item)
-            if own is not None:
-                item = item.with_changes(**{own[0]: cst.SimpleWhitespace("")})
         result.append(item)
     return result
 
@@ -195,8 +248,8 @@ def keyword_argument(name: str) -> cst.Arg:
 def remove_statements(module: cst.Module, remove: set[int]) -> cst.Module:
     """Drop module-level statements (by identity), keeping their comment lines.
 
-    Comment lines above a removed statement move to the next kept statement;
-    blank lines are not multiplied.
+    Comment lines above a removed statement, and the comment at its end, move
+    to the next kept statement; blank lines are not multiplied.
     """
     body: list[cst.BaseStatement] = []
     carried: list[cst.EmptyLine] = []
@@ -204,6 +257,9 @@ def remove_statements(module: cst.Module, remove: set[int]) -> cst.Module:
         lines = list(getattr(statement, "leading_lines", ()))
         if id(statement) in remove:
             carried += lines
+            trailing = getattr(statement, "trailing_whitespace", None)
+            if isinstance(trailing, cst.TrailingWhitespace) and trailing.comment is not None:
+                carried.append(cst.EmptyLine(comment=trailing.comment))
             continue
         if carried:
             statement = statement.with_changes(leading_lines=_merge_lines(carried, lines))
