@@ -1,9 +1,17 @@
-"""nox sessions: the entry points for humans and CI."""
+"""nox sessions: the entry points for humans and CI.
+
+The CI steps are these sessions (ci/steps/*.sh call them one by one); the
+``tests`` session runs the same step functions in one venv, in order, with
+the orphan cleanup always last.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import uuid
+from pathlib import Path
 
 import nox
 
@@ -12,12 +20,14 @@ nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "tests"]
 
 DEFAULT_WORKERS = "12"
+REPORTS = Path("artifacts/ci")
 # The integration files do not use hypothesis; its plugin costs each xdist
 # worker about half a second of CPU at start-up, which on 2 cores and 12
 # workers is seconds of wall time.
 LEAN = ["-p", "no:hypothesispytest"]
 # Tests of one module-scoped stack (xdist_group) stay on one worker.
 DIST = ["--dist", "loadgroup"]
+UNIT_PATHS = ["tests/unit", "tests/migration", "tests/faults"]
 
 
 def _install(session: nox.Session) -> None:
@@ -30,30 +40,101 @@ def _has_worker_count(args: list[str]) -> bool:
     )
 
 
-def _with_workers(session: nox.Session, default: str) -> list[str]:
-    args = list(session.posargs)
+def _with_workers(args: list[str], default: str) -> list[str]:
     return args if _has_worker_count(args) else ["-n", default, *args]
+
+
+def _engine_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    answer = subprocess.run([docker, "info"], capture_output=True, timeout=60, check=False)
+    return answer.returncode == 0
+
+
+def _docker_required() -> bool:
+    return os.environ.get("ISOLATION_REQUIRE_DOCKER", "").lower() in {"1", "true", "yes", "on"}
 
 
 def _images_if_engine(session: nox.Session) -> None:
     """Build the Docker backend's images when an engine answers (a no-op when current)."""
-    docker = shutil.which("docker")
-    if docker is None:
-        session.log("no docker CLI: Docker-backed tests will skip (or fail with --require-docker)")
-        return
-    answer = subprocess.run([docker, "info"], capture_output=True, timeout=60, check=False)
-    if answer.returncode != 0:
-        session.log("the Docker engine does not answer (start it with `invoke docker-up`)")
+    if not _engine_answers():
+        session.log(
+            "no Docker engine answers: Docker-backed tests skip (fail with --require-docker)"
+        )
         return
     session.run("python", "-m", "parallel_isolation.images", "build")
 
 
+# -- steps (shared by the sessions below) ------------------------------------------
+
+
+def _unit(session: nox.Session, args: list[str]) -> None:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run(
+        "pytest", *UNIT_PATHS, f"--junitxml={REPORTS / 'unit.xml'}", *_with_workers(args, "4")
+    )
+
+
+def _integration(session: nox.Session, args: list[str], *, label: str = "integration") -> str:
+    """Run tests/integration under a run id we choose; return it (8 hex) for validation."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    run_id = uuid.uuid4().hex[:8]
+    session.run(
+        "pytest",
+        "tests/integration",
+        *LEAN,
+        *DIST,
+        f"--testrunuid={run_id}",
+        f"--junitxml={REPORTS / f'{label}-{run_id}.xml'}",
+        *_with_workers(args, DEFAULT_WORKERS),
+    )
+    session.log(f"{label}: run {run_id}")
+    return run_id
+
+
+def _validate(session: nox.Session, run: str) -> None:
+    """Scan a finished run; JSON and HTML reports into artifacts/ci; fail on findings."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    latest = Path(".isolation/runs/latest")
+    if run == "latest" and latest.exists():
+        run = latest.read_text().strip()
+    base = ["python", "-m", "parallel_isolation.validate", "--run", run]
+    session.run(
+        *base, "--format", "json", "-o", str(REPORTS / f"validate-{run}.json"), success_codes=[0, 1]
+    )
+    session.run(
+        *base, "--format", "html", "-o", str(REPORTS / f"validate-{run}.html"), success_codes=[0, 1]
+    )
+    session.run(*base, "--format", "table")
+
+
+def _cleanup(session: nox.Session, args: list[str]) -> None:
+    session.run("python", "-m", "parallel_isolation.orphans", *args)
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The full test suite (unit + integration): the README's test command."""
+    """Everything CI runs: unit tests, the integration suite on every backend, validation."""
     _install(session)
     _images_if_engine(session)
-    session.run("pytest", *_with_workers(session, "4"))
+    try:
+        _unit(session, list(session.posargs))
+        _validate(session, _integration(session, [], label="integration-default"))
+        if _engine_answers() or _docker_required():
+            docker_run = _integration(
+                session, ["--isolation-backend", "docker"], label="integration-docker"
+            )
+            _validate(session, docker_run)
+        else:
+            session.log(
+                "no Docker engine: the docker-backend run of the integration suite is skipped"
+            )
+    finally:
+        _cleanup(session, [])
 
 
 @nox.session
@@ -65,18 +146,22 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+@nox.session
+def unit(session: nox.Session) -> None:
+    """Unit, migration-tool and fault-proof tests (-n 4 unless -n is given)."""
+    _install(session)
+    _images_if_engine(session)
+    _unit(session, list(session.posargs))
+
+
 @nox.session(name="integration-parallel")
 def integration_parallel(session: nox.Session) -> None:
     """The integration files under xdist, -n 12 unless -n is given after --."""
     _install(session)
-    session.run("pytest", "tests/integration", *LEAN, *DIST, *_with_workers(session, DEFAULT_WORKERS))
-
-
-@nox.session(name="bench-core", default=False)
-def bench_core(session: nox.Session) -> None:
-    """Core figures: broker start-to-ready, fixture overhead, 12 brokers at once."""
-    _install(session)
-    session.run("python", "benchmarks/bench_core.py", *session.posargs)
+    args = list(session.posargs)
+    if "docker" in args or os.environ.get("ISOLATION_BACKEND") == "docker":
+        _images_if_engine(session)
+    _integration(session, args)
 
 
 @nox.session(default=False)
@@ -92,6 +177,35 @@ def integration_legacy(session: nox.Session) -> None:
     _install(session)
     _images_if_engine(session)
     session.run("pytest", "tests/legacy", *LEAN, "-p", "no:xdist", *session.posargs)
+
+
+@nox.session(default=False)
+def images(session: nox.Session) -> None:
+    """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
+    _install(session)
+    session.run("python", "-m", "parallel_isolation.images", "build", *session.posargs)
+
+
+@nox.session(default=False)
+def validate(session: nox.Session) -> None:
+    """Validate a run (default: the latest); reports into artifacts/ci; exit 1 on findings."""
+    _install(session)
+    args = list(session.posargs)
+    _validate(session, args[args.index("--run") + 1] if "--run" in args else "latest")
+
+
+@nox.session(name="cleanup-orphans", default=False)
+def cleanup_orphans(session: nox.Session) -> None:
+    """Remove what dead runs left behind (only ours, only the dead's)."""
+    _install(session)
+    _cleanup(session, list(session.posargs))
+
+
+@nox.session(name="bench-core", default=False)
+def bench_core(session: nox.Session) -> None:
+    """Core figures: broker start-to-ready, fixture overhead, 12 brokers at once."""
+    _install(session)
+    session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
 @nox.session(name="bench-docker", default=False)
