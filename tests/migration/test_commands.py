@@ -575,6 +575,7 @@ class TestIncomingTopic(CodemodTest):
     TRANSFORM = IncomingTopicCommand
 
     def test_comparisons_and_parsing(self) -> None:
+        # topic_matches_sub keeps the full topic: its filter is namespaced instead (PI107).
         before = """
             import paho.mqtt.client as mqtt
 
@@ -604,7 +605,7 @@ class TestIncomingTopic(CodemodTest):
                         received.append(msg)
                     elif topic_namespace.strip(msg.topic) in ("a/b", "c/d") or topic_namespace.strip(msg.topic).startswith("camera/"):
                         camera = topic_namespace.strip(msg.topic).split("/")[1]
-                    if mqtt.topic_matches_sub("system/+/health", topic_namespace.strip(msg.topic)):
+                    if mqtt.topic_matches_sub("system/+/health", msg.topic):
                         pass
 
                 assert topic_namespace.strip(received[0].topic) != "fire/trigger/other"

@@ -18,10 +18,9 @@ flows nowhere else ("pure") has its call-site literals rewritten.
 
 from __future__ import annotations
 
-import itertools
 import re
 import shlex
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -613,6 +612,17 @@ def _env_string(key: str, attr: str) -> Builder:
     return build
 
 
+def _env_container(key: str, value: str) -> Builder:
+    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+        quote = node.quote if isinstance(node, cst.SimpleString) else '"'
+        quote = quote if len(quote) == 1 else '"'
+        inner = "'" if quote == '"' else '"'
+        text = f"f{quote}{key}={{{provider}.container_name({inner}{value}{inner})}}{quote}"
+        return cst.parse_expression(text)
+
+    return build
+
+
 def _add_prefix(provider: str, node: cst.CSTNode) -> cst.CSTNode:
     assert isinstance(node, cst.Dict)
     info = env_dict(node)
@@ -649,6 +659,13 @@ class Analysis:
         self.external = external or External()
         self.local_fixtures = frozenset(
             s.name for s in facts.functions.values() if s.role == "fixture"
+        )
+        #: Incoming messages carry full topics: the module uses paho directly,
+        #: or its ``mqtt_client`` fixture is a local (raw) one, not the plugin's.
+        self.raw_messages = (
+            facts.uses_paho
+            or "mqtt_client" in self.local_fixtures
+            or "mqtt_client" in self.external.fixtures
         )
         self.sites: list[Site] = []
         self.handled: set[int] = set()
@@ -825,7 +842,7 @@ class Analysis:
         facts = self.facts
         for record in facts.calls:
             assert isinstance(record.node, cst.Call)
-            sinks = call_sinks(record.node, facts)
+            sinks = call_sinks(record.node, facts) + cli_sinks(record.node, facts)
             self._builtin[id(record.node)] = sinks
             for sink in sinks:
                 self.sink_nodes.setdefault(id(sink.node), sink.kind)
@@ -836,7 +853,6 @@ class Analysis:
                             self.container_names if sink.kind == "container" else self.network_names
                         )
                         names.update(lit.strings())
-            self.container_names.update(_cli_container_names(record.node, facts))
         self._env_sinks_for_summaries()
         self._summarize()
         self._shadowed_fixtures()
@@ -1236,14 +1252,10 @@ class Analysis:
         for sink in self._builtin.get(id(call), []):
             if not (namespaced and sink.kind in _TOPIC_KINDS):
                 self._sink_site(sink, scope)
-        if method == "topic_matches_sub" and facts.uses_paho:
-            topic = _arg(call, 1, "topic")
-            if topic is not None:
-                self._incoming(topic, scope, "topic_matches_sub()")
         if (
             method in ("startswith", "split", "partition", "rsplit")
             and isinstance(func, cst.Attribute)
-            and facts.uses_paho
+            and self.raw_messages
         ):
             self._incoming(func.value, scope, f".{method}()")
         summary = self._resolve(call, scope) if method is not None and not namespaced else None
@@ -1385,19 +1397,16 @@ class Analysis:
             )
         for index, (word, node) in enumerate(tokens):
             following = tokens[index + 1] if index + 1 < len(tokens) else (None, None)
-            if (
-                word == "network"
-                and following[0] in ("create", "rm", "connect", "disconnect", "inspect")
-                and index + 2 < len(tokens)
-                and tokens[index + 2][1] is not None
-            ):
-                target = tokens[index + 2][1]
-                assert target is not None
-                self._sink_site(Sink(target, "network", f"docker network {following[0]}"), scope)
-            elif word == "--name" and following[1] is not None:
-                self._sink_site(Sink(following[1], "container", "docker --name"), scope)
-            elif word in ("--network", "--net") and following[1] is not None:
-                self._sink_site(Sink(following[1], "network", f"docker {word}"), scope)
+            if word in ("--network", "--net") and following[0] == "host":
+                self._add(
+                    Site(
+                        "PI106",
+                        following[1] or call,
+                        scope,
+                        "host network in docker run",
+                        manual="needs the worker's own network",
+                    )
+                )
             elif (
                 word is not None
                 and word.startswith(("--network=", "--net="))
@@ -1504,7 +1513,9 @@ class Analysis:
             elif _PORT_NAME.match(name) and (isinstance(only, int) or only.isdigit()):
                 self.broker_constants.setdefault(name, "port")
             return
-        if scope.is_function and isinstance(value, cst.SimpleString | cst.Integer):
+        if (scope.is_function or scope.role == "class") and isinstance(
+            value, cst.SimpleString | cst.Integer
+        ):
             lit = self.resolver.lit(value, scope)
             if lit is None:
                 return
@@ -1596,7 +1607,7 @@ class Analysis:
         )
 
     def _comparison(self, record: Record) -> None:
-        if not self.facts.uses_paho:
+        if not self.raw_messages:
             return
         node = record.node
         assert isinstance(node, cst.Comparison)
@@ -1749,6 +1760,18 @@ class Analysis:
     ) -> None:
         if kind == "host":
             if value in self.container_names:
+                if "'" not in value and '"' not in value:
+                    self._add(
+                        Site(
+                            "PI104",
+                            node,
+                            scope,
+                            f"fixed container name in {key}={value}; build it from "
+                            f"{self.fixture_for(scope, 'names')}.container_name(...)",
+                            need="names",
+                            build=_env_container(key, value),
+                        )
+                    )
                 return
             self._add(
                 Site(
@@ -1856,13 +1879,28 @@ def _cli_tokens(call: cst.Call) -> list[tuple[str | None, cst.BaseExpression | N
     return []
 
 
-def _cli_container_names(call: cst.Call, facts: ModuleFacts) -> Iterable[str]:
-    """Names given to ``docker run --name`` in a subprocess command line."""
+def cli_sinks(call: cst.Call, facts: ModuleFacts) -> list[Sink]:
+    """Names on a ``docker`` command line run through subprocess (list form)."""
     if (facts.qualify(call.func) or "") not in _SUBPROCESS:
         return []
     tokens = _cli_tokens(call)
-    return [
-        following
-        for (word, _), (following, _) in itertools.pairwise(tokens)
-        if word == "--name" and following
-    ]
+    words = [word for word, _ in tokens]
+    if not words or words[0] not in ("docker", "docker-compose"):
+        return []
+    sinks = []
+    for index, (word, _node) in enumerate(tokens[:-1]):
+        following, node = tokens[index + 1]
+        if node is None or (following is not None and following.startswith("-")):
+            continue
+        before = words[index - 1] if index else None
+        if word == "--name":
+            sinks.append(Sink(node, "container", "docker --name"))
+        elif word in ("--network", "--net") and following != "host":
+            sinks.append(Sink(node, "network", f"docker {word}"))
+        elif word in ("create", "rm", "connect", "disconnect", "inspect") and before == "network":
+            sinks.append(Sink(node, "network", f"docker network {word}"))
+        elif word in ("logs", "stop", "rm", "kill", "inspect", "exec", "restart") and (
+            before == "docker"
+        ):
+            sinks.append(Sink(node, "container", f"docker {word}"))
+    return sinks

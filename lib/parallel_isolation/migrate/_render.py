@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
 
 from parallel_isolation.migrate._codes import CODES
@@ -73,6 +72,16 @@ def render_findings(
     )
 
 
+_DIFF_STYLES = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+def _print_diff(text: str, console: Console) -> None:
+    """A unified diff, coloured per line, never wrapped or cropped."""
+    for line in text.splitlines():
+        style = next((s for prefix, s in _DIFF_STYLES if line.startswith(prefix)), None)
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
 def report_json(report: MigrationReport, include_diff: bool) -> dict[str, Any]:
     files = []
     for result in report.files:
@@ -109,11 +118,9 @@ def render_report(
         console.print_json(json.dumps(report_json(report, show_diff)))
         return
     if show_diff:
-        text = report.diff()
-        if text:
-            console.print(Syntax(text, "diff", theme="ansi_dark", background_color="default"))
+        _print_diff(report.diff(), console)
     table = Table(title="invoke migrate", title_justify="left")
-    table.add_column("file")
+    table.add_column("file", overflow="fold")
     table.add_column("status")
     table.add_column("left for a human", justify="right")
     for result in report.files:
