@@ -113,8 +113,9 @@ def test_crlf_line_endings_are_kept() -> None:
 
 
 def test_tabs_are_kept() -> None:
-    source = "def test_x(c):\n\tif c:\n\t\tc.publish('a/b')\n"
+    source = "import paho\ndef test_x(c):\n\tif c:\n\t\tc.publish('a/b')\n"
     result = migrate_source(source, "tabs.py")
     assert result.rewritten == (
-        "def test_x(c, topic_namespace):\n\tif c:\n\t\tc.publish(topic_namespace.topic('a/b'))\n"
+        "import paho\ndef test_x(c, topic_namespace):\n\tif c:\n"
+        "\t\tc.publish(topic_namespace.topic('a/b'))\n"
     )

@@ -45,8 +45,13 @@ CASES = [
     # -- PI107 / PI108 topics ---------------------------------------------------------------------------
     ("bare-topics", PAHO + "def test_x():\n    c = mqtt.Client()\n    c.publish('a/b')\n    c.subscribe('a/#')\n    c.will_set('a/lwt')\n    c.message_callback_add('a/+', print)\n",
      [(4, "PI107"), (5, "PI107"), (6, "PI107"), (7, "PI107")]),
-    ("built-topics", "def test_x(c, cam):\n    c.publish(f'frigate/{cam}/fire')\n    c.publish('a/' + cam)\n    c.publish('a/%s' % cam)\n    c.publish('a/{}'.format(cam))\n",
-     [(2, "PI108"), (3, "PI108"), (4, "PI108"), (5, "PI108")]),
+    ("built-topics", PAHO + "def test_x(c, cam):\n    c.publish(f'frigate/{cam}/fire')\n    c.publish('a/' + cam)\n    c.publish('a/%s' % cam)\n    c.publish('a/{}'.format(cam))\n",
+     [(3, "PI108"), (4, "PI108"), (5, "PI108"), (6, "PI108")]),
+    ("no-client-library-means-plugin-clients", "def test_x(bus, cam):\n    bus.publish('a/b')\n    bus.publish(f'c/{cam}')\n", []),
+    ("namespaced-wrapper-class", PAHO + "from parallel_isolation import NamespacedClient\n"
+     "class Log:\n    def __init__(self, client: NamespacedClient):\n        self.client = client\n"
+     "    def publish(self, topic):\n        self.client.publish(topic)\n"
+     "def test_x(bus: Log):\n    bus.publish('a/b')\n    mqtt.Client().publish('a/b')\n", [(10, "PI107")]),
     ("prefixed-f-string-ok", "def test_x(c, prefix):\n    c.publish(f'{prefix}/fire')\n", []),
     ("sys-topics-ok", "def test_x(c):\n    c.subscribe('$SYS/#')\n", []),
     ("unknown-topic-ok", "def test_x(c, topic):\n    c.publish(topic)\n", []),

@@ -384,7 +384,7 @@ def call_sinks(call: cst.Call, facts: ModuleFacts) -> list[Sink]:
             add(first.elements[1].value, "port", label)
         elif method != "connect_ex":
             port = _arg(call, 1, "port")
-            if port is not None or facts.uses_paho:
+            if port is not None or facts.uses_raw_mqtt:
                 add(first, "host", label)
                 add(port, "port", label)
     if method == "Client":
@@ -512,6 +512,7 @@ class FunctionSummary:
     """How a function's parameters reach sinks (computed or loaded from a conftest)."""
 
     label: str
+    scope: Scope | None
     params: list[str]
     offset: int
     kwonly: list[str]
@@ -545,12 +546,13 @@ class External:
 
     classes: dict[str, list[FunctionSummary]] = field(default_factory=dict)
     fixtures: frozenset[str] = frozenset()
+    raw_mqtt: bool = False
 
     def merged(self, other: External) -> External:
         classes = {name: list(summaries) for name, summaries in self.classes.items()}
         for name, summaries in other.classes.items():
             classes.setdefault(name, []).extend(summaries)
-        return External(classes, self.fixtures | other.fixtures)
+        return External(classes, self.fixtures | other.fixtures, self.raw_mqtt or other.raw_mqtt)
 
 
 @dataclass(eq=False)
@@ -660,10 +662,12 @@ class Analysis:
         self.local_fixtures = frozenset(
             s.name for s in facts.functions.values() if s.role == "fixture"
         )
-        #: Incoming messages carry full topics: the module uses paho directly,
-        #: or its ``mqtt_client`` fixture is a local (raw) one, not the plugin's.
+        #: Clients here may publish topics as given: the module imports an MQTT
+        #: client library, or a conftest in scope does, or its ``mqtt_client``
+        #: fixture is a local one.  Elsewhere every client is the plugin's.
         self.raw_messages = (
-            facts.uses_paho
+            facts.uses_raw_mqtt
+            or self.external.raw_mqtt
             or "mqtt_client" in self.local_fixtures
             or "mqtt_client" in self.external.fixtures
         )
@@ -843,6 +847,11 @@ class Analysis:
         for record in facts.calls:
             assert isinstance(record.node, cst.Call)
             sinks = call_sinks(record.node, facts) + cli_sinks(record.node, facts)
+            func = record.node.func
+            if isinstance(func, cst.Attribute) and (
+                self.receiver_kind(func.value, record.scope) == "namespaced"
+            ):
+                sinks = [sink for sink in sinks if sink.kind not in _TOPIC_KINDS]
             self._builtin[id(record.node)] = sinks
             for sink in sinks:
                 self.sink_nodes.setdefault(id(sink.node), sink.kind)
@@ -1002,6 +1011,7 @@ class Analysis:
         params = list(function.params)
         return FunctionSummary(
             label=function.qualname,
+            scope=function,
             params=params,
             offset=offset,
             kwonly=list(function.kwonly),
@@ -1052,27 +1062,44 @@ class Analysis:
                 summary = self.summaries.get(id(method))
                 if summary is not None and not name.startswith("__"):
                     classes.setdefault(name, []).append(summary)
-        return External(classes, self.local_fixtures)
+        return External(classes, self.local_fixtures, self.facts.uses_raw_mqtt)
 
-    def namespaced(self, receiver: cst.BaseExpression, scope: Scope) -> bool:
-        """Whether ``receiver`` is a NamespacedClient (it prefixes bare topics itself)."""
+    def receiver_kind(
+        self, receiver: cst.BaseExpression, scope: Scope
+    ) -> Literal["namespaced", "raw"] | None:
+        """Whether a call's receiver is a NamespacedClient (it prefixes bare
+        topics itself), a raw library client, or unknown."""
         if isinstance(receiver, cst.Call):
-            return last_name(receiver.func) == "mqtt_client"
+            callee = last_name(receiver.func)
+            if callee in ("mqtt_client", "connect_client"):
+                return "namespaced"
+            return "raw" if callee in ("Client", "MQTTClient") else None
+        if isinstance(receiver, cst.Attribute) and isinstance(receiver.value, cst.Name):
+            owner = scope.outermost_function()
+            if receiver.value.value != "self" or owner is None or owner.cls is None:
+                return None
+            if receiver.attr.value in owner.cls.namespaced_attrs:
+                return "namespaced"
+            return "raw" if receiver.attr.value in owner.cls.raw_attrs else None
         if not isinstance(receiver, cst.Name):
-            return False
+            return None
         name = receiver.value
         binder = self.resolver.binder(name, scope)
         if binder is None or not binder.is_function:
-            return False
+            return None
         if name in binder.namespaced:
-            return True
+            return "namespaced"
+        if name in binder.raw_clients:
+            return "raw"
         shadowed = name in self.local_fixtures or name in self.external.fixtures
-        return (
+        if (
             name == "mqtt_client"
             and name in binder.all_params()
             and binder.role in ("test", "fixture")
             and not shadowed
-        )
+        ):
+            return "namespaced"
+        return None
 
     # -- rules: calls --------------------------------------------------------------
 
@@ -1248,9 +1275,17 @@ class Analysis:
         qualified = facts.qualify(call.func) or ""
         func = call.func
         receiver = func.value if isinstance(func, cst.Attribute) else None
-        namespaced = receiver is not None and self.namespaced(receiver, scope)
-        for sink in self._builtin.get(id(call), []):
-            if not (namespaced and sink.kind in _TOPIC_KINDS):
+        receiving = self.receiver_kind(receiver, scope) if receiver is not None else None
+        namespaced = receiving == "namespaced"
+        summary = None
+        if method is not None and not namespaced and receiving != "raw":
+            summary = self._resolve(call, scope)
+            if summary is not None and summary.scope is scope.outermost_function():
+                summary = None  # a method calling its namesake on another object
+        if summary is None or not isinstance(func, cst.Attribute):
+            for sink in self._builtin.get(id(call), []):
+                if sink.kind in _TOPIC_KINDS and (namespaced or not self.raw_messages):
+                    continue
                 self._sink_site(sink, scope)
         if (
             method in ("startswith", "split", "partition", "rsplit")
@@ -1258,7 +1293,6 @@ class Analysis:
             and self.raw_messages
         ):
             self._incoming(func.value, scope, f".{method}()")
-        summary = self._resolve(call, scope) if method is not None and not namespaced else None
         if summary is not None:
             for value, param in summary.mapping(call):
                 flow = summary.flows.get(param)
@@ -1271,6 +1305,8 @@ class Analysis:
                 elif len(kinds) == 1:
                     kind = next(iter(kinds))
                 else:
+                    continue
+                if kind in _TOPIC_KINDS and not self.raw_messages:
                     continue
                 via = f"{summary.label}({param})"
                 if flow.each:

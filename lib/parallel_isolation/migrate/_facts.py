@@ -67,6 +67,8 @@ _SETUP_NAMES = frozenset(
 _UNITTEST_BASES = frozenset({"TestCase", "IsolatedAsyncioTestCase", "AsyncTestCase"})
 _NAMESPACED_FACTORIES = frozenset({"mqtt_client", "connect_client", "NamespacedClient"})
 _NAMESPACED_WAITS = frozenset({"wait_for", "wait_for_message"})
+#: Client libraries whose clients publish topics as given.
+RAW_MQTT_LIBRARIES = ("paho", "aiomqtt", "asyncio_mqtt", "gmqtt", "hbmqtt", "amqtt.client")
 
 
 def dotted(expr: cst.BaseExpression) -> str | None:
@@ -128,6 +130,9 @@ class ClassInfo:
     top_level: bool
     bases: tuple[str, ...]
     methods: dict[str, Scope] = field(default_factory=dict)
+    #: ``self.<attr>`` holding a NamespacedClient / a raw client library's client.
+    namespaced_attrs: set[str] = field(default_factory=set)
+    raw_attrs: set[str] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -151,6 +156,7 @@ class Scope:
     uses: dict[str, list[cst.Name]] = field(default_factory=dict)
     parametrized: dict[str, tuple[str, ...]] = field(default_factory=dict)
     namespaced: set[str] = field(default_factory=set)
+    raw_clients: set[str] = field(default_factory=set)
     ns_messages: set[str] = field(default_factory=set)
     loop_depth: int = 0
 
@@ -207,7 +213,9 @@ class ModuleFacts:
     functions: dict[int, Scope] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
-    uses_paho: bool = False
+    #: The module imports an MQTT client library (paho, aiomqtt, gmqtt, ...):
+    #: it can make clients that do not namespace topics.
+    uses_raw_mqtt: bool = False
     calls: list[Record] = field(default_factory=list)
     dicts: list[Record] = field(default_factory=list)
     comparisons: list[Record] = field(default_factory=list)
@@ -427,8 +435,8 @@ class _FactsVisitor(Walker):
     def visit_Import(self, node: cst.Import) -> bool:
         for alias in node.names:
             full = dotted(alias.name) or ""
-            if full.startswith("paho"):
-                self.facts.uses_paho = True
+            if full.startswith(RAW_MQTT_LIBRARIES):
+                self.facts.uses_raw_mqtt = True
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 local = alias.asname.name.value
                 self.facts.aliases[local] = full
@@ -440,8 +448,8 @@ class _FactsVisitor(Walker):
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
         module = dotted(node.module) if node.module is not None else ""
         module = module or ""
-        if module.startswith("paho"):
-            self.facts.uses_paho = True
+        if module.startswith(RAW_MQTT_LIBRARIES):
+            self.facts.uses_raw_mqtt = True
         if isinstance(node.names, cst.ImportStar):
             return False
         for alias in node.names:
@@ -585,7 +593,7 @@ class _FactsVisitor(Walker):
         for target in node.targets:
             self._bind_target(target.target, node.value)
             self.facts.assigns.append((target.target, node.value, self.scope))
-        self._note_namespaced(node.targets[0].target, node.value)
+            self._note_namespaced(target.target, node.value)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         self._bind_target(node.target, node.value)
@@ -650,13 +658,32 @@ class _FactsVisitor(Walker):
         return False
 
     def _note_namespaced(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
-        if not isinstance(target, cst.Name) or not isinstance(value, cst.Call):
-            return
-        callee = last_name(value.func)
-        if callee in _NAMESPACED_FACTORIES:
-            self.scope.namespaced.add(target.value)
-        elif callee in _NAMESPACED_WAITS:
-            self.scope.ns_messages.add(target.value)
+        """Remember names (and ``self`` attributes) that hold a client of known kind."""
+        namespaced = raw = False
+        if isinstance(value, cst.Call):
+            callee = last_name(value.func)
+            namespaced = callee in _NAMESPACED_FACTORIES
+            raw = callee in ("Client", "MQTTClient")
+            if callee in _NAMESPACED_WAITS and isinstance(target, cst.Name):
+                self.scope.ns_messages.add(target.value)
+        elif isinstance(value, cst.Name):
+            namespaced = any(value.value in s.namespaced for s in self.scope.function_chain())
+        if isinstance(target, cst.Name):
+            if namespaced:
+                self.scope.namespaced.add(target.value)
+            elif raw:
+                self.scope.raw_clients.add(target.value)
+        elif (
+            isinstance(target, cst.Attribute)
+            and isinstance(target.value, cst.Name)
+            and target.value.value == "self"
+        ):
+            owner = self.scope.outermost_function()
+            if owner is not None and owner.cls is not None:
+                if namespaced:
+                    owner.cls.namespaced_attrs.add(target.attr.value)
+                elif raw:
+                    owner.cls.raw_attrs.add(target.attr.value)
 
     # -- records ---------------------------------------------------------------
 
