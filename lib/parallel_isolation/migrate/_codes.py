@@ -73,7 +73,7 @@ _ALL = (
         "worse, silently uses the first worker's.",
         "`mqtt_broker.port` (allocated per worker, reserved host-wide), "
         "`str(mqtt_broker.port)` in environments.",
-        "yes",
+        "partly",
     ),
     Code(
         "PI103",
