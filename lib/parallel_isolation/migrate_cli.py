@@ -24,7 +24,12 @@ from parallel_isolation.migrate import (
     render_report,
 )
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "split_paths"]
+
+
+def split_paths(argument: str) -> list[str]:
+    """``invoke migrate a.py,tests/b`` -> ``["a.py", "tests/b"]`` (invoke takes one positional)."""
+    return [part.strip() for part in argument.split(",") if part.strip()]
 
 
 def run(

@@ -46,16 +46,22 @@ def _finding(analysis: Analysis, site: Site, path: str, line: int, col: int) -> 
     return Finding(path, line, col, site.code, CODES[site.code].severity, message, fixable)
 
 
-def parse_error(path: str, error: cst.ParserSyntaxError) -> Finding:
-    first_line = str(error).splitlines()[0] if str(error) else "syntax error"
-    return Finding(
-        path,
-        error.raw_line,
-        error.raw_column + 1,
-        "PI001",
-        "error",
-        f"does not parse, skipped: {first_line}",
-    )
+def parse_error(path: str, error: cst.ParserSyntaxError, source: str | None = None) -> Finding:
+    """PI001 for a file LibCST cannot parse, with CPython's (clearer) message when it has one."""
+    line, column = error.raw_line, error.raw_column + 1
+    detail = str(error).splitlines()[0] if str(error) else "syntax error"
+    if source is not None:
+        try:
+            compile(source, path, "exec", dont_inherit=True)
+        except SyntaxError as python_error:
+            line = python_error.lineno or line
+            column = python_error.offset or column
+            detail = python_error.msg
+        except ValueError as python_error:  # e.g. NUL bytes
+            detail = str(python_error)
+        else:
+            detail = f"LibCST cannot parse it: {detail}"
+    return Finding(path, line, column, "PI001", "error", f"does not parse, skipped: {detail}")
 
 
 def lint_source(
@@ -65,5 +71,5 @@ def lint_source(
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        return [parse_error(path, error)]
+        return [parse_error(path, error, source)]
     return findings_for(analyse(module, external), path)

@@ -136,7 +136,7 @@ def migrate_source(
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as error:
-        return FileResult(path, source, None, (parse_error(path, error),))
+        return FileResult(path, source, None, (parse_error(path, error, source),))
     context = CodemodContext(
         filename=path,
         scratch={EXTERNAL_KEY: external or External(), SUPPRESSIONS_KEY: "isolation:" in source},
