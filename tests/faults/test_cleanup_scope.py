@@ -23,7 +23,9 @@ from .conftest import Project, cleanup
 from .test_foreign_occupants import ForeignMosquitto
 from .test_killed_worker import _image
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# reach another fault test's run through a reused port.
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.xdist_group("faults")]
 
 
 def _dead_owner() -> Owner:

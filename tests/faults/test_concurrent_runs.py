@@ -10,7 +10,9 @@ import pytest
 
 from .conftest import RUN_TIMEOUT_S, SUITES, Project, codes, extra_suites, html_report, validate
 
-pytestmark = pytest.mark.slow
+# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# reach another fault test's run through a reused port.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 SAFE_SUITES = [
     pytest.param(SUITES / "realistic", id="realistic"),

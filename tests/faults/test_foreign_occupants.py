@@ -12,7 +12,9 @@ from parallel_isolation.brokers import find_mosquitto, wait_until_ready
 
 from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate
 
-pytestmark = pytest.mark.slow
+# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# reach another fault test's run through a reused port.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 BASE = 36000
 BLOCK = 100

@@ -19,7 +19,9 @@ from .conftest import SUITES, Project, cleanup, validate
 from .test_cleanup_scope import _dead_owner
 from .test_killed_worker import _image
 
-pytestmark = pytest.mark.slow
+# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# reach another fault test's run through a reused port.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 VALIDATE_LIMIT_S = 5.0
 OVERHEAD_LIMIT_MS = 5.0

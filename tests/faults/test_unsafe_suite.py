@@ -11,7 +11,9 @@ from parallel_isolation.ports import PortAllocator
 
 from .conftest import SUITES, Project, codes, extra_suites, findings, html_report, validate
 
-pytestmark = pytest.mark.slow
+# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# reach another fault test's run through a reused port.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 UNSAFE = SUITES / "unsafe"
 FIXED_PORT_BASE = 39000
@@ -45,7 +47,7 @@ def test_validate_catches_the_real_faults(
     crosstalk = findings(result, "crosstalk")
     topics = {f["message"].split("'")[1] for f in crosstalk}
     assert "fire/detection" in topics
-    assert "system/fire_consensus/health" in topics, "the service ran without a prefix"
+    assert any(t.startswith("system/fire_consensus/") for t in topics), "the service had no prefix"
     bare = [f for f in crosstalk if "'fire/detection'" in f["message"]]
     assert all(f["test"].startswith("test_unsafe_suite.py::test_bare_topics") for f in bare)
 
