@@ -19,481 +19,59 @@ flows nowhere else ("pure") has its call-site literals rewritten.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import libcst as cst
 
+from parallel_isolation.migrate._builders import (
+    Builder,
+    add_prefix,
+    broker_attribute,
+    env_container,
+    env_string,
+    strip_topic,
+    wrap_in,
+)
 from parallel_isolation.migrate._facts import (
     PLUGIN_FIXTURES,
     ModuleFacts,
     Record,
     Scope,
-    _element_at,
     dotted,
     last_name,
     string_value,
 )
+from parallel_isolation.migrate._sinks import (
+    KNOWN_PORTS,
+    SUBPROCESS,
+    TOPIC_KINDS,
+    Kind,
+    Sink,
+    call_sinks,
+    cli_sinks,
+    cli_tokens,
+    env_dict,
+    env_kind,
+    keyword_arg,
+    positional_args,
+    unwrap_conversion,
+)
+from parallel_isolation.migrate._values import Lit, Resolver
 from parallel_isolation.migrate._walk import iter_children
 
-__all__ = ["Analysis", "FunctionSummary", "Need", "Site"]
+__all__ = ["Analysis", "External", "FunctionSummary", "Need", "Site"]
 
 Need = Literal["broker", "names", "topics"]
-Kind = Literal["topic", "filter", "either", "client_id", "host", "port", "container", "network"]
-Builder = Callable[[str, cst.CSTNode], cst.CSTNode]
 
-KNOWN_PORTS = frozenset({1883, 8883, 18833})
-_TOPIC_KINDS = frozenset({"topic", "filter", "either"})
-_HOST_KWS_ANYWHERE = frozenset(
-    {"mqtt_host", "broker_host", "mqtt_broker", "broker_address", "mqtt_server"}
-)
-_PORT_KWS_ANYWHERE = frozenset({"mqtt_port", "broker_port"})
-_MQTT_CALLS = frozenset(
-    {"connect", "connect_async", "Client", "single", "multiple", "simple", "callback"}
-)
-_ENV_HOST = frozenset(
-    {"MQTT_BROKER", "MQTT_HOST", "BROKER_HOST", "MQTT_BROKER_HOST", "MQTT_SERVER"}
-)
-_ENV_PORT = frozenset({"MQTT_PORT", "BROKER_PORT", "MQTT_BROKER_PORT"})
-_ENV_CLIENT = frozenset({"MQTT_CLIENT_ID", "CLIENT_ID", "MQTT_CLIENTID"})
-_ENV_PREFIX = frozenset({"TOPIC_PREFIX", "MQTT_TOPIC_PREFIX"})
 _HOST_NAME = re.compile(
     r"(?i)^(?:(?:mqtt|broker)_?(?:broker_?)?(?:host|server|address|addr)|mqtt_broker|broker|host)$"
 )
 _PORT_NAME = re.compile(r"(?i)^(?:(?:mqtt|broker)_?(?:broker_?)?port|port)$")
-_NAMESPACEISH = re.compile(r"(?i)prefix|namespace")
-_SUBPROCESS = frozenset(
-    {
-        "subprocess.run",
-        "subprocess.call",
-        "subprocess.check_call",
-        "subprocess.check_output",
-        "subprocess.Popen",
-        "os.system",
-        "os.popen",
-        "asyncio.create_subprocess_exec",
-        "asyncio.create_subprocess_shell",
-    }
-)
 _TMP_PREFIXES = ("/tmp/", "/var/tmp/", "/dev/shm/")
 _REMOVERS = frozenset({"remove", "kill", "stop", "terminate", "disconnect"})
 _LISTERS = frozenset({"containers", "networks", "volumes", "images"})
-
-
-# --------------------------------------------------------------------------
-# values
-
-
-@dataclass(frozen=True)
-class Lit:
-    """What an expression is known to hold.
-
-    ``literal``: one of ``values`` (strings or ints); ``built``: a string
-    built from literals (f-string, ``+``, ``%``, ``.format``).  ``constant``
-    names the module-level constant it came through, ``name`` the variable.
-    """
-
-    kind: Literal["literal", "built"]
-    values: tuple[str | int, ...] = ()
-    constant: str | None = None
-    name: str | None = None
-
-    def strings(self) -> tuple[str, ...]:
-        return tuple(v for v in self.values if isinstance(v, str))
-
-    def describe(self) -> str:
-        if self.kind == "built":
-            return f"built topic via {self.name}" if self.name else "built"
-        shown = ", ".join(repr(v) for v in self.values[:3])
-        more = ", ..." if len(self.values) > 3 else ""
-        via = f" (via {self.constant or self.name})" if (self.constant or self.name) else ""
-        return f"{shown}{more}{via}"
-
-
-def _namespaceish(node: cst.CSTNode) -> bool:
-    if isinstance(node, cst.Name):
-        return bool(_NAMESPACEISH.search(node.value))
-    return any(_namespaceish(child) for child in iter_children(node))
-
-
-class Resolver:
-    """Resolves names to the literals they may hold, following scopes."""
-
-    def __init__(self, facts: ModuleFacts) -> None:
-        self.facts = facts
-        self._binders: dict[tuple[int, str], Scope | None] = {}
-
-    def binder(self, name: str, scope: Scope) -> Scope | None:
-        key = (id(scope), name)
-        if key in self._binders:
-            return self._binders[key]
-        found: Scope | None = None
-        for candidate in scope.function_chain():
-            if candidate.binds(name):
-                found = candidate
-                break
-        else:
-            if name in self.facts.scope.bindings:
-                found = self.facts.scope
-        self._binders[key] = found
-        return found
-
-    def lit(self, expr: cst.CSTNode, scope: Scope, depth: int = 0) -> Lit | None:
-        if depth > 8:
-            return None
-        if isinstance(expr, cst.SimpleString):
-            if "b" in expr.prefix.lower():
-                return None
-            value = string_value(expr)
-            return None if value is None else Lit("literal", (value,))
-        if isinstance(expr, cst.ConcatenatedString):
-            value = string_value(expr)
-            if value is not None:
-                return Lit("literal", (value,))
-            return None if _namespaceish(expr) else Lit("built")
-        if isinstance(expr, cst.Integer):
-            return Lit("literal", (int(expr.evaluated_value),))
-        if isinstance(expr, cst.FormattedString):
-            if "b" in expr.prefix.lower() or _namespaceish(expr):
-                return None
-            if all(isinstance(part, cst.FormattedStringText) for part in expr.parts):
-                text = "".join(
-                    part.value for part in expr.parts if isinstance(part, cst.FormattedStringText)
-                )
-                return Lit("literal", (text,))
-            return Lit("built")
-        if isinstance(expr, cst.BinaryOperation):
-            if _namespaceish(expr):
-                return None
-            if isinstance(expr.operator, cst.Add):
-                sides = [
-                    self.lit(expr.left, scope, depth + 1),
-                    self.lit(expr.right, scope, depth + 1),
-                ]
-                if any(s is not None and (s.kind == "built" or s.strings()) for s in sides):
-                    return Lit("built")
-            if isinstance(expr.operator, cst.Modulo):
-                left = self.lit(expr.left, scope, depth + 1)
-                if left is not None and left.strings():
-                    return Lit("built")
-            return None
-        if isinstance(expr, cst.Call):
-            func = expr.func
-            if isinstance(func, cst.Attribute) and func.attr.value == "format":
-                base = self.lit(func.value, scope, depth + 1)
-                if base is not None and base.strings() and not _namespaceish(expr):
-                    return Lit("built")
-            return None
-        if isinstance(expr, cst.Name):
-            return self._name(expr.value, scope, depth)
-        return None
-
-    def _name(self, name: str, scope: Scope, depth: int) -> Lit | None:
-        binder = self.binder(name, scope)
-        if binder is None:
-            return None
-        if binder.is_function and name in binder.all_params():
-            given = binder.parametrized.get(name)
-            return Lit("literal", tuple(given), name=name) if given else None
-        bindings = binder.bindings.get(name, [])
-        if not bindings:
-            return None
-        found: list[Lit] = []
-        for binding in bindings:
-            result: Lit | None = None
-            if binding.value is not None:
-                result = self.lit(binding.value, binder, depth + 1)
-            elif binding.iterable is not None:
-                result = self.elements(binding.iterable, binder, binding.path, depth + 1)
-            if result is None:
-                return None
-            found.append(result)
-        kind: Literal["literal", "built"] = (
-            "built" if any(f.kind == "built" for f in found) else "literal"
-        )
-        values: list[str | int] = []
-        for f in found:
-            values += [v for v in f.values if v not in values]
-        constant = name if binder.role == "module" else None
-        return Lit(kind, tuple(values) if kind == "literal" else (), constant=constant, name=name)
-
-    def elements(
-        self, iterable: cst.BaseExpression, scope: Scope, path: tuple[int, ...], depth: int = 0
-    ) -> Lit | None:
-        """What the loop variable at ``path`` takes when iterating ``iterable``."""
-        if depth > 8:
-            return None
-        if isinstance(iterable, cst.Name):
-            binder = self.binder(iterable.value, scope)
-            if binder is None or (binder.is_function and iterable.value in binder.all_params()):
-                return None
-            bindings = binder.bindings.get(iterable.value, [])
-            if len(bindings) != 1 or bindings[0].value is None:
-                return None
-            return self.elements(bindings[0].value, binder, path, depth + 1)
-        if isinstance(iterable, cst.Call) and last_name(iterable.func) == "enumerate":
-            if not iterable.args or not path or path[0] != 1:
-                return None
-            return self.elements(iterable.args[0].value, scope, path[1:], depth + 1)
-        if isinstance(iterable, cst.List | cst.Tuple | cst.Set):
-            found: list[Lit] = []
-            for element in iterable.elements:
-                if isinstance(element, cst.StarredElement):
-                    return None
-                item = _element_at(element.value, path) if path else element.value
-                if item is None:
-                    return None
-                result = self.lit(item, scope, depth + 1)
-                if result is None:
-                    return None
-                found.append(result)
-            if not found:
-                return None
-            kind: Literal["literal", "built"] = (
-                "built" if any(f.kind == "built" for f in found) else "literal"
-            )
-            values: list[str | int] = []
-            for f in found:
-                values += [v for v in f.values if v not in values]
-            return Lit(kind, tuple(values) if kind == "literal" else ())
-        return None
-
-
-# --------------------------------------------------------------------------
-# sinks
-
-
-@dataclass(frozen=True, eq=False)
-class Sink:
-    """An argument position of a known kind (``publish``'s topic, ``name=``...)."""
-
-    node: cst.BaseExpression
-    kind: Kind
-    label: str
-    internal: bool = False
-
-
-def _positional(call: cst.Call) -> list[cst.BaseExpression]:
-    values = []
-    for arg in call.args:
-        if arg.keyword is not None or arg.star:
-            break
-        values.append(arg.value)
-    return values
-
-
-def _keyword(call: cst.Call, *names: str) -> cst.BaseExpression | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value in names:
-            return arg.value
-    return None
-
-
-def _arg(call: cst.Call, index: int, *keywords: str) -> cst.BaseExpression | None:
-    positional = _positional(call)
-    if index < len(positional):
-        return positional[index]
-    return _keyword(call, *keywords) if keywords else None
-
-
-def _filters(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
-    """``subscribe``'s argument shapes: a filter, ``(filter, qos)``, a list of either."""
-    if isinstance(expr, cst.Tuple) and expr.elements:
-        return [expr.elements[0].value]
-    if isinstance(expr, cst.List):
-        found = []
-        for element in expr.elements:
-            value = element.value
-            if isinstance(value, cst.Tuple) and value.elements:
-                found.append(value.elements[0].value)
-            elif not isinstance(element, cst.StarredElement):
-                found.append(value)
-        return found
-    return [expr]
-
-
-def _unwrap_conversion(expr: cst.BaseExpression) -> cst.BaseExpression:
-    """``str(x)``/``int(x)`` -> ``x`` (a port in an environment is often ``str(PORT)``)."""
-    if (
-        isinstance(expr, cst.Call)
-        and isinstance(expr.func, cst.Name)
-        and expr.func.value in ("str", "int")
-        and len(expr.args) == 1
-        and not expr.args[0].star
-    ):
-        return expr.args[0].value
-    return expr
-
-
-def env_kind(key: str) -> Kind | Literal["prefix"] | None:
-    if key in _ENV_HOST:
-        return "host"
-    if key in _ENV_PORT:
-        return "port"
-    if key in _ENV_CLIENT:
-        return "client_id"
-    if key in _ENV_PREFIX:
-        return "prefix"
-    return None
-
-
-def call_sinks(call: cst.Call, facts: ModuleFacts) -> list[Sink]:
-    """The sink positions of a call to a known API (paho, docker, os.environ...)."""
-    func = call.func
-    method = last_name(func)
-    if method is None:
-        return []
-    if isinstance(func, cst.Name) and func.value not in facts.aliases:
-        return []  # a local function: its summary speaks for it
-    qualified = facts.qualify(func) or ""
-    sinks: list[Sink] = []
-
-    def add(expr: cst.BaseExpression | None, kind: Kind, label: str) -> None:
-        if expr is not None:
-            if kind == "port":
-                expr = _unwrap_conversion(expr)
-            sinks.append(Sink(expr, kind, label))
-
-    label = f"{method}()"
-    if method in ("publish", "will_set") and not qualified.endswith("publish.single"):
-        add(_arg(call, 0, "topic"), "topic", label)
-    elif method == "subscribe" and not qualified.endswith("subscribe.simple"):
-        topic = _arg(call, 0, "topic")
-        for expr in _filters(topic) if topic is not None else []:
-            add(expr, "filter", label)
-    elif method in ("unsubscribe", "simple"):
-        topics = _arg(call, 0, "topic", "topics")
-        if isinstance(topics, cst.List | cst.Tuple):
-            for element in topics.elements:
-                add(element.value, "filter", label)
-        else:
-            add(topics, "filter", label)
-    elif method in ("message_callback_add", "message_callback_remove", "topic_matches_sub"):
-        add(_arg(call, 0, "sub"), "filter", label)
-    elif method == "single":
-        add(_arg(call, 0, "topic"), "topic", label)
-
-    if method in ("connect", "connect_async", "connect_ex") or qualified.endswith(
-        "create_connection"
-    ):
-        first = _arg(call, 0, "host")
-        if isinstance(first, cst.Tuple) and len(first.elements) == 2:
-            add(first.elements[0].value, "host", label)
-            add(first.elements[1].value, "port", label)
-        elif method != "connect_ex":
-            port = _arg(call, 1, "port")
-            if port is not None or facts.uses_raw_mqtt:
-                add(first, "host", label)
-                add(port, "port", label)
-    if method == "Client":
-        if qualified.startswith(("aiomqtt", "asyncio_mqtt")):
-            add(_arg(call, 0, "hostname"), "host", label)
-            add(_arg(call, 1, "port"), "port", label)
-            add(_keyword(call, "identifier", "client_id"), "client_id", label)
-        else:
-            positional = _positional(call)
-            keyword = _keyword(call, "client_id", "clientid")
-            if keyword is not None:
-                add(keyword, "client_id", label)
-            elif positional:
-                head = dotted(positional[0]) or ""
-                if "CallbackAPIVersion" in head or "VERSION" in head:
-                    if len(positional) > 1:
-                        add(positional[1], "client_id", label)
-                else:
-                    add(positional[0], "client_id", label)
-    else:
-        add(_keyword(call, "client_id"), "client_id", label)
-    for arg in call.args:
-        kw = arg.keyword.value if arg.keyword is not None else None
-        if kw is None:
-            continue
-        if kw in _HOST_KWS_ANYWHERE or (
-            method in _MQTT_CALLS and kw in ("host", "hostname", "broker")
-        ):
-            if not any(s.node is arg.value for s in sinks):
-                add(arg.value, "host", label)
-        elif (
-            kw in _PORT_KWS_ANYWHERE
-            or (
-                kw == "port"
-                and (
-                    method in _MQTT_CALLS
-                    or (
-                        isinstance(arg.value, cst.Integer)
-                        and int(arg.value.evaluated_value) in KNOWN_PORTS
-                    )
-                )
-            )
-        ) and not any(s.node is arg.value for s in sinks):
-            add(arg.value, "port", label)
-
-    receiver = func.value if isinstance(func, cst.Attribute) else None
-    holder = last_name(receiver) if receiver is not None else None
-    if holder == "containers":
-        if method in ("run", "create"):
-            add(_keyword(call, "name"), "container", f"containers.{method}(name=...)")
-            add(_keyword(call, "network"), "network", f"containers.{method}(network=...)")
-        elif method == "get":
-            add(_arg(call, 0, "container_id"), "container", "containers.get()")
-    elif holder == "networks" and method in ("create", "get"):
-        add(_arg(call, 0, "name", "network_id"), "network", f"networks.{method}()")
-    if method in ("setenv", "putenv") or (
-        method == "setdefault" and dotted(receiver or cst.Name("x")) == "os.environ"
-    ):
-        key = string_value(_arg(call, 0) or cst.Name("x"))
-        kind = env_kind(key) if key else None
-        value = _arg(call, 1, "value")
-        if kind in ("host", "port", "client_id") and value is not None:
-            add(value, kind, key or "environment")
-    return sinks
-
-
-@dataclass(frozen=True)
-class EnvDict:
-    """An environment mapping that configures an MQTT service."""
-
-    host: cst.DictElement | None
-    ports: tuple[cst.DictElement, ...]
-    clients: tuple[cst.DictElement, ...]
-    has_prefix: bool
-    unknown_splat: bool
-    last_mqtt_index: int
-
-
-def env_dict(node: cst.Dict) -> EnvDict | None:
-    host: cst.DictElement | None = None
-    ports: list[cst.DictElement] = []
-    clients: list[cst.DictElement] = []
-    has_prefix = False
-    unknown_splat = False
-    last = -1
-    for index, element in enumerate(node.elements):
-        if not isinstance(element, cst.DictElement):
-            value = element.value
-            if _namespaceish(value) or (
-                isinstance(value, cst.Call) and last_name(value.func) == "service_env"
-            ):
-                unknown_splat = True  # may well carry TOPIC_PREFIX
-            continue
-        key = string_value(element.key)
-        kind = env_kind(key) if key else None
-        if kind is None:
-            continue
-        last = index
-        if kind == "host":
-            host = element
-        elif kind == "port":
-            ports.append(element)
-        elif kind == "client_id":
-            clients.append(element)
-        elif kind == "prefix":
-            has_prefix = True
-    if host is None and not ports and not clients:
-        return None
-    return EnvDict(host, tuple(ports), tuple(clients), has_prefix, unknown_splat, last)
 
 
 # --------------------------------------------------------------------------
@@ -521,7 +99,7 @@ class FunctionSummary:
     flows: dict[str, Flow]
 
     def accepts(self, call: cst.Call) -> bool:
-        positional = _positional(call)
+        positional = positional_args(call)
         if not self.star and len(positional) > len(self.params) - self.offset:
             return False
         names = set(self.params[self.offset :]) | set(self.kwonly)
@@ -531,7 +109,7 @@ class FunctionSummary:
         return True
 
     def mapping(self, call: cst.Call) -> Iterator[tuple[cst.BaseExpression, str]]:
-        for index, value in enumerate(_positional(call)):
+        for index, value in enumerate(positional_args(call)):
             position = self.offset + index
             if position < len(self.params):
                 yield value, self.params[position]
@@ -568,84 +146,6 @@ class Site:
     report: bool = True
     manual: str | None = None
     autofix: bool | None = None
-
-
-# --------------------------------------------------------------------------
-# builders
-
-
-def _call(provider: str, method: str, value: cst.BaseExpression) -> cst.Call:
-    return cst.Call(
-        func=cst.Attribute(value=cst.Name(provider), attr=cst.Name(method)),
-        args=[cst.Arg(value=value)],
-    )
-
-
-def _wrap(method: str) -> Builder:
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-        assert isinstance(node, cst.BaseExpression)
-        return _call(provider, method, node)
-
-    return build
-
-
-def _attribute(attr: str, as_string: bool = False) -> Builder:
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-        value: cst.BaseExpression = cst.Attribute(value=cst.Name(provider), attr=cst.Name(attr))
-        if as_string:
-            value = cst.Call(func=cst.Name("str"), args=[cst.Arg(value=value)])
-        return value
-
-    return build
-
-
-def _strip_topic(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-    assert isinstance(node, cst.BaseExpression)
-    return _call(provider, "strip", node)
-
-
-def _env_string(key: str, attr: str) -> Builder:
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-        quote = node.quote if isinstance(node, cst.SimpleString) else '"'
-        if len(quote) != 1:
-            quote = '"'
-        return cst.parse_expression(f"f{quote}{key}={{{provider}.{attr}}}{quote}")
-
-    return build
-
-
-def _env_container(key: str, value: str) -> Builder:
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-        quote = node.quote if isinstance(node, cst.SimpleString) else '"'
-        quote = quote if len(quote) == 1 else '"'
-        inner = "'" if quote == '"' else '"'
-        text = f"f{quote}{key}={{{provider}.container_name({inner}{value}{inner})}}{quote}"
-        return cst.parse_expression(text)
-
-    return build
-
-
-def _add_prefix(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-    assert isinstance(node, cst.Dict)
-    info = env_dict(node)
-    assert info is not None
-    elements = list(node.elements)
-    index = info.last_mqtt_index
-    before = elements[index]
-    key_quote = '"'
-    if isinstance(before, cst.DictElement) and isinstance(before.key, cst.SimpleString):
-        key_quote = before.key.quote if len(before.key.quote) == 1 else '"'
-    new = cst.DictElement(
-        key=cst.SimpleString(f"{key_quote}TOPIC_PREFIX{key_quote}"),
-        value=cst.Attribute(value=cst.Name(provider), attr=cst.Name("prefix")),
-    )
-    if isinstance(before.comma, cst.Comma):
-        new = new.with_changes(comma=before.comma)
-    else:
-        before = before.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        elements[index] = before
-    elements.insert(index + 1, new)
-    return node.with_changes(elements=elements)
 
 
 # --------------------------------------------------------------------------
@@ -851,7 +351,7 @@ class Analysis:
             if isinstance(func, cst.Attribute) and (
                 self.receiver_kind(func.value, record.scope) == "namespaced"
             ):
-                sinks = [sink for sink in sinks if sink.kind not in _TOPIC_KINDS]
+                sinks = [sink for sink in sinks if sink.kind not in TOPIC_KINDS]
             self._builtin[id(record.node)] = sinks
             for sink in sinks:
                 self.sink_nodes.setdefault(id(sink.node), sink.kind)
@@ -894,7 +394,7 @@ class Analysis:
             if info.host is not None:
                 self.sink_nodes.setdefault(id(info.host.value), "host")
             for element in info.ports:
-                self.sink_nodes.setdefault(id(_unwrap_conversion(element.value)), "port")
+                self.sink_nodes.setdefault(id(unwrap_conversion(element.value)), "port")
             for element in info.clients:
                 self.sink_nodes.setdefault(id(element.value), "client_id")
 
@@ -1117,7 +617,7 @@ class Analysis:
             None if pure else (f"{via} also uses the value for something else; migrate by hand")
         )
         kind = sink.kind
-        if kind in _TOPIC_KINDS:
+        if kind in TOPIC_KINDS:
             strings = lit.strings()
             if lit.kind == "literal" and (
                 not strings
@@ -1140,7 +640,7 @@ class Analysis:
                     scope,
                     f"{what} in {where}; use topic_namespace.{method}(...)",
                     need="topics",
-                    build=_wrap(method) if pure else None,
+                    build=wrap_in(method) if pure else None,
                     manual=manual,
                 )
             )
@@ -1155,7 +655,7 @@ class Analysis:
                     f"fixed MQTT client id {lit.describe()} in {where}; use "
                     f"{self.fixture_for(scope, 'names')}.client_id(...)",
                     need="names",
-                    build=_wrap("client_id") if pure else None,
+                    build=wrap_in("client_id") if pure else None,
                     manual=manual,
                 )
             )
@@ -1172,7 +672,7 @@ class Analysis:
                 scope,
                 lit,
                 f"hard-coded broker host {lit.describe()} in {where}",
-                _attribute("host"),
+                broker_attribute("host"),
                 pure,
                 manual,
             )
@@ -1188,7 +688,7 @@ class Analysis:
                 scope,
                 lit,
                 f"hard-coded broker port {lit.describe()} in {where}",
-                _attribute("port", as_string),
+                broker_attribute("port", as_string),
                 pure,
                 manual,
             )
@@ -1221,7 +721,7 @@ class Analysis:
                     scope,
                     f"fixed {what} {lit.describe()} in {where}; use {provider}.{method}(...)",
                     need="names",
-                    build=_wrap(method) if pure else None,
+                    build=wrap_in(method) if pure else None,
                     manual=manual,
                 )
             )
@@ -1284,7 +784,7 @@ class Analysis:
                 summary = None  # a method calling its namesake on another object
         if summary is None or not isinstance(func, cst.Attribute):
             for sink in self._builtin.get(id(call), []):
-                if sink.kind in _TOPIC_KINDS and (namespaced or not self.raw_messages):
+                if sink.kind in TOPIC_KINDS and (namespaced or not self.raw_messages):
                     continue
                 self._sink_site(sink, scope)
         if (
@@ -1300,13 +800,13 @@ class Analysis:
                     continue
                 kinds = flow.kinds
                 kind: Kind
-                if kinds <= _TOPIC_KINDS:
+                if kinds <= TOPIC_KINDS:
                     kind = "either" if len(kinds) > 1 else next(iter(kinds))
                 elif len(kinds) == 1:
                     kind = next(iter(kinds))
                 else:
                     continue
-                if kind in _TOPIC_KINDS and not self.raw_messages:
+                if kind in TOPIC_KINDS and not self.raw_messages:
                     continue
                 via = f"{summary.label}({param})"
                 if flow.each:
@@ -1353,7 +853,7 @@ class Analysis:
                     manual="name the condition and wait for it",
                 )
             )
-        if qualified in _SUBPROCESS:
+        if qualified in SUBPROCESS:
             self._subprocess(call, scope)
 
     def _ports(self, mapping: cst.Dict, scope: Scope) -> None:
@@ -1388,7 +888,7 @@ class Analysis:
                 )
 
     def _subprocess(self, call: cst.Call, scope: Scope) -> None:
-        tokens = _cli_tokens(call)
+        tokens = cli_tokens(call)
         if not tokens:
             return
         words = [t for t, _ in tokens]
@@ -1499,7 +999,7 @@ class Analysis:
             else:
                 self._sink_site(Sink(info.host.value, "host", "MQTT_BROKER"), scope)
         for element in info.ports:
-            value = _unwrap_conversion(element.value)
+            value = unwrap_conversion(element.value)
             if internal:
                 self.handled.add(id(value))
                 self.handled.add(id(element.value))
@@ -1516,7 +1016,7 @@ class Analysis:
                     "service environment sets MQTT_BROKER but no TOPIC_PREFIX; add "
                     "'TOPIC_PREFIX': topic_namespace.prefix",
                     need="topics",
-                    build=_add_prefix,
+                    build=add_prefix,
                 )
             )
 
@@ -1529,7 +1029,7 @@ class Analysis:
             if kind in ("host", "port", "client_id"):
                 self._sink_site(
                     Sink(
-                        _unwrap_conversion(value) if kind == "port" else value,
+                        unwrap_conversion(value) if kind == "port" else value,
                         kind,
                         key or "os.environ",
                     ),
@@ -1638,7 +1138,7 @@ class Analysis:
                 f"incoming topic {self.facts.module.code_for_node(expr)} used as a bare topic in "
                 f"{where}; use topic_namespace.strip(...)",
                 need="topics",
-                build=_strip_topic,
+                build=strip_topic,
             )
         )
 
@@ -1686,7 +1186,7 @@ class Analysis:
         listing = (method == "list" and holder in _LISTERS) or method == "process_iter"
         if not listing:
             return
-        filters = _keyword(iterable, "filters")
+        filters = keyword_arg(iterable, "filters")
         by_name_filter = isinstance(filters, cst.Dict) and any(
             isinstance(e, cst.DictElement) and string_value(e.key) == "name"
             for e in filters.elements
@@ -1771,7 +1271,7 @@ class Analysis:
         key, sep, rest = value.partition("=")
         kind = env_kind(key) if sep else None
         if kind in ("host", "port", "client_id") and rest:
-            self._env_string(node, scope, key, kind, rest)
+            self.env_string(node, scope, key, kind, rest)
             return
         if value in ("1883", "8883", "18833"):
             self._add(
@@ -1791,9 +1291,7 @@ class Analysis:
         elif value in self.network_names and scope.is_function:
             self._sink_site(Sink(node, "network", "a reference"), scope)
 
-    def _env_string(
-        self, node: cst.CSTNode, scope: Scope, key: str, kind: Kind, value: str
-    ) -> None:
+    def env_string(self, node: cst.CSTNode, scope: Scope, key: str, kind: Kind, value: str) -> None:
         if kind == "host":
             if value in self.container_names:
                 if "'" not in value and '"' not in value:
@@ -1805,7 +1303,7 @@ class Analysis:
                             f"fixed container name in {key}={value}; build it from "
                             f"{self.fixture_for(scope, 'names')}.container_name(...)",
                             need="names",
-                            build=_env_container(key, value),
+                            build=env_container(key, value),
                         )
                     )
                 return
@@ -1816,7 +1314,7 @@ class Analysis:
                     scope,
                     f"hard-coded broker host in {key}={value}; use mqtt_broker.host",
                     need="broker",
-                    build=_env_string(key, "host"),
+                    build=env_string(key, "host"),
                 )
             )
         elif kind == "port" and value.isdigit():
@@ -1827,7 +1325,7 @@ class Analysis:
                     scope,
                     f"hard-coded broker port in {key}={value}; use mqtt_broker.port",
                     need="broker",
-                    build=_env_string(key, "port"),
+                    build=env_string(key, "port"),
                 )
             )
         elif kind == "client_id":
@@ -1889,54 +1387,3 @@ def _mentions_name_attribute(node: cst.CSTNode) -> bool:
 def _unique_path(node: cst.FormattedString) -> bool:
     text = cst.Module(body=[]).code_for_node(node)
     return bool(re.search(r"(?i)pid|uuid|worker|run_id|token|mkdtemp|tmp_path|random", text))
-
-
-def _cli_tokens(call: cst.Call) -> list[tuple[str | None, cst.BaseExpression | None]]:
-    """The words of a command line passed to subprocess/os.system, with their nodes."""
-    positional = _positional(call)
-    if not positional:
-        return []
-    first = positional[0]
-    if isinstance(first, cst.List | cst.Tuple):
-        return [
-            (string_value(e.value), e.value)
-            for e in first.elements
-            if not isinstance(e, cst.StarredElement)
-        ]
-    text = string_value(first)
-    if text is not None:
-        try:
-            words = shlex.split(text)
-        except ValueError:
-            words = text.split()
-        if len(positional) > 1:  # create_subprocess_exec("docker", "run", ...)
-            return [(string_value(v), v) for v in positional]
-        return [(w, None) for w in words]
-    return []
-
-
-def cli_sinks(call: cst.Call, facts: ModuleFacts) -> list[Sink]:
-    """Names on a ``docker`` command line run through subprocess (list form)."""
-    if (facts.qualify(call.func) or "") not in _SUBPROCESS:
-        return []
-    tokens = _cli_tokens(call)
-    words = [word for word, _ in tokens]
-    if not words or words[0] not in ("docker", "docker-compose"):
-        return []
-    sinks = []
-    for index, (word, _node) in enumerate(tokens[:-1]):
-        following, node = tokens[index + 1]
-        if node is None or (following is not None and following.startswith("-")):
-            continue
-        before = words[index - 1] if index else None
-        if word == "--name":
-            sinks.append(Sink(node, "container", "docker --name"))
-        elif word in ("--network", "--net") and following != "host":
-            sinks.append(Sink(node, "network", f"docker {word}"))
-        elif word in ("create", "rm", "connect", "disconnect", "inspect") and before == "network":
-            sinks.append(Sink(node, "network", f"docker network {word}"))
-        elif word in ("logs", "stop", "rm", "kill", "inspect", "exec", "restart") and (
-            before == "docker"
-        ):
-            sinks.append(Sink(node, "container", f"docker {word}"))
-    return sinks
