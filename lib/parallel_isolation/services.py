@@ -212,6 +212,12 @@ class ServiceRunner:
         )
         if wait:
             self.wait_online(running, since=since, timeout=timeout, watcher=watcher)
+            self.context.worker.events.emit(
+                "service_online",
+                test=self.context.nodeid,
+                service=spec.name,
+                ready_s=round(time.monotonic() - since, 4),
+            )
         return running
 
     def _launch(self, spec: ServiceSpec, env: dict[str, str]) -> RunningService:
