@@ -37,13 +37,18 @@ def run(
     *,
     check: bool = False,
     diff: bool = False,
-    output_format: Format = "text",
+    output_format: str = "text",
     jobs: int | None = None,
     console: Console | None = None,
 ) -> int:
     """Lint (``check``) or rewrite ``paths``; render the outcome; return the exit code."""
     console = console or Console()
-    if output_format not in ("text", "json"):
+    fmt: Format
+    if output_format == "text":
+        fmt = "text"
+    elif output_format == "json":
+        fmt = "json"
+    else:
         console.print(f"[red]unknown format {output_format!r}; use text or json[/]")
         return 2
     if not paths:
@@ -52,13 +57,13 @@ def run(
     try:
         if check:
             findings = check_paths(paths, jobs=jobs)
-            render_findings(findings, output_format, console)
+            render_findings(findings, fmt, console)
             return 1 if findings else 0
         report = migrate_paths(paths, write=not diff, diff=diff, jobs=jobs)
     except FileNotFoundError as error:
         console.print(f"[red]{error}[/]")
         return 2
-    render_report(report, output_format, console, show_diff=diff)
+    render_report(report, fmt, console, show_diff=diff)
     if report.failed:
         return 1
     return 1 if diff and report.changed else 0
