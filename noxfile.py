@@ -214,3 +214,11 @@ def bench_docker(session: nox.Session) -> None:
     _install(session)
     _images_if_engine(session)
     session.run("python", "benchmarks/bench_docker.py", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Serial vs -n 4/12/24 of the integration suite per backend: table, JSON, PNG chart."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_suite.py", *session.posargs)
