@@ -28,7 +28,6 @@ INTERVALS = Path("/tmp/wildfire-hardware-intervals.jsonl")
 @pytest.fixture(scope="module", autouse=True)
 def fresh_interval_record():
     INTERVALS.unlink(missing_ok=True)
-    yield
 
 
 def record_interval(device: str, started: float, ended: float) -> list[dict]:

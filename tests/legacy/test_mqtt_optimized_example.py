@@ -25,7 +25,6 @@ PREFIX_RECORD = Path("/tmp/wildfire-test-prefixes.txt")
 @pytest.fixture(scope="module", autouse=True)
 def fresh_prefix_record():
     PREFIX_RECORD.unlink(missing_ok=True)
-    yield
 
 
 class Inbox:
@@ -153,7 +152,8 @@ def test_two_clients_do_not_hear_each_others_topics(mqtt_broker):
         subscribe(client_b, "test/beta/#", qos=1)
         client_a.publish("test/beta/ping", b"for-beta", qos=1)
         client_b.publish("test/alpha/ping", b"for-alpha", qos=1)
-        assert alpha.wait(1) and beta.wait(1)
+        assert alpha.wait(1)
+        assert beta.wait(1)
         assert [m.payload for m in alpha.messages] == [b"for-alpha"]
         assert [m.payload for m in beta.messages] == [b"for-beta"]
     finally:

@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from docker.errors import NotFound
+
 from parallel_isolation.artifacts import read_events
 from parallel_isolation.context import WorkerContext
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.naming import RUN_LABEL
 from parallel_isolation.settings import Settings
-
-import docker
 
 SERVICES_IMAGE = "parallel-isolation/wildfire-services:latest"
 MOSQUITTO_IMAGE = "parallel-isolation/mosquitto:latest"

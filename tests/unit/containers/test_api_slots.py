@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.containers import API_SLOTS_ENV, ApiSlots, ContainerError
 
 

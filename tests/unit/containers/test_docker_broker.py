@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from parallel_isolation.brokers import BrokerBackend, BrokerCrashedError
 from parallel_isolation.containers import DockerBrokerBackend, manager_for
 from parallel_isolation.context import ParallelTestContext

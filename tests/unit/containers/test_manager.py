@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from docker.errors import APIError, NotFound
+
 from parallel_isolation import naming
 from parallel_isolation.containers import (
     DaemonError,

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+
 from parallel_isolation.artifacts import read_events
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

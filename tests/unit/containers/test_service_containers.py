@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from parallel_isolation import naming
 from parallel_isolation.containers import ContainerService
 from parallel_isolation.context import ParallelTestContext

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+
 from parallel_isolation.artifacts import EventLog, read_events
 from parallel_isolation.brokers import (
     BACKENDS,

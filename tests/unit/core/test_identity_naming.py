@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from parallel_isolation.identity import (
     Identity,
     Owner,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+
 from parallel_isolation.context import ParallelTestContext
 from parallel_isolation.mqtt import (
     MessageRecorder,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.artifacts import EventLog, read_events
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.ports import (

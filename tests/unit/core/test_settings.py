@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from parallel_isolation.context import probe_host_for
-from parallel_isolation.settings import OPTIONS, Settings, SettingError, parse_bool
+from parallel_isolation.settings import OPTIONS, SettingError, Settings, parse_bool
 
 
 def test_precedence_cli_over_env_over_ini_over_default(tmp_path: Path) -> None:

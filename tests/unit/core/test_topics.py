@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from parallel_isolation.identity import Identity
 from parallel_isolation.topics import (
     MAX_TOPIC_BYTES,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from parallel_isolation import images as im
 from parallel_isolation.naming import TOOL_LABEL, TOOL_VALUE
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
+
 from wildfire.common import MqttService
 
 S = TypeVar("S", bound=MqttService)

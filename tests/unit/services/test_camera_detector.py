@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from wildfire.camera_detector import (
     CameraDetector,
     CameraDetectorConfig,

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+
 from wildfire.camera_detector import CameraDetector
 from wildfire.camera_simulator import (
     CameraSimulator,

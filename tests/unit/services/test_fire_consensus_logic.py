@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pytest
+
 from wildfire.camera_simulator import growing_boxes
 from wildfire.common import BadPayload
 from wildfire.fire_consensus import (

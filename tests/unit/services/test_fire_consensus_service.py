@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from wildfire.camera_simulator import fire_detection, frigate_event, growing_boxes, telemetry
 from wildfire.fire_consensus import FireConsensus
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from wildfire.common import BadPayload
 from wildfire.gpio_trigger import (
     PINS,

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from wildfire.gpio_trigger import GpioTrigger, PumpState
 
 TELEMETRY = "system/trigger_telemetry"

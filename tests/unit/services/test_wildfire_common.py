@@ -11,6 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+
 from wildfire.common import (
     HEALTH_FAILURE,
     BadPayload,
