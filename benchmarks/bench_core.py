@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from parallel_isolation.brokers import TestMQTTBroker, find_mosquitto
 from parallel_isolation.context import ParallelTestContext, WorkerContext
 from parallel_isolation.identity import Identity, new_run_id
 from parallel_isolation.ports import PortAllocator
 from parallel_isolation.settings import Settings
-from rich.console import Console
-from rich.table import Table
 
 
 def _broker_ready_times(backend: str, runs: int, state: Path, workdir: Path) -> list[float]:

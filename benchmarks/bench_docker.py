@@ -28,14 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from parallel_isolation.brokers import TestMQTTBroker
 from parallel_isolation.containers import API_SLOTS_ENV
 from parallel_isolation.context import ParallelTestContext, WorkerContext
 from parallel_isolation.engine import engine_problem
 from parallel_isolation.identity import Identity, new_run_id
 from parallel_isolation.settings import Settings
-from rich.console import Console
-from rich.table import Table
 
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
 

@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from parallel_isolation.artifacts import read_events
 from rich.console import Console
 from rich.table import Table
+
+from parallel_isolation.artifacts import read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / ".isolation" / "runs"

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from parallel_isolation.migrate_cli import main, run, split_paths
 from rich.console import Console
+
+from parallel_isolation.migrate_cli import main, run, split_paths
 
 HAZARDOUS = """\
 import paho.mqtt.client as mqtt

@@ -9,6 +9,7 @@ code stays byte for byte) and a "warns, does not touch" case.
 from __future__ import annotations
 
 from libcst.codemod import CodemodTest
+
 from parallel_isolation.migrate import (
     BrokerAddressCommand,
     ClientIdCommand,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.migrate import check_paths, migrate_paths
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from parallel_isolation.migrate import CODES, check_source
 
 PAHO = "import paho.mqtt.client as mqtt\n"

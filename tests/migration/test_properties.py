@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from parallel_isolation.migrate import check_source, migrate_source
 
 HEADER = """\

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.migrate import check_paths, migrate_paths
 
 FIXTURES = Path(__file__).parent / "fixtures"
