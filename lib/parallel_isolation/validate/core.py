@@ -89,7 +89,9 @@ def _apply_expectations(run: RunData, findings: list[Finding]) -> list[Finding]:
         return findings
     result = []
     for finding in findings:
-        codes = expected.get((finding.worker or "", finding.test or ""))
+        codes = expected.get((finding.worker or "", finding.test or "")) or expected.get(
+            (finding.worker or "", finding.also or "")
+        )
         if codes and finding.severity > Severity.INFO and _expected(codes, finding.code):
             finding = replace(
                 finding,

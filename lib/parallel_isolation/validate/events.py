@@ -237,16 +237,19 @@ def scan_crosstalk(run: RunData, env: ScanEnv) -> ScanResult:
         total += len(worker.crosstalk)
         for topic, records in sorted(groups.items()):
             first = records[0]
-            tests = list(
-                dict.fromkeys(
-                    t for r in records if (t := worker.test_near(r.ts, SPY_LAG_S)) is not None
-                )
-            )
+            near = [worker.test_near(r.ts, SPY_LAG_S) for r in records]
+            tests = list(dict.fromkeys(t for t, _ in near if t is not None))
+            maybe = list(dict.fromkeys(a for _, a in near if a is not None and a not in tests))
             owner = next(
                 (w for prefix, w in workers_by_prefix.items() if topic.startswith(prefix)), None
             )
             origin = f" (namespace of worker {owner})" if owner else " (outside every namespace)"
             also = f"; during {len(tests)} tests" if len(tests) > 1 else ""
+            if maybe:
+                also += (
+                    f" (seen just after {', '.join(maybe[:2])} ended: "
+                    "the spy may have stamped it late)"
+                )
             result.findings.append(
                 Finding(
                     Severity.ERROR,
@@ -256,6 +259,7 @@ def scan_crosstalk(run: RunData, env: ScanEnv) -> ScanResult:
                     f"{worker.worker_id}'s broker; first payload {str(first.get('payload'))[:60]!r}{also}",
                     worker=worker.worker_id,
                     test=tests[0] if tests else None,
+                    also=maybe[0] if maybe else None,
                     file=first.file,
                     line=first.line,
                     ts=first.ts,

@@ -47,6 +47,8 @@ class Finding:
     line: int | None = None
     ts: float | None = None
     hint: str | None = None
+    also: str | None = None
+    """Another test that may be the source (e.g. one that ended just before)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class Finding:
             "line": self.line,
             "ts": self.ts,
             "hint": self.hint,
+            "also": self.also,
         }
 
     @property

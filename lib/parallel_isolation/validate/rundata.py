@@ -184,20 +184,35 @@ class WorkerData:
                 found.append((span.test, overlap))
         return found
 
-    def test_near(self, ts: float | None, lag: float) -> str | None:
-        """Like :meth:`test_at`, or the test that ended at most ``lag`` seconds before ``ts``.
+    def test_near(self, ts: float | None, lag: float) -> tuple[str | None, str | None]:
+        """``(test, alternative)`` for an observation stamped up to ``lag`` seconds late.
 
-        For observations that arrive with a delay (a broker may hold small
-        packets back for tens of milliseconds before the spy sees them).
+        The spy stamps a message when it receives it, which on a busy host can
+        be a little after the publishing test ended and the next one began.
+        The test running at the stamp is named; when it had begun less than
+        ``lag`` before and another ended just before it, that one is the
+        alternative.  Between tests, the one that ended within ``lag`` is named.
         """
-        found = self.test_at(ts)
-        if found is not None or ts is None:
-            return found
+        if ts is None or not self.spans:
+            return None, None
         index = bisect.bisect_right(self._starts, ts) - 1
-        if index < 0:
-            return None
-        span = self.spans[index]
-        return span.test if span.end is not None and ts - span.end <= lag else None
+        current = None
+        if index >= 0:
+            span = self.spans[index]
+            if span.end is None or ts <= span.end:
+                current = span
+        previous = None
+        for span in reversed(self.spans[: index + 1]):
+            if span is current or span.end is None:
+                continue
+            if 0 <= ts - span.end <= lag:
+                previous = span
+            break
+        if current is not None and previous is not None and ts - current.start <= lag:
+            return current.test, previous.test
+        if current is not None:
+            return current.test, None
+        return (previous.test if previous is not None else None), None
 
     def broker_down_at(self, ts: float | None) -> bool:
         """True when the worker's broker was paused, crashed or restarting at ``ts``."""

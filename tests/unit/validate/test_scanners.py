@@ -370,7 +370,7 @@ def test_findings_a_test_declared_are_info(
     start, _ = worker.test("tests/test_m.py::test_drops_foreign", expect=["crosstalk"])
     worker.crosstalk("elsewhere/x", start + 0.1)
     other, _ = worker.test("tests/test_m.py::test_undeclared")
-    worker.crosstalk("elsewhere/y", other + 0.1)
+    worker.crosstalk("elsewhere/y", other + 0.5)
     worker.finish()
     run_builder.record()
     report = validate_dir(run_builder.path, env=scan_env)
@@ -415,3 +415,21 @@ def test_name_conflicts_refused_are_errors_reclaimed_are_info(
         if f.code == "event.name-conflict"
     )
     assert report.exit_code() == EXIT_UNVALIDATED, "the run used Docker and no engine answers"
+
+
+def test_crosstalk_seen_just_after_a_test_began_names_the_one_before(
+    run_builder: RunBuilder, dead_owner: Owner, scan_env: ScanEnv
+) -> None:
+    worker = run_builder.worker("gw0", dead_owner)
+    _, first_end = worker.test("tests/test_l.py::test_publishes_bare", seconds=1)
+    second_start, _ = worker.test("tests/test_l.py::test_next", seconds=2)
+    worker.crosstalk("fire/late", second_start + 0.005)  # stamped late by a busy spy
+    worker.crosstalk("fire/own", second_start + 1.5)  # well inside the next test
+    worker.finish()
+    run_builder.record()
+    report = validate_dir(run_builder.path, env=scan_env)
+    by_topic = {f.message.split("'")[1]: f for f in report.findings if f.code == "crosstalk"}
+    assert by_topic["fire/late"].test == "tests/test_l.py::test_next"
+    assert "tests/test_l.py::test_publishes_bare ended" in by_topic["fire/late"].message
+    assert by_topic["fire/own"].test == "tests/test_l.py::test_next"
+    assert first_end < second_start

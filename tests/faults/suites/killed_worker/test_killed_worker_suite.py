@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from parallel_isolation._proc import ChildProcess, marker_env
@@ -20,6 +22,8 @@ import docker
 
 FACTS = os.environ["FACTS_FILE"]
 IMAGE = os.environ["VICTIM_IMAGE"]
+VICTIM_DIED = Path(FACTS + ".victim")
+REPLACEMENT_UP = Path(FACTS + ".replacement")
 
 
 def record(**facts):
@@ -42,14 +46,6 @@ def facts_of(ctx, broker, **extra):
         namespace=ctx.namespace.prefix,
         **extra,
     )
-
-
-@pytest.mark.parametrize("n", range(6))
-def test_before(n, parallel_test_context, mqtt_client, mqtt_broker):
-    mqtt_client.subscribe("x", qos=1)
-    mqtt_client.publish("x", b"1", qos=1).wait_for_publish(5)
-    mqtt_client.wait_for("x", timeout=10)
-    facts_of(parallel_test_context, mqtt_broker)
 
 
 def test_victim(parallel_test_context, mqtt_broker):
@@ -77,11 +73,33 @@ def test_victim(parallel_test_context, mqtt_broker):
     facts_of(
         ctx, mqtt_broker, victim=True, container_id=container.id, helper_pid=helper.pid, port=port
     )
+    VICTIM_DIED.write_text(ctx.worker_id)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wait_for_replacement(timeout: float = 60.0) -> None:
+    """Once the victim died, hold the rest back until xdist's replacement is up,
+    so that it gets tests to run (a bounded wait on a named condition)."""
+    if not VICTIM_DIED.exists():
+        return
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not REPLACEMENT_UP.exists():
+        assert time.monotonic() < deadline, f"no replacement worker within {timeout} s"
+        tick.wait(0.05)
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_before(n, parallel_test_context, mqtt_client, mqtt_broker):
+    mqtt_client.subscribe("x", qos=1)
+    mqtt_client.publish("x", b"1", qos=1).wait_for_publish(5)
+    mqtt_client.wait_for("x", timeout=10)
+    facts_of(parallel_test_context, mqtt_broker)
 
 
 @pytest.mark.parametrize("n", range(30))
 def test_after(n, parallel_test_context, mqtt_client, mqtt_broker):
+    wait_for_replacement()
     mqtt_client.subscribe("y", qos=1)
     mqtt_client.publish("y", b"1", qos=1).wait_for_publish(5)
     mqtt_client.wait_for("y", timeout=10)
