@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from parallel_isolation import naming
 from parallel_isolation._proc import marker_env
 from parallel_isolation.context import WorkerContext

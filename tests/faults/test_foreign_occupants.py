@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.brokers import find_mosquitto, wait_until_ready
 
 from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate

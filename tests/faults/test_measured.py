@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from parallel_isolation import naming
 from parallel_isolation.engine import engine_problem
 from parallel_isolation.identity import Identity

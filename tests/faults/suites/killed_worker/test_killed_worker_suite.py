@@ -15,10 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-from parallel_isolation._proc import ChildProcess, marker_env
-
 import docker
+import pytest
+
+from parallel_isolation._proc import ChildProcess, marker_env
 
 FACTS = os.environ["FACTS_FILE"]
 IMAGE = os.environ["VICTIM_IMAGE"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from wildfire.fire_consensus import FireConsensus, FireConsensusConfig
 
 

@@ -14,6 +14,7 @@ import threading
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
 from wildfire.fire_consensus import FireConsensus, FireConsensusConfig
 
 FIXED_PORT = int(os.environ["UNSAFE_FIXED_PORT"])
