@@ -47,3 +47,23 @@ def images(
     console.print(
         f"[green]images ready[/green] ({len(built)} built, {len(results) - len(built)} current)"
     )
+
+
+@task(
+    help={
+        "path": "files or directories to migrate, comma-separated (tests/legacy, or a.py,tests/b)",
+        "check": "only report the hazards (file:line:col CODE message); exit 1 if any",
+        "diff": "show the rewrite as a diff and write nothing; exit 1 if a file would change",
+        "format": "text (a line per finding and a summary table) or json",
+        "jobs": "worker processes (default 0: one per CPU)",
+    }
+)
+def migrate(
+    c: Context, path: str, check: bool = False, diff: bool = False, format: str = "text", jobs: int = 0
+) -> None:
+    """Rewrite parallel-unsafe test files; --check lists the hazards and exits 1."""
+    from parallel_isolation.migrate_cli import run, split_paths
+
+    code = run(split_paths(path), check=check, diff=diff, output_format=format, jobs=jobs or None)
+    if code:
+        raise Exit(code=code)

@@ -1,8 +1,9 @@
 """Services in-process against the broker: the pump state machine end to end.
 
-Migrated form: the services are imported and started in the test process on
-the worker's broker with the test's topic prefix and unique client ids; the
-test clients use the test's namespace; waits are events with deadlines.
+Migrated form (``invoke migrate`` plus the hand edits listed in
+tests/migration/expected_differences.toml): the services run in the test
+process on the worker's broker with the test's topic prefix and unique client
+ids; waits are events with deadlines (ready, SUBACK, a telemetry event).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from wildfire.camera_simulator import frigate_event, growing_boxes
 from wildfire.camera_simulator import telemetry as telemetry_payload
 from wildfire.fire_consensus import FireConsensus, FireConsensusConfig
 from wildfire.gpio_trigger import GpioTrigger, GpioTriggerConfig
+from parallel_isolation import TestMQTTBroker, TopicNamespace
 
 PUMP_TIMINGS = {
     "PRIME_DURATION": "0.2",
@@ -35,13 +37,13 @@ FULL_CYCLE = ["PRIMING", "STARTING", "RUNNING", "REDUCING_RPM", "STOPPING", "REF
 class Telemetry:
     """Records the pump's state changes from system/trigger_telemetry."""
 
-    def __init__(self, client_id: str, mqtt_broker, topic_namespace) -> None:
+    def __init__(self, client_id: str, *, mqtt_broker: TestMQTTBroker, topic_namespace: TopicNamespace) -> None:
         self.states: list[str] = []
         self.events: list[dict] = []
         self.cond = threading.Condition()
-        subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on_message
+        subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(mqtt_broker.host, mqtt_broker.port)
         self.client.loop_start()
@@ -69,7 +71,7 @@ class Telemetry:
         self.client.loop_stop()
 
 
-def publisher(client_id: str, mqtt_broker) -> mqtt.Client:
+def publisher(client_id: str, *, mqtt_broker: TestMQTTBroker) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     client.connect(mqtt_broker.host, mqtt_broker.port)
     client.loop_start()
@@ -93,14 +95,14 @@ def pump(mqtt_broker, parallel_test_context, topic_namespace):
 
 
 @pytest.fixture
-def telemetry(pump, parallel_test_context, mqtt_broker, topic_namespace):
-    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-telemetry"), mqtt_broker, topic_namespace)
+def telemetry(pump, mqtt_broker, parallel_test_context, topic_namespace):
+    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-telemetry"), mqtt_broker=mqtt_broker, topic_namespace=topic_namespace)
     yield recorder
     recorder.close()
 
 
-def test_trigger_runs_full_pump_cycle(pump, telemetry, parallel_test_context, mqtt_broker, topic_namespace):
-    client = publisher(parallel_test_context.client_id("e2e-hw-publisher"), mqtt_broker)
+def test_trigger_runs_full_pump_cycle(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
+    client = publisher(parallel_test_context.client_id("e2e-hw-publisher"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("RUNNING")
     assert pump.gpio.read("MAIN_VALVE")
@@ -110,8 +112,8 @@ def test_trigger_runs_full_pump_cycle(pump, telemetry, parallel_test_context, mq
     client.disconnect()
 
 
-def test_emergency_stop_while_running(pump, telemetry, parallel_test_context, mqtt_broker, topic_namespace):
-    client = publisher(parallel_test_context.client_id("e2e-hw-emergency"), mqtt_broker)
+def test_emergency_stop_while_running(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
+    client = publisher(parallel_test_context.client_id("e2e-hw-emergency"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("RUNNING")
     client.publish(topic_namespace.topic("fire/emergency"), json.dumps({"command": "stop"}), qos=1)
@@ -135,8 +137,8 @@ def test_max_runtime_stops_the_engine(mqtt_broker, parallel_test_context, topic_
     service = GpioTrigger(GpioTriggerConfig.from_env(env))
     service.start()
     assert service.wait_ready(10), "the pump controller did not connect"
-    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-maxruntime"), mqtt_broker, topic_namespace)
-    client = publisher(parallel_test_context.client_id("e2e-hw-maxruntime-pub"), mqtt_broker)
+    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-maxruntime"), mqtt_broker=mqtt_broker, topic_namespace=topic_namespace)
+    client = publisher(parallel_test_context.client_id("e2e-hw-maxruntime-pub"), mqtt_broker=mqtt_broker)
     try:
         client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
         assert recorder.wait_for_state("RUNNING")
@@ -149,8 +151,8 @@ def test_max_runtime_stops_the_engine(mqtt_broker, parallel_test_context, topic_
         service.stop()
 
 
-def test_trigger_during_refill_is_refused(pump, telemetry, parallel_test_context, mqtt_broker, topic_namespace):
-    client = publisher(parallel_test_context.client_id("e2e-hw-refill"), mqtt_broker)
+def test_trigger_during_refill_is_refused(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
+    client = publisher(parallel_test_context.client_id("e2e-hw-refill"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("REFILLING", timeout=15)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
@@ -160,7 +162,7 @@ def test_trigger_during_refill_is_refused(pump, telemetry, parallel_test_context
     client.disconnect()
 
 
-def test_consensus_in_process_drives_the_pump(pump, telemetry, parallel_test_context, mqtt_broker, topic_namespace):
+def test_consensus_in_process_drives_the_pump(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
     env = {
         "MQTT_BROKER": mqtt_broker.host,
         "MQTT_PORT": str(mqtt_broker.port),
@@ -173,7 +175,7 @@ def test_consensus_in_process_drives_the_pump(pump, telemetry, parallel_test_con
     consensus = FireConsensus(FireConsensusConfig.from_env(env))
     consensus.start()
     assert consensus.wait_ready(10), "the consensus service did not connect"
-    client = publisher(parallel_test_context.client_id("e2e-hw-cameras"), mqtt_broker)
+    client = publisher(parallel_test_context.client_id("e2e-hw-cameras"), mqtt_broker=mqtt_broker)
     try:
         for camera in ("cam1", "cam2"):
             client.publish(topic_namespace.topic("system/camera_telemetry"), json.dumps(telemetry_payload(camera)), qos=1)

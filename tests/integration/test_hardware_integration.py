@@ -1,9 +1,11 @@
 """Single hardware resources: the GPIO bank and the accelerator, one user at a time.
 
-Migrated form: every use of a device is wrapped in ``exclusive_resource``, so
-workers take turns; the intervals are recorded in the run's artifacts (one
-file for all workers of this run) and checked for overlap.  The simulated
-devices stay host-wide on purpose: they stand for one physical board.
+Migrated form (``invoke migrate`` plus the hand edits listed in
+tests/migration/expected_differences.toml): every use of a device is wrapped
+in ``exclusive_resource``, so workers take turns; the intervals go to the
+run's artifacts (one file for all workers of this run) and are checked for
+overlap.  The simulated devices stay host-wide on purpose: they stand for one
+physical board.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def test_different_devices_are_used_concurrently(exclusive_resource):
     def use(path: Path, name: str) -> None:
         try:
             with exclusive_resource(name), SimulatedDevice(path, name) as device:
-                both_open.wait()  # proves both devices are held at the same moment
+                both_open.wait()  # both devices are held at the same moment
                 device.operate(2)
         except BaseException as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(error)
@@ -119,7 +121,7 @@ def test_same_device_users_take_turns(exclusive_resource):
 
 
 @pytest.mark.hardware
-def test_gpio_state_is_published(mqtt_broker, exclusive_resource, parallel_test_context, topic_namespace):
+def test_gpio_state_is_published(mqtt_broker, parallel_test_context, topic_namespace, exclusive_resource):
     received = []
     done = threading.Event()
     subscribed = threading.Event()

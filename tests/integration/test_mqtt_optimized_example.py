@@ -1,7 +1,8 @@
 """MQTT behaviour the services rely on: QoS, payload sizes, retained messages, wills.
 
-Migrated form: the worker's broker (``mqtt_broker``), the test's topic
-namespace, unique client ids, SUBACK instead of sleeping after subscribe.
+Migrated form (``invoke migrate`` plus the hand edits listed in
+tests/migration/expected_differences.toml): the worker's broker, the test's
+topic namespace, unique client ids, SUBACK and CONNACK instead of sleeps.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
+from parallel_isolation import TestMQTTBroker
 
 
 class Inbox:
@@ -31,7 +33,7 @@ class Inbox:
             return self.cond.wait_for(lambda: len(self.messages) >= count, timeout)
 
 
-def connect(client_id: str, mqtt_broker, inbox: Inbox | None = None) -> mqtt.Client:
+def connect(client_id: str, inbox: Inbox | None = None, *, mqtt_broker: TestMQTTBroker) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     if inbox is not None:
         client.on_message = inbox
@@ -55,8 +57,8 @@ def close(*clients: mqtt.Client) -> None:
 
 def test_publish_subscribe_round_trip(mqtt_broker, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(parallel_test_context.client_id("optimized-subscriber"), mqtt_broker, inbox)
-    pub = connect(parallel_test_context.client_id("optimized-publisher"), mqtt_broker)
+    sub = connect(parallel_test_context.client_id("optimized-subscriber"), inbox, mqtt_broker=mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-publisher"), mqtt_broker=mqtt_broker)
     try:
         subscribe(sub, topic_namespace.filter("test/roundtrip"), qos=1)
         pub.publish(topic_namespace.topic("test/roundtrip"), b"hello", qos=1)
@@ -70,8 +72,8 @@ def test_publish_subscribe_round_trip(mqtt_broker, parallel_test_context, topic_
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_qos_levels(mqtt_broker, qos, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(parallel_test_context.client_id("optimized-qos-subscriber"), mqtt_broker, inbox)
-    pub = connect(parallel_test_context.client_id("optimized-qos-publisher"), mqtt_broker)
+    sub = connect(parallel_test_context.client_id("optimized-qos-subscriber"), inbox, mqtt_broker=mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-qos-publisher"), mqtt_broker=mqtt_broker)
     try:
         subscribe(sub, topic_namespace.filter("test/qos"), qos=qos)
         for index in range(10):
@@ -86,8 +88,8 @@ def test_qos_levels(mqtt_broker, qos, parallel_test_context, topic_namespace):
 @pytest.mark.parametrize("size", [100, 1024, 64 * 1024, 256 * 1024])
 def test_payload_sizes(mqtt_broker, size, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(parallel_test_context.client_id("optimized-size-subscriber"), mqtt_broker, inbox)
-    pub = connect(parallel_test_context.client_id("optimized-size-publisher"), mqtt_broker)
+    sub = connect(parallel_test_context.client_id("optimized-size-subscriber"), inbox, mqtt_broker=mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-size-publisher"), mqtt_broker=mqtt_broker)
     payload = os.urandom(size)
     try:
         subscribe(sub, topic_namespace.filter("test/payload"), qos=1)
@@ -99,10 +101,10 @@ def test_payload_sizes(mqtt_broker, size, parallel_test_context, topic_namespace
 
 
 def test_retained_message_reaches_late_subscriber(mqtt_broker, parallel_test_context, topic_namespace):
-    pub = connect(parallel_test_context.client_id("optimized-retain-publisher"), mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-retain-publisher"), mqtt_broker=mqtt_broker)
     pub.publish(topic_namespace.topic("test/retained/state"), b"ARMED", qos=1, retain=True).wait_for_publish(5)
     inbox = Inbox()
-    late = connect(parallel_test_context.client_id("optimized-retain-late"), mqtt_broker, inbox)
+    late = connect(parallel_test_context.client_id("optimized-retain-late"), inbox, mqtt_broker=mqtt_broker)
     try:
         subscribe(late, topic_namespace.filter("test/retained/#"), qos=1)
         assert inbox.wait(1)
@@ -115,7 +117,7 @@ def test_retained_message_reaches_late_subscriber(mqtt_broker, parallel_test_con
 
 def test_last_will_on_abrupt_disconnect(mqtt_broker, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    watcher = connect(parallel_test_context.client_id("optimized-will-watcher"), mqtt_broker, inbox)
+    watcher = connect(parallel_test_context.client_id("optimized-will-watcher"), inbox, mqtt_broker=mqtt_broker)
     subscribe(watcher, topic_namespace.filter("test/clients/+/status"), qos=1)
     doomed = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=parallel_test_context.client_id("optimized-will-doomed"))
     doomed.will_set(topic_namespace.topic("test/clients/doomed/status"), b"offline", qos=1)
@@ -136,14 +138,15 @@ def test_last_will_on_abrupt_disconnect(mqtt_broker, parallel_test_context, topi
 
 def test_two_clients_do_not_hear_each_others_topics(mqtt_broker, parallel_test_context, topic_namespace):
     alpha, beta = Inbox(), Inbox()
-    client_a = connect(parallel_test_context.client_id("optimized-alpha"), mqtt_broker, alpha)
-    client_b = connect(parallel_test_context.client_id("optimized-beta"), mqtt_broker, beta)
+    client_a = connect(parallel_test_context.client_id("optimized-alpha"), alpha, mqtt_broker=mqtt_broker)
+    client_b = connect(parallel_test_context.client_id("optimized-beta"), beta, mqtt_broker=mqtt_broker)
     try:
         subscribe(client_a, topic_namespace.filter("test/alpha/#"), qos=1)
         subscribe(client_b, topic_namespace.filter("test/beta/#"), qos=1)
         client_a.publish(topic_namespace.topic("test/beta/ping"), b"for-beta", qos=1)
         client_b.publish(topic_namespace.topic("test/alpha/ping"), b"for-alpha", qos=1)
-        assert alpha.wait(1) and beta.wait(1)
+        assert alpha.wait(1)
+        assert beta.wait(1)
         assert [m.payload for m in alpha.messages] == [b"for-alpha"]
         assert [m.payload for m in beta.messages] == [b"for-beta"]
     finally:
@@ -154,10 +157,10 @@ def test_two_clients_do_not_hear_each_others_topics(mqtt_broker, parallel_test_c
 def test_topic_prefix_is_unique_per_process(mqtt_broker, attempt, parallel_test_context):
     record = parallel_test_context.artifacts.run_dir / "worker-prefixes.txt"
     worker_prefix = parallel_test_context.worker.namespace.prefix
-    mine = f"{worker_prefix} {parallel_test_context.worker_id}"
     assert parallel_test_context.run_id in worker_prefix
     assert worker_prefix.endswith(f"/{parallel_test_context.worker_id}")
     record.touch()
+    mine = f"{worker_prefix} {parallel_test_context.worker_id}"
     others = [line for line in record.read_text().splitlines() if line and line != mine]
     with record.open("a") as handle:
         handle.write(mine + "\n")
