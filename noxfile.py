@@ -222,3 +222,19 @@ def bench(session: nox.Session) -> None:
     _install(session)
     _images_if_engine(session)
     session.run("python", "benchmarks/bench_suite.py", *session.posargs)
+
+
+@nox.session(name="validate-merge", default=False)
+def validate_merge(session: nox.Session) -> None:
+    """One verdict from several shards' validation reports (JSON files after --)."""
+    _install(session)
+    session.run("python", "-m", "parallel_isolation.shards", *session.posargs)
+
+
+@nox.session(default=False)
+def durations(session: nox.Session) -> None:
+    """Refresh .test_durations (pytest-split's input for sharding) from a serial run."""
+    _install(session)
+    session.run(
+        "pytest", "tests/integration", *LEAN, "-n", "0", "--store-durations", *session.posargs
+    )

@@ -59,11 +59,74 @@ def images(
     }
 )
 def migrate(
-    c: Context, path: str, check: bool = False, diff: bool = False, format: str = "text", jobs: int = 0
+    c: Context,
+    path: str,
+    check: bool = False,
+    diff: bool = False,
+    format: str = "text",
+    jobs: int = 0,
 ) -> None:
     """Rewrite parallel-unsafe test files; --check lists the hazards and exits 1."""
     from parallel_isolation.migrate_cli import run, split_paths
 
     code = run(split_paths(path), check=check, diff=diff, output_format=format, jobs=jobs or None)
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    help={
+        "run": "run id (or a unique prefix) or 'latest'",
+        "format": "table, json or html (html is written into the run directory)",
+        "output": "write the report to this file instead",
+        "fail_on": "lowest severity that fails: error, warning (default) or info",
+    }
+)
+def validate(
+    c: Context,
+    run: str = "latest",
+    format: str = "table",
+    output: str = "",
+    fail_on: str = "warning",
+) -> None:
+    """Scan a finished run (logs, events, Docker, processes, snapshots); exit 1 on findings, 2 if it cannot."""
+    from parallel_isolation.validate.cli import main
+
+    argv = [
+        "--run",
+        run,
+        "--format",
+        format,
+        "--fail-on",
+        fail_on,
+        *(["--output", output] if output else []),
+    ]
+    code = main(argv)
+    if code:
+        raise Exit(code=code)
+
+
+@task(
+    help={
+        "dry_run": "decide and print, remove nothing",
+        "older_than": "only objects older than this (30s, 10m, 2h, 1d)",
+        "run": "only this run's objects (also those whose owner cannot be checked)",
+        "format": "table or json",
+    }
+)
+def cleanup_orphans(
+    c: Context, dry_run: bool = False, older_than: str = "", run: str = "", format: str = "table"
+) -> None:
+    """Remove what dead runs left (labelled containers, networks, processes, reservations); never a live run's."""
+    from parallel_isolation.orphans import main
+
+    argv = [
+        *(["--dry-run"] if dry_run else []),
+        *(["--older-than", older_than] if older_than else []),
+        *(["--run", run] if run else []),
+        "--format",
+        format,
+    ]
+    code = main(argv)
     if code:
         raise Exit(code=code)

@@ -80,8 +80,11 @@ def configure(config: pytest.Config) -> RunState:
         getattr(config.option, "group", None) if getattr(config.option, "splits", None) else None
     )
     if given and shard is not None:
-        # Shards of one CI run may share --testrunuid: keep their run ids apart.
-        run_id = normalize_run_id(f"{given}-shard-{shard}")
+        # Shards of one CI run may share --testrunuid: keep their run ids apart
+        # (and tell xdist, so the workers derive the same id).
+        given = f"{given}-shard-{shard}"
+        config.option.testrunuid = given
+        run_id = normalize_run_id(given)
     role = "standalone"
     if _is_distributing(config):
         role = "controller"

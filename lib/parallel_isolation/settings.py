@@ -227,3 +227,15 @@ def _resolve_one(
             msg = f"{where}: {error}"
             raise SettingError(msg) from None
     return option.default
+
+
+def reference_markdown() -> str:
+    """The configuration reference table (README embeds it; a test keeps them equal)."""
+    lines = [
+        "| option | environment | ini key | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for option in OPTIONS:
+        default = "off" if option.is_flag else f"`{option.default}`" if option.default != "" else "(unset)"
+        lines.append(f"| `{option.cli}` | `{option.env}` | `{option.ini}` | {default} | {option.help} |")
+    return "\n".join(lines) + "\n"
