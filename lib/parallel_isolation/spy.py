@@ -131,9 +131,9 @@ class CrossTalkSpy:
         finally:
             self._flushes.pop(token, None)
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Flush, disconnect and join the network thread (bounded)."""
-        flushed = self.flush(min(2.0, timeout))
+        flushed = self.flush(timeout)
         thread = self._thread
         self._thread = None
         self._client.disconnect()

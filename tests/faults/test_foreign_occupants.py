@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 
 from parallel_isolation.brokers import find_mosquitto, wait_until_ready
+from parallel_isolation.ports import read_reservations
 
 from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate
 
-# One at a time (with --dist loadgroup): a fault test's deliberate leaks must not
+# Fault tests run one at a time (`-p no:xdist`; an xdist_group would do once loadgroup
+# works again on pytest 9, pytest-xdist#1386): a fault test's deliberate leaks must not
 # reach another fault test's run through a reused port.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("faults")]
+pytestmark = pytest.mark.slow
 
-BASE = 36000
 BLOCK = 100
+WORKERS = 4
 
 
 class ForeignMosquitto:
@@ -63,22 +65,37 @@ def _free(port: int) -> bool:
     return True
 
 
+def _pick_base() -> int:
+    """A port base whose first ports of 4 blocks are free and unreserved right now."""
+    reserved = {r.port for r in read_reservations()}
+    for base in range(36000, 60000, 1000):
+        wanted = [base + w * BLOCK + k for w in range(WORKERS) for k in range(4)]
+        if not reserved.intersection(wanted) and all(_free(port) for port in wanted):
+            return base
+    pytest.skip("no port range with 4 free blocks found between 36000 and 60000")
+
+
 @pytest.fixture
-def occupants(tmp_path: Path) -> Iterator[tuple[list[int], list[ForeignMosquitto]]]:
+def base() -> int:
+    return _pick_base()
+
+
+@pytest.fixture
+def occupants(tmp_path: Path, base: int) -> Iterator[tuple[list[int], list[ForeignMosquitto]]]:
     listeners: list[socket.socket] = []
     brokers: list[ForeignMosquitto] = []
     occupied: list[int] = []
     try:
         if _free(1883):
             brokers.append(ForeignMosquitto(1883, tmp_path / "foreign"))
-        for worker in range(4):  # the first port of every worker's block, and gw0's second
-            for port in (BASE + worker * BLOCK, *((BASE + 1,) if worker == 0 else ())):
+        for worker in range(WORKERS):  # the first port of every block, and gw0's second
+            for port in (base + worker * BLOCK, *((base + 1,) if worker == 0 else ())):
                 sock = socket.socket()
                 sock.bind(("127.0.0.1", port))
                 sock.listen()
                 listeners.append(sock)
                 occupied.append(port)
-        broker_port = BASE + 2 * BLOCK + 1  # gw2's second port: a foreign broker
+        broker_port = base + 2 * BLOCK + 1  # gw2's second port: a foreign broker
         brokers.append(ForeignMosquitto(broker_port, tmp_path / "foreign"))
         occupied.append(broker_port)
         yield occupied, brokers
@@ -92,10 +109,11 @@ def occupants(tmp_path: Path) -> Iterator[tuple[list[int], list[ForeignMosquitto
 def test_run_passes_around_foreign_occupants(
     project_factory: Callable[[Path], Project],
     occupants: tuple[list[int], list[ForeignMosquitto]],
+    base: int,
 ) -> None:
     occupied, brokers = occupants
     project = project_factory(SUITES / "realistic")
-    run = project.run("-n", "4", f"--isolation-port-base={BASE}")
+    run = project.run("-n", str(WORKERS), f"--isolation-port-base={base}")
     assert run.returncode == 0, run.stdout
     run_id = project.run_id()
     events = project.events(run_id)
@@ -103,7 +121,7 @@ def test_run_passes_around_foreign_occupants(
     assert set(occupied) <= set(in_use), (
         f"retries visible for every occupied port: {sorted(in_use)}"
     )
-    assert "mosquitto" in in_use[BASE + 2 * BLOCK + 1]["occupant"]
+    assert "mosquitto" in in_use[base + 2 * BLOCK + 1]["occupant"]
     brokers_at = {e["port"] for e in events if e["kind"] == "broker_started"}
     assert len(brokers_at) == 4
     assert not brokers_at & set(occupied)

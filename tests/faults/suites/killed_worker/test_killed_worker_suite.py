@@ -23,7 +23,8 @@ from parallel_isolation._proc import ChildProcess, marker_env
 FACTS = os.environ["FACTS_FILE"]
 IMAGE = os.environ["VICTIM_IMAGE"]
 VICTIM_DIED = Path(FACTS + ".victim")
-REPLACEMENT_UP = Path(FACTS + ".replacement")
+REPLACEMENT_RAN = Path(FACTS + ".replacement-ran")
+ORIGINAL = {"gw0", "gw1", "gw2", "gw3"}
 
 
 def record(**facts):
@@ -77,20 +78,28 @@ def test_victim(parallel_test_context, mqtt_broker):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def wait_for_replacement(timeout: float = 60.0) -> None:
-    """Once the victim died, hold the rest back until xdist's replacement is up,
-    so that it gets tests to run (a bounded wait on a named condition)."""
-    if not VICTIM_DIED.exists():
-        return
+def wait_for(path: Path, what: str, timeout: float = 60.0) -> None:
+    """A bounded wait on a named condition (a file another worker creates)."""
     deadline = time.monotonic() + timeout
     tick = threading.Event()
-    while not REPLACEMENT_UP.exists():
-        assert time.monotonic() < deadline, f"no replacement worker within {timeout} s"
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
         tick.wait(0.05)
+
+
+def hold_until_replaced(worker_id: str) -> None:
+    """Hold the original workers until the victim died and xdist's replacement ran a
+    test, so that tests are still pending when the replacement asks for work."""
+    if worker_id not in ORIGINAL:
+        REPLACEMENT_RAN.write_text(worker_id)
+        return
+    wait_for(VICTIM_DIED, "the victim's death")
+    wait_for(REPLACEMENT_RAN, "a test on a replacement worker")
 
 
 @pytest.mark.parametrize("n", range(6))
 def test_before(n, parallel_test_context, mqtt_client, mqtt_broker):
+    hold_until_replaced(parallel_test_context.worker_id)
     mqtt_client.subscribe("x", qos=1)
     mqtt_client.publish("x", b"1", qos=1).wait_for_publish(5)
     mqtt_client.wait_for("x", timeout=10)
@@ -99,7 +108,7 @@ def test_before(n, parallel_test_context, mqtt_client, mqtt_broker):
 
 @pytest.mark.parametrize("n", range(30))
 def test_after(n, parallel_test_context, mqtt_client, mqtt_broker):
-    wait_for_replacement()
+    hold_until_replaced(parallel_test_context.worker_id)
     mqtt_client.subscribe("y", qos=1)
     mqtt_client.publish("y", b"1", qos=1).wait_for_publish(5)
     mqtt_client.wait_for("y", timeout=10)
