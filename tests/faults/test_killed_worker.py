@@ -114,6 +114,7 @@ def test_killed_worker_is_replaced_reported_and_reaped(
         assert "docker.leftover-container" not in codes(second)
     finally:
         _remove_exactly(victim)
+        cleanup(project, "--run", run_id)  # whatever else this run left (idempotent)
 
 
 def _reserved_by_other_run(port: int, run_id: str) -> bool:
