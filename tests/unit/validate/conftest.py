@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from parallel_isolation.identity import Owner
 from parallel_isolation.validate import ScanEnv
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from parallel_isolation._proc import marker_env
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.orphans import (

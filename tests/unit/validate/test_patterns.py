@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+
 from parallel_isolation.validate import PATTERNS, LogPattern, Severity, register_pattern
 from parallel_isolation.validate.patterns import classify_log, parse_log_ts
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.context import WorkerContext
 from parallel_isolation.validate import ScanEnv, Severity, validate_run
 

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
 from parallel_isolation.identity import Owner
 from parallel_isolation.validate import (
     EXIT_CLEAN,
@@ -19,7 +21,6 @@ from parallel_isolation.validate import (
     render_table,
     validate_dir,
 )
-from rich.console import Console
 
 from .conftest import RunBuilder
 

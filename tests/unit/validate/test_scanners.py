@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from parallel_isolation.identity import Owner
 from parallel_isolation.validate import (
     EXIT_CLEAN,

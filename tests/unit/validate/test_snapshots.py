@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from parallel_isolation._proc import MARKER_ENV
 from parallel_isolation.snapshots import (
     SESSION_THREAD_PREFIX,

@@ -9,6 +9,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
 from parallel_isolation.brokers import TestMQTTBroker, find_mosquitto
 from parallel_isolation.context import WorkerContext
 from parallel_isolation.snapshots import SESSION_THREAD_PREFIX
