@@ -27,7 +27,11 @@ REPORTS = Path("artifacts/ci")
 LEAN = ["-p", "no:hypothesispytest"]
 # Tests of one module-scoped stack (xdist_group) stay on one worker.
 DIST = ["--dist", "loadgroup"]
-UNIT_PATHS = ["tests/unit", "tests/migration", "tests/faults"]
+UNIT_PATHS = ["tests/unit", "tests/migration"]
+# The fault proofs start whole runs of their own (killed workers, two runs at
+# once, foreign occupants): they run one at a time, not beside each other.
+FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
+FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
 
 
 def _install(session: nox.Session) -> None:
@@ -74,6 +78,11 @@ def _unit(session: nox.Session, args: list[str]) -> None:
     session.run(
         "pytest", *UNIT_PATHS, f"--junitxml={REPORTS / 'unit.xml'}", *_with_workers(args, "4")
     )
+
+
+def _faults(session: nox.Session, args: list[str]) -> None:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    session.run("pytest", *FAULTS, f"--junitxml={REPORTS / 'faults.xml'}", *args, env=FAULTS_ENV)
 
 
 def _integration(session: nox.Session, args: list[str], *, label: str = "integration") -> str:
@@ -123,6 +132,7 @@ def tests(session: nox.Session) -> None:
     _images_if_engine(session)
     try:
         _unit(session, list(session.posargs))
+        _faults(session, [])
         _validate(session, _integration(session, [], label="integration-default"))
         if _engine_answers() or _docker_required():
             docker_run = _integration(
@@ -148,10 +158,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def unit(session: nox.Session) -> None:
-    """Unit, migration-tool and fault-proof tests (-n 4 unless -n is given)."""
+    """Unit and migration-tool tests (-n 4 unless -n is given)."""
     _install(session)
     _images_if_engine(session)
     _unit(session, list(session.posargs))
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Fault proofs, one at a time: killed worker, two runs at once, foreign occupants, unsafe suites."""
+    _install(session)
+    _images_if_engine(session)
+    _faults(session, list(session.posargs))
 
 
 @nox.session(name="integration-parallel")

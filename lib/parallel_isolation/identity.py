@@ -125,7 +125,10 @@ def owner_is_alive(pid: int, start_time: float, host: str) -> bool:
     if host != socket.gethostname():
         return True
     try:
-        actual = _process_start_time(pid)
+        process = psutil.Process(pid)
+        actual = round(process.create_time(), 2)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # dead, only not reaped yet (a parent or pid 1 that never waits)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:

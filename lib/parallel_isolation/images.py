@@ -1,6 +1,6 @@
 """Container images for the Docker backend, built offline when no registry answers.
 
-Three images, each labelled with the tool marker and an inputs hash:
+Three images, each labelled with the image marker and an inputs hash:
 
 ``parallel-isolation/base:<suite>``
     Offline only: a Debian tree made with ``debootstrap --variant=minbase`` from
@@ -93,6 +93,9 @@ __all__ = [
 # --- names, labels, knobs -----------------------------------------------------
 
 INPUTS_HASH_LABEL = LABEL_PREFIX + "inputs-hash"
+# Not the tool label: containers inherit their image's labels, and a container
+# someone runs by hand from our image must not look like one the toolkit made.
+IMAGE_LABEL = LABEL_PREFIX + "image"
 SOURCE_LABEL = LABEL_PREFIX + "image-source"
 BASE_REF_LABEL = LABEL_PREFIX + "base-image"
 
@@ -117,7 +120,7 @@ TAIL_LINES = 30
 
 # Bump when the way the base tree is made (strip rules, import changes) changes
 # in a way that should rebuild existing base images.
-_BASE_BUILD_VERSION = 1
+_BASE_BUILD_VERSION = 2  # bumped when the labels change (image marker, not the tool label)
 _INPUTS_HASH_VERSION = b"parallel-isolation image inputs v1\n"
 
 # Never part of a build context (and so never part of an inputs hash): bytecode
@@ -1182,7 +1185,8 @@ def _remember_superseded(ctx: _Context, previous: _Local | None, ref: str) -> No
         return
     now = _inspect(ctx.client, ref)
     replaced = now is not None and now.image_id != previous.image_id
-    if replaced and previous.labels.get(TOOL_LABEL) == TOOL_VALUE:
+    ours = TOOL_VALUE in (previous.labels.get(IMAGE_LABEL), previous.labels.get(TOOL_LABEL))
+    if replaced and ours:
         ctx.superseded.append(previous.image_id)
 
 
@@ -1201,7 +1205,7 @@ def _build_base(ctx: _Context, recipe: BaseRecipe) -> ImageResult:
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "ENV LANG=C.UTF-8",
         'CMD ["/bin/bash"]',
-        f"LABEL {TOOL_LABEL}={TOOL_VALUE}",
+        f"LABEL {IMAGE_LABEL}={TOOL_VALUE}",
         f"LABEL {INPUTS_HASH_LABEL}={recipe.inputs_hash}",
         f"LABEL {SOURCE_LABEL}=offline",
     ]
@@ -1281,7 +1285,7 @@ def _build_spec(
             time.monotonic() - started,
         )
     labels = {
-        TOOL_LABEL: TOOL_VALUE,
+        IMAGE_LABEL: TOOL_VALUE,
         INPUTS_HASH_LABEL: inputs_hash,
         SOURCE_LABEL: source,
         BASE_REF_LABEL: base_ref,

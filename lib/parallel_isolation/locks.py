@@ -96,7 +96,9 @@ class ResourceLocks:
             with contextlib.suppress(FileNotFoundError):
                 owner_path.unlink()
             lock.release()
-            self._emit("lock_released", resource=name, held_s=round(time.time() - acquired, 4), test=holder)
+            self._emit(
+                "lock_released", resource=name, held_s=round(time.time() - acquired, 4), test=holder
+            )
 
     def _emit(self, kind: str, **fields: object) -> None:
         if self.events is not None:

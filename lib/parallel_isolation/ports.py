@@ -10,7 +10,9 @@ after
 2. a bind probe on the probe host (127.0.0.1) succeeded.
 
 A reservation whose owner is dead is reclaimed under a lock; a live owner's
-reservation is never touched.  When the block is used up the other blocks are
+reservation is never touched.  A released port cools down before anyone gets
+it again (``release_cooldown``, 30 s): a client that a test forgot, still
+reconnecting to the port, must not land in the next run's broker.  When the block is used up the other blocks are
 tried; when every block is used up the error names the occupants seen.
 """
 
@@ -51,6 +53,7 @@ MAX_PORT = 65535
 # An empty or half-written reservation younger than this is someone's write in
 # progress; older, it is debris of a process killed between create and write.
 _TORN_GRACE_S = 10.0
+DEFAULT_RELEASE_COOLDOWN = 30.0
 T = TypeVar("T")
 
 
@@ -77,8 +80,11 @@ class Reservation:
     purpose: str
     created: float
     path: Path = field(compare=False)
+    released: float | None = None
 
     def describe(self) -> str:
+        if self.released is not None:
+            return f"port {self.port} released {time.time() - self.released:.0f} s ago by run {self.run_id} (cooling down)"
         return (
             f"port {self.port} reserved for {self.purpose!r} by run {self.run_id} "
             f"worker {self.worker_id} ({self.owner.describe()})"
@@ -97,18 +103,25 @@ class Reservation:
                 purpose=str(data["purpose"]),
                 created=float(data["created"]),
                 path=path,
+                released=float(data["released"]) if data.get("released") is not None else None,
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
 
-def read_reservations(state_dir: Path | None = None) -> list[Reservation]:
-    """Every readable reservation on this host (for validation and reaping)."""
+def read_reservations(
+    state_dir: Path | None = None, *, include_released: bool = False
+) -> list[Reservation]:
+    """Every readable reservation on this host (for validation and reaping).
+
+    Released ports that are only cooling down are not held by anyone and are
+    left out unless ``include_released``.
+    """
     ports_dir = (state_dir or default_state_dir()) / "ports"
     found = []
     for path in sorted(ports_dir.glob("*.json")):
         reservation = Reservation.load(path)
-        if reservation is not None:
+        if reservation is not None and (include_released or reservation.released is None):
             found.append(reservation)
     return found
 
@@ -154,6 +167,7 @@ class PortAllocator:
         state_dir: Path | None = None,
         events: EventLog | None = None,
         probe_host: str | None = "127.0.0.1",
+        release_cooldown: float = DEFAULT_RELEASE_COOLDOWN,
     ) -> None:
         if block_size < 1:
             msg = f"port block size must be >= 1, got {block_size}"
@@ -169,6 +183,7 @@ class PortAllocator:
         self.ports_dir.mkdir(parents=True, exist_ok=True)
         self.events = events
         self.probe_host = probe_host
+        self.release_cooldown = release_cooldown
         self._lock = filelock.FileLock(str(self.state_dir / "ports.lock"))
         self._held: dict[int, str] = {}
         self._quarantine: set[int] = set()
@@ -225,9 +240,16 @@ class PortAllocator:
             return
         path = self._path(port)
         current = Reservation.load(path)
-        if current is not None and current.owner == self.identity.owner:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        if (
+            current is not None
+            and current.owner == self.identity.owner
+            and current.released is None
+        ):
+            if self.release_cooldown > 0:
+                self._write_released(path, port, purpose)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         self._emit("port_released", port=port, purpose=purpose)
 
     def release_all(self) -> None:
@@ -273,6 +295,14 @@ class PortAllocator:
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
             self.events.emit(kind, **fields)
+
+    def _write_released(self, path: Path, port: int, purpose: str) -> None:
+        """Keep the file, marked released: the port cools down before reuse."""
+        record = json.loads(self._record(port, purpose))
+        record["released"] = time.time()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        tmp.replace(path)
 
     def _record(self, port: int, purpose: str) -> bytes:
         return json.dumps(
@@ -328,6 +358,10 @@ class PortAllocator:
                 if age < _TORN_GRACE_S:
                     return f"port {port} being reserved by another process"
                 previous = "a torn reservation"
+            elif current.released is not None:
+                if time.time() - current.released < self.release_cooldown:
+                    return current.describe()
+                previous = current.describe()
             elif current.owner.is_alive():
                 return current.describe()
             else:

@@ -236,6 +236,14 @@ def reference_markdown() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for option in OPTIONS:
-        default = "off" if option.is_flag else f"`{option.default}`" if option.default != "" else "(unset)"
-        lines.append(f"| `{option.cli}` | `{option.env}` | `{option.ini}` | {default} | {option.help} |")
+        default = (
+            "off"
+            if option.is_flag
+            else f"`{option.default}`"
+            if option.default != ""
+            else "(unset)"
+        )
+        lines.append(
+            f"| `{option.cli}` | `{option.env}` | `{option.ini}` | {default} | {option.help} |"
+        )
     return "\n".join(lines) + "\n"

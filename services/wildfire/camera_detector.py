@@ -165,9 +165,7 @@ class CameraRegistry:
         return len(self._cameras)
 
 
-def frigate_config(
-    cameras: list[CameraInfo], config: CameraDetectorConfig
-) -> dict[str, Any]:
+def frigate_config(cameras: list[CameraInfo], config: CameraDetectorConfig) -> dict[str, Any]:
     """A Frigate ``cameras:`` section for ``cameras``."""
     return {
         "cameras": {

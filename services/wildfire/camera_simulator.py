@@ -167,9 +167,7 @@ class CameraSimulatorConfig(ServiceConfig):
     fire_interval: float = knob(
         "FIRE_INTERVAL", 0.5, "float", positive, "seconds between fire detections"
     )
-    detection_format: str = knob(
-        "DETECTION_FORMAT", "frigate", "str", None, "frigate or direct"
-    )
+    detection_format: str = knob("DETECTION_FORMAT", "frigate", "str", None, "frigate or direct")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -201,9 +199,7 @@ class CameraSimulator(MqttService):
         }
 
     def on_start(self) -> None:
-        self.scheduler.call_every(
-            self.config.announce_interval, self.announce_all, name="announce"
-        )
+        self.scheduler.call_every(self.config.announce_interval, self.announce_all, name="announce")
         if self.config.simulate_fire:
             self.scheduler.call_every(self.config.fire_interval, self._fire_tick, name="fire")
 

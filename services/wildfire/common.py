@@ -695,15 +695,17 @@ class MqttService:
     # -- publishing ----------------------------------------------------
 
     def publish(
-        self, topic: str, payload: Mapping[str, Any] | str | bytes, *, qos: int = 0,
+        self,
+        topic: str,
+        payload: Mapping[str, Any] | str | bytes,
+        *,
+        qos: int = 0,
         retain: bool = False,
     ) -> bool:
         """Publish on a bare topic; JSON-encode mappings.  False when not sent."""
         client = self._client
         data: str | bytes = (
-            json.dumps(payload, separators=(",", ":"))
-            if isinstance(payload, Mapping)
-            else payload
+            json.dumps(payload, separators=(",", ":")) if isinstance(payload, Mapping) else payload
         )
         if client is None:
             log_event(self.logger, logging.WARNING, "publish_failed", topic=topic, reason="stopped")
@@ -712,7 +714,10 @@ class MqttService:
         if info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0:
             # paho keeps QoS 1/2 messages and sends them after the reconnect
             log_event(
-                self.logger, logging.WARNING, "publish_queued", topic=topic,
+                self.logger,
+                logging.WARNING,
+                "publish_queued",
+                topic=topic,
                 reason="not connected; sent after reconnect",
             )
             return True

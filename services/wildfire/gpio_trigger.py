@@ -361,8 +361,13 @@ class SimulatedGPIO:
 # commands
 
 
-_COMMANDS = {"start": E.TRIGGER, "trigger": E.TRIGGER, "stop": E.EMERGENCY_STOP,
-             "emergency_stop": E.EMERGENCY_STOP, "reset": E.RESET}
+_COMMANDS = {
+    "start": E.TRIGGER,
+    "trigger": E.TRIGGER,
+    "stop": E.EMERGENCY_STOP,
+    "emergency_stop": E.EMERGENCY_STOP,
+    "reset": E.RESET,
+}
 
 
 def parse_command(payload: bytes) -> PumpEvent:
@@ -373,7 +378,7 @@ def parse_command(payload: bytes) -> PumpEvent:
         msg = "command is not UTF-8 text"
         raise BadPayload(msg) from None
     command: object = text
-    if text[:1] in "{\"":
+    if text[:1] in '{"':
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
@@ -547,9 +552,7 @@ class GpioTrigger(MqttService):
                 self.logger, logging.INFO, "trigger_noted", state=outcome.state, note=outcome.note
             )
         else:
-            log_event(
-                self.logger, logging.INFO, f"{outcome.event}_ignored", state=outcome.state
-            )
+            log_event(self.logger, logging.INFO, f"{outcome.event}_ignored", state=outcome.state)
 
     # -- timers ----------------------------------------------------------
 
@@ -609,8 +612,11 @@ class GpioTrigger(MqttService):
     def _publish_gpio(self) -> None:
         self.publish(
             self.GPIO_TOPIC,
-            {"pins": self.gpio.snapshot(), "state": str(self.machine.state),
-             "timestamp": time.time()},
+            {
+                "pins": self.gpio.snapshot(),
+                "state": str(self.machine.state),
+                "timestamp": time.time(),
+            },
             qos=1,
             retain=True,
         )

@@ -226,3 +226,42 @@ def test_retained_messages_reach_only_matching_subscriptions(backend: str, make_
     finally:
         other.disconnect()
         other.loop_stop()
+
+
+_OWNER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from parallel_isolation.brokers import TestMQTTBroker
+from parallel_isolation.identity import Identity
+from parallel_isolation.ports import PortAllocator
+ident = Identity.resolve(run_id="deadbeef", worker_id="gw0")
+allocator = PortAllocator(ident, base=int(sys.argv[2]), block_size=20, state_dir=Path(sys.argv[1]) / "state")
+broker = TestMQTTBroker(identity=ident, allocator=allocator, workdir=Path(sys.argv[1]) / "logs", backend=sys.argv[3])
+broker.start()
+print(broker.backend.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("backend", LOCAL_BACKENDS)
+def test_a_sigkilled_owner_takes_its_broker_along(backend: str, tmp_path: Path, isolation_worker: WorkerContext) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    base = 36000 + isolation_worker.identity.worker_number * 40
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER_SCRIPT, str(tmp_path), str(base), backend], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        broker_pid = int(owner.stdout.readline())  # type: ignore[union-attr]
+        broker = psutil.Process(broker_pid)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        gone, _ = psutil.wait_procs([broker], timeout=10)
+        assert broker in gone, f"broker pid {broker_pid} outlived its SIGKILLed owner"
+    finally:
+        if owner.poll() is None:
+            owner.kill()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -75,6 +76,14 @@ def test_dead_pid_is_dead() -> None:
     owner = Owner.of_pid(child.pid)
     child.wait()
     assert not owner.is_alive()
+
+
+def test_unreaped_zombie_is_dead() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = Owner.of_pid(child.pid)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, deliberately not reaped
+    assert not owner.is_alive()
+    child.wait()
 
 
 def test_reused_pid_with_other_start_time_is_dead() -> None:

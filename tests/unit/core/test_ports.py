@@ -242,3 +242,17 @@ def test_two_runs_same_worker_id_do_not_collide(
     a, b = two_runs
     ports = [a.allocate("broker"), b.allocate("broker"), a.allocate("svc"), b.allocate("svc")]
     assert len(set(ports)) == 4
+
+
+def test_released_port_cools_down_before_reuse(state: Path, base: int) -> None:
+    first = PortAllocator(_ident("gw0", "11111111"), base=base, block_size=10, state_dir=state)
+    port = first.allocate("broker")
+    first.release(port)
+    assert read_reservations(state) == [], "a cooling port is held by nobody"
+    (cooling,) = read_reservations(state, include_released=True)
+    assert cooling.port == port
+    assert cooling.released is not None
+    other_run = PortAllocator(_ident("gw0", "22222222"), base=base, block_size=10, state_dir=state)
+    assert other_run.allocate("broker") == port + 1, "not handed out while cooling down"
+    impatient = PortAllocator(_ident("gw0", "33333333"), base=base, block_size=10, state_dir=state, release_cooldown=0.0)
+    assert impatient.allocate("broker") == port, "reclaimed once the cool-down is over"

@@ -440,7 +440,8 @@ def test_build_produces_labelled_images(built: list[im.ImageResult], engine: Any
     assert refs[-2:] == [im.MOSQUITTO_IMAGE, im.SERVICES_IMAGE]
     for result in built:
         labels = engine.api.inspect_image(result.ref)["Config"]["Labels"]
-        assert labels[TOOL_LABEL] == TOOL_VALUE
+        assert labels[im.IMAGE_LABEL] == TOOL_VALUE
+        assert TOOL_LABEL not in labels, "containers would inherit the tool label from the image"
         assert labels[im.INPUTS_HASH_LABEL] == result.inputs_hash
 
 
