@@ -165,3 +165,27 @@ def test_plugin_leaves_no_trace_when_unused(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-n", "2")
     result.assert_outcomes(passed=1)
     assert not (pytester.path / ".isolation").exists()
+
+
+def test_loadgroup_keeps_a_group_on_one_worker(pytester: pytest.Pytester) -> None:
+    # The Docker e2e module relies on it; pytest 9.2 silently broke it (hence the pin).
+    pytester.makepyfile(
+        test_g="""
+import pytest
+
+@pytest.mark.xdist_group("stack")
+@pytest.mark.parametrize("i", range(6))
+def test_grouped(i, worker_id, request):
+    with open(request.config.rootpath / "groups.txt", "a") as record:
+        record.write(worker_id + "\\n")
+
+@pytest.mark.parametrize("i", range(12))
+def test_free(i):
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-n", "3", "--dist", "loadgroup")
+    result.assert_outcomes(passed=18)
+    workers = (pytester.path / "groups.txt").read_text().split()
+    assert len(workers) == 6
+    assert len(set(workers)) == 1, workers
