@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -21,12 +22,13 @@ nox.options.sessions = ["lint", "tests"]
 
 DEFAULT_WORKERS = "12"
 REPORTS = Path("artifacts/ci")
-# The integration files do not use hypothesis; its plugin costs each xdist
-# worker about half a second of CPU at start-up, which on 2 cores and 12
-# workers is seconds of wall time.
+_DEV = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["parallel-isolation-dev"]
+# The integration suite runs with only the plugins it needs (see pyproject);
+# tests of one module-scoped stack (xdist_group) stay on one worker.
+SUITE_ARGS: list[str] = _DEV["integration-args"]
+SUITE_ENV: dict[str, str] = _DEV["integration-env"]
+# Elsewhere: the hypothesis plugin costs each process half a second of CPU.
 LEAN = ["-p", "no:hypothesispytest"]
-# Tests of one module-scoped stack (xdist_group) stay on one worker.
-DIST = ["--dist", "loadgroup"]
 UNIT_PATHS = ["tests/unit", "tests/migration"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
@@ -92,11 +94,11 @@ def _integration(session: nox.Session, args: list[str], *, label: str = "integra
     session.run(
         "pytest",
         "tests/integration",
-        *LEAN,
-        *DIST,
+        *SUITE_ARGS,
         f"--testrunuid={run_id}",
         f"--junitxml={REPORTS / f'{label}-{run_id}.xml'}",
         *_with_workers(args, DEFAULT_WORKERS),
+        env=SUITE_ENV,
     )
     session.log(f"{label}: run {run_id}")
     return run_id
@@ -186,7 +188,9 @@ def integration_parallel(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """The same integration files serially: the baseline."""
     _install(session)
-    session.run("pytest", "tests/integration", *LEAN, "-p", "no:xdist", *session.posargs)
+    session.run(
+        "pytest", "tests/integration", *SUITE_ARGS, "-n", "0", *session.posargs, env=SUITE_ENV
+    )
 
 
 @nox.session(name="integration-legacy", default=False)
@@ -254,5 +258,12 @@ def durations(session: nox.Session) -> None:
     """Refresh .test_durations (pytest-split's input for sharding) from a serial run."""
     _install(session)
     session.run(
-        "pytest", "tests/integration", *LEAN, "-n", "0", "--store-durations", *session.posargs
+        "pytest",
+        "tests/integration",
+        *SUITE_ARGS,
+        "-n",
+        "0",
+        "--store-durations",
+        *session.posargs,
+        env=SUITE_ENV,
     )

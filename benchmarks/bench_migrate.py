@@ -82,7 +82,7 @@ def network():
     net.remove()
 '''
 
-BLOCK = '''
+BLOCK = """
 
 @pytest.fixture
 def service_{n}(network):
@@ -116,7 +116,7 @@ def test_event_flow_{n}(service_{n}):
     client.subscribe("system/{n}/status")
     assert not received or received[0].topic == "system/{n}/status"
     client.disconnect()
-'''
+"""
 
 
 def generate(directory: Path, files: int, lines: int) -> int:
@@ -157,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-migrate-") as tmp:
         directory = Path(tmp)
         total = generate(directory, args.files, args.lines)
-        print(f"{args.files} files, {total} lines, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-        check = timed("check (pool, one worker per CPU)", args.repeat, lambda: check_paths([directory]))
+        print(
+            f"{args.files} files, {total} lines, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+        )
+        check = timed(
+            "check (pool, one worker per CPU)", args.repeat, lambda: check_paths([directory])
+        )
         timed("check (one process)", args.repeat, lambda: check_paths([directory], jobs=1))
         timed(
             "migrate --diff (pool)",
@@ -166,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             lambda: list(migrate_paths([directory], diff=True).files),
         )
     verdict = "within" if check <= args.budget else "OVER"
-    print(f"check: {check:.2f} s for {args.files} x {args.lines} lines, {verdict} the {args.budget:.0f} s budget")
+    print(
+        f"check: {check:.2f} s for {args.files} x {args.lines} lines, {verdict} the {args.budget:.0f} s budget"
+    )
     return 0 if check <= args.budget else 1
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
@@ -39,7 +41,10 @@ from parallel_isolation.artifacts import read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / ".isolation" / "runs"
-BASE_ARGS = ["tests/integration", "-q", "-p", "no:hypothesispytest", "-p", "no:cacheprovider"]
+_DEV = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["parallel-isolation-dev"]
+# Run the suite exactly as the nox sessions do.
+BASE_ARGS = ["tests/integration", "-q", "-p", "no:cacheprovider", *_DEV["integration-args"]]
+SUITE_ENV = {**os.environ, **_DEV["integration-env"]}
 TARGET_RATIO = 0.35
 TARGET_BOUND = 1.5
 TARGET_MEMORY_GIB = 4.0
@@ -143,7 +148,7 @@ def _run_figures(run_id: str) -> tuple[float | None, float | None, float | None]
 def measure(backend: str, workers: int, reports: Path, console: Console) -> Measurement:
     run_id = uuid.uuid4().hex[:8]
     junit = reports / f"suite-{backend}-n{workers}.xml"
-    dist = ["-n", str(workers), "--dist", "loadgroup"] if workers else ["-n", "0"]
+    dist = ["-n", str(workers)]
     argv = [
         sys.executable,
         "-m",
@@ -157,7 +162,12 @@ def measure(backend: str, workers: int, reports: Path, console: Console) -> Meas
     with console.status(f"{backend} backend, {'serial' if workers == 0 else f'-n {workers}'}"):
         started = time.perf_counter()
         proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            argv,
+            cwd=ROOT,
+            env=SUITE_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         with MemorySampler(proc.pid) as sampler:
             output, _ = proc.communicate()
@@ -235,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".isolation" / "bench" / "suite.json")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     reports = args.out.parent
     reports.mkdir(parents=True, exist_ok=True)
     results = [

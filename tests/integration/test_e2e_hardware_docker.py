@@ -17,7 +17,6 @@ import pytest
 
 from parallel_isolation import naming
 from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.containers import manager_for
 from parallel_isolation.mqtt import connect_client
 from wildfire.camera_simulator import announcement, frigate_event, growing_boxes
 
@@ -46,6 +45,8 @@ SERVICE_ENV = {
 
 @pytest.fixture(scope="module")
 def docker_manager(isolation_worker):
+    from parallel_isolation.containers import manager_for  # the Docker SDK only where it is used
+
     return manager_for(isolation_worker)
 
 
