@@ -7,6 +7,7 @@ the orphan cleanup always last.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -37,7 +38,22 @@ FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
 
 
 def _install(session: nox.Session) -> None:
+    """Install the project (editable) into the session's venv, once per pyproject.
+
+    The venvs are reused; an editable install sees code changes by itself, so
+    pip runs again only when pyproject.toml (the dependencies) changed.
+    """
+    digest = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()[:16]
+    location = getattr(session.virtualenv, "location", None)
+    stamp = Path(location) / f".installed-{digest}" if location else None
+    if stamp is not None and stamp.exists():
+        session.log("project already installed for this pyproject.toml")
+        return
     session.install("-e", ".[dev]")
+    if stamp is not None:
+        for old in stamp.parent.glob(".installed-*"):
+            old.unlink()
+        stamp.touch()
 
 
 def _has_worker_count(args: list[str]) -> bool:
