@@ -35,6 +35,7 @@ of ours created it): a session that never used the toolkit leaves no trace.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -42,7 +43,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,28 @@ SESSION_THREAD_PREFIX = "parallel-isolation"
 
 SNAPSHOTS_FILE = "snapshots.jsonl"
 EXPECT_MARKER = "isolation_expect"
+
+# Cross-talk spies of this process register how to flush them (``spy`` imports
+# this module, not the other way round).  A test that expects cross-talk is
+# fenced by flushes, so a stray message of an earlier test, received late on a
+# busy host, is not taken for this test's deliberate one.
+_FLUSHERS: list[Callable[[float], bool]] = []
+
+
+def register_flusher(flush: Callable[[float], bool]) -> None:
+    _FLUSHERS.append(flush)
+
+
+def unregister_flusher(flush: Callable[[float], bool]) -> None:
+    with contextlib.suppress(ValueError):
+        _FLUSHERS.remove(flush)
+
+
+def _flush_spies(timeout: float = 2.0) -> None:
+    for flush in list(_FLUSHERS):
+        flush(timeout)
+
+
 EXPECT_MARKER_HELP = (
     f"{EXPECT_MARKER}(*codes, reason=''): this test deliberately causes these validate "
     "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
@@ -670,6 +693,9 @@ class SessionRecorder:
         mark = self.leaks.begin()
         self.snapshot("before", nodeid)
         expect = item.get_closest_marker(EXPECT_MARKER)
+        fenced = expect is not None and "crosstalk" in expect.args
+        if fenced:
+            _flush_spies()
         if expect is None:
             self.emit("test_started", test=nodeid)
         else:
@@ -679,6 +705,8 @@ class SessionRecorder:
         try:
             return (yield)
         finally:
+            if fenced:
+                _flush_spies()
             ended = time.time()
             checked = time.perf_counter()
             leaks = self.leaks.end(mark)

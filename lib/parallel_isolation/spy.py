@@ -33,7 +33,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.artifacts import EventLog
-from parallel_isolation.snapshots import SESSION_THREAD_PREFIX
+from parallel_isolation.snapshots import SESSION_THREAD_PREFIX, register_flusher, unregister_flusher
 
 if TYPE_CHECKING:
     from parallel_isolation.brokers import TestMQTTBroker
@@ -109,6 +109,7 @@ class CrossTalkSpy:
                 f"subscription to '#' not acknowledged within {timeout:.1f} s"
             )
             raise TimeoutError(msg)
+        register_flusher(self.flush)
         self._emit("spy_started", port=self.port, client_id=self.client_id, allowed=self.allowed)
         return self
 
@@ -133,6 +134,7 @@ class CrossTalkSpy:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Flush, disconnect and join the network thread (bounded)."""
+        unregister_flusher(self.flush)
         flushed = self.flush(timeout)
         thread = self._thread
         self._thread = None

@@ -201,18 +201,22 @@ class WorkerData:
             span = self.spans[index]
             if span.end is None or ts <= span.end:
                 current = span
-        previous = None
+        recent = []  # tests that ended within ``lag`` before the stamp, newest first
         for span in reversed(self.spans[: index + 1]):
             if span is current or span.end is None:
                 continue
-            if 0 <= ts - span.end <= lag:
-                previous = span
-            break
-        if current is not None and previous is not None and ts - current.start <= lag:
-            return current.test, previous.test
+            if not 0 <= ts - span.end <= lag or len(recent) == 2:
+                break
+            recent.append(span)
+        if current is not None and recent and ts - current.start <= lag:
+            return current.test, recent[0].test
         if current is not None:
             return current.test, None
-        return (previous.test if previous is not None else None), None
+        if not recent:
+            return None, None
+        # Between tests: the one that just ended, or (a very short test in
+        # between) the one before it.
+        return recent[0].test, (recent[1].test if len(recent) > 1 else None)
 
     def broker_down_at(self, ts: float | None) -> bool:
         """True when the worker's broker was paused, crashed or restarting at ``ts``."""
