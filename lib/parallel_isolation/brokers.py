@@ -425,8 +425,11 @@ class TestMQTTBroker:
     def pause(self) -> None:
         """Stop the broker but keep its port reserved (for outage tests)."""
         self._expected_running = False
-        self.backend.stop(grace=self.stop_grace)
+        # Recorded before stopping: clients see the broker go from this moment
+        # (a container takes a moment to stop), and validation uses the event
+        # to tell an expected outage from a real one.
         self._emit("broker_paused", port=self.port)
+        self.backend.stop(grace=self.stop_grace)
 
     def resume(self) -> None:
         """Start again on the same port after :meth:`pause` or a crash."""

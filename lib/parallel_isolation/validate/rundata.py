@@ -201,7 +201,9 @@ class WorkerData:
             span = self.spans[index]
             if span.end is None or ts <= span.end:
                 current = span
-        recent = []  # tests that ended within ``lag`` before the stamp, newest first
+        recent: list[
+            TestSpan
+        ] = []  # tests that ended within ``lag`` before the stamp, newest first
         for span in reversed(self.spans[: index + 1]):
             if span is current or span.end is None:
                 continue
