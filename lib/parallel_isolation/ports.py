@@ -361,7 +361,7 @@ class PortAllocator:
             elif current.released is not None:
                 if time.time() - current.released < self.release_cooldown:
                     return current.describe()
-                previous = current.describe()
+                previous = ""  # cooled down: ordinary reuse, nobody's leftover
             elif current.owner.is_alive():
                 return current.describe()
             else:
@@ -369,7 +369,8 @@ class PortAllocator:
             path.unlink(missing_ok=True)
             if not self._create(port, purpose):
                 return f"port {port} just taken"
-        self._emit("port_reclaimed", port=port, purpose=purpose, previous=previous)
+        if previous:
+            self._emit("port_reclaimed", port=port, purpose=purpose, previous=previous)
         return None
 
     def _probe(self, port: int) -> str | None:
