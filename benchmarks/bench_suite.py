@@ -223,7 +223,7 @@ def _chart(results: list[Measurement], path: Path) -> None:
     ax.set_xlabel("xdist workers (1 = serial)")
     ax.set_ylabel("speed-up over serial")
     ax.set_ylim(0, max(6.0, max(counts) / 3))
-    ax.set_title("Integration suite on this machine (2 cores)")
+    ax.set_title(f"Integration suite on this machine ({os.cpu_count()} CPUs)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
