@@ -34,6 +34,19 @@ log = logging.getLogger(__name__)
 Cleanup = Callable[[], None]
 
 
+def _run_cleanups(cleanups: list[tuple[str, Cleanup]]) -> list[str]:
+    """Run (last added first) and forget ``cleanups``; keep going past failures."""
+    errors: list[str] = []
+    for label, cleanup in reversed(cleanups):
+        try:
+            cleanup()
+        except Exception as error:  # noqa: BLE001 - keep cleaning, report all
+            errors.append(f"{label}: {error}")
+            log.warning("cleanup %s failed: %s", label, error)
+    cleanups.clear()
+    return errors
+
+
 def probe_host_for(settings: Settings) -> str | None:
     """Where the allocator's bind probe can see port conflicts.
 
@@ -149,14 +162,7 @@ class WorkerContext:
 
     def close(self) -> list[str]:
         """Stop everything this worker started; returns the errors met."""
-        errors: list[str] = []
-        for label, cleanup in reversed(self._cleanups):
-            try:
-                cleanup()
-            except Exception as error:  # noqa: BLE001 - keep cleaning, report all
-                errors.append(f"{label}: {error}")
-                log.warning("cleanup %s failed: %s", label, error)
-        self._cleanups.clear()
+        errors = _run_cleanups(self._cleanups)
         if self._spy is not None:
             self._spy.stop()
             self._spy = None
@@ -306,12 +312,7 @@ class ParallelTestContext:
         if self._services is not None:
             errors.extend(self._services.stop_all())
             self._services = None
-        for label, cleanup in reversed(self._cleanups):
-            try:
-                cleanup()
-            except Exception as error:  # noqa: BLE001 - keep cleaning, report all
-                errors.append(f"{label}: {error}")
-        self._cleanups.clear()
+        errors.extend(_run_cleanups(self._cleanups))
         for client in self._clients:
             client.disconnect()
             client.loop_stop()

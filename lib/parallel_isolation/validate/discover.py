@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,23 +177,8 @@ class MarkedProcess:
 
 
 def owner_alive(owner: Owner) -> bool:
-    """:meth:`Owner.is_alive`, except that a zombie (exited, not yet reaped) is dead.
-
-    A SIGKILLed worker whose parent is gone stays a zombie for as long as
-    nobody reaps it (an init that does not reap, in some containers); its
-    pid and start time still match, but it holds nothing any more.
-    """
-    if not owner.is_alive():
-        return False
-    if owner.host != socket.gethostname():
-        return True
-    try:
-        status: str = psutil.Process(owner.pid).status()
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-    return bool(status != psutil.STATUS_ZOMBIE)
+    """:meth:`Owner.is_alive` (pid + start time + host; a zombie counts as dead)."""
+    return owner.is_alive()
 
 
 def protected_pids() -> set[int]:
