@@ -61,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
+    runstate.spawn_zygote(state)
     config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
     if state.role != "controller":
         recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
@@ -78,6 +79,15 @@ class XdistHooks:
         state = node.config.stash[runstate.STATE_KEY]
         node.workerinput[runstate.WORKERINPUT_KEY] = state.settings.as_dict()
 
+    @pytest.hookimpl
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
+        state = config.stash[runstate.STATE_KEY]
+        if state.settings.fork_workers:
+            problem = runstate.fork_workers_from_zygote(state, specs)
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if problem is not None and reporter is not None:
+                reporter.write_line(problem, yellow=True)
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("docker") is not None:
@@ -86,6 +96,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     runstate.finish(session.config.stash[runstate.STATE_KEY], int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if runstate.STATE_KEY in config.stash:
+        runstate.stop_zygote(config.stash[runstate.STATE_KEY])
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,10 @@ __all__ = [
     "close_worker",
     "configure",
     "finish",
+    "fork_workers_from_zygote",
     "require_docker_or_skip",
+    "spawn_zygote",
+    "stop_zygote",
     "worker_context",
 ]
 
@@ -46,6 +49,8 @@ class RunState:
     docker_problem: str | None = None
     docker_checked: bool = False
     closing_errors: list[str] = field(default_factory=list)
+    zygote: Any = None  # the controller's _zygote.Zygote, with --isolation-fork-workers
+    zygote_problem: str | None = None
 
 
 STATE_KEY = pytest.StashKey[RunState]()
@@ -106,6 +111,56 @@ def close_worker(state: RunState) -> None:
     if state.worker is not None:
         state.closing_errors.extend(state.worker.close())
         state.worker = None
+
+
+def spawn_zygote(state: RunState) -> None:
+    """Start the worker zygote early (``--isolation-fork-workers``, controller only).
+
+    It imports pytest while the controller prepares the session;
+    :func:`fork_workers_from_zygote` waits for it when the nodes are set up.
+    """
+    if state.role != "controller" or not state.settings.fork_workers or state.zygote is not None:
+        return
+    from parallel_isolation._proc import marker_env
+    from parallel_isolation._zygote import Zygote
+
+    zygote = Zygote(env={**os.environ, **marker_env(state.identity, "worker-zygote")})
+    try:
+        zygote.spawn()
+    except OSError as error:
+        state.zygote_problem = f"cannot start the worker zygote: {error}"
+        return
+    state.zygote = zygote
+
+
+def fork_workers_from_zygote(state: RunState, specs: list[Any]) -> str | None:
+    """Point local popen specs at the zygote started by :func:`spawn_zygote`.
+
+    Returns a message for the terminal when the zygote is not there and the
+    workers start the usual way, else None.
+    """
+    from parallel_isolation._zygote import ZygoteError
+
+    plain = [spec for spec in specs if spec.popen and not spec.python and not spec.via]
+    zygote = state.zygote
+    if zygote is None or not plain:
+        return (
+            None if state.zygote_problem is None else f"parallel-isolation: {state.zygote_problem}"
+        )
+    try:
+        zygote.wait_ready()
+    except ZygoteError as error:
+        state.zygote = None
+        return f"parallel-isolation: workers start without the zygote: {error}"
+    for spec in plain:
+        spec.python = zygote.python_spec()
+    return None
+
+
+def stop_zygote(state: RunState) -> None:
+    if state.zygote is not None:
+        state.zygote.stop()
+        state.zygote = None
 
 
 def require_docker_or_skip(state: RunState) -> None:

@@ -143,6 +143,18 @@ OPTIONS: tuple[Option, ...] = (
         "Address container ports are published on and clients connect to; set it to the "
         "engine host's address when DOCKER_HOST points at a remote engine.",
     ),
+    Option(
+        "fork_workers",
+        "--isolation-fork-workers",
+        "ISOLATION_FORK_WORKERS",
+        "isolation_fork_workers",
+        False,
+        parse_bool,
+        "Fork the xdist workers (local popen ones) from one process that has already "
+        "imported pytest, instead of starting each interpreter afresh; falls back with a "
+        "warning if that process cannot start.",
+        is_flag=True,
+    ),
 )
 
 
@@ -157,6 +169,7 @@ class Settings:
     state_dir: str = ""
     require_docker: bool = False
     publish_host: str = "127.0.0.1"
+    fork_workers: bool = False
 
     @classmethod
     def resolve(

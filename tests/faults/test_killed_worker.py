@@ -42,8 +42,11 @@ def _facts(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.parametrize(
+    "start", [[], ["--isolation-fork-workers"]], ids=["popen-workers", "forked-workers"]
+)
 def test_killed_worker_is_replaced_reported_and_reaped(
-    project_factory: Callable[[Path], Project], tmp_path: Path
+    project_factory: Callable[[Path], Project], tmp_path: Path, start: list[str]
 ) -> None:
     problem = engine_problem()
     if problem:
@@ -51,7 +54,9 @@ def test_killed_worker_is_replaced_reported_and_reaped(
     image = _image()
     project = project_factory(SUITES / "killed_worker")
     facts_file = tmp_path / "facts.jsonl"
-    run = project.run("-n", "4", env={"FACTS_FILE": str(facts_file), "VICTIM_IMAGE": image})
+    run = project.run(
+        "-n", "4", *start, env={"FACTS_FILE": str(facts_file), "VICTIM_IMAGE": image}
+    )
     run_id = project.run_id()
     facts = _facts(facts_file)
     victim = next(f for f in facts if f.get("victim"))
