@@ -271,7 +271,7 @@ def validate_merge(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def durations(session: nox.Session) -> None:
-    """Refresh .test_durations (pytest-split's input for sharding) from a serial run."""
+    """Refresh .test_durations (sharding input and longest-first order) from a serial run."""
     _install(session)
     session.run(
         "pytest",

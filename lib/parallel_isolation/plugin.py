@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +63,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
+    if state.settings.durations_file and state.role != "worker":
+        from parallel_isolation.schedule import load_durations
+
+        try:
+            load_durations(Path(state.settings.durations_file))
+        except SettingError as error:
+            raise pytest.UsageError(str(error)) from None
     config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
     if state.role != "controller":
         recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
@@ -78,6 +86,19 @@ class XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         state = node.config.stash[runstate.STATE_KEY]
         node.workerinput[runstate.WORKERINPUT_KEY] = state.settings.as_dict()
+        if state.settings.durations_file:
+            from parallel_isolation import schedule
+
+            order = schedule.worker_order(state.settings, node.config)
+            node.workerinput[schedule.WORKERINPUT_KEY] = order
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from parallel_isolation import schedule
+
+        if not schedule.wants_longest_first(config.stash[runstate.STATE_KEY].settings, config):
+            return None
+        return schedule.LongestFirstScheduling(config, log)
 
     @pytest.hookimpl
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list[Any]) -> None:
@@ -87,6 +108,15 @@ class XdistHooks:
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             if problem is not None and reporter is not None:
                 reporter.write_line(problem, yellow=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    if workerinput.get(runstate.LONGEST_FIRST_KEY):
+        from parallel_isolation import schedule
+
+        schedule.order_worker_items(workerinput[runstate.LONGEST_FIRST_KEY], items)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

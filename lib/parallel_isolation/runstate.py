@@ -21,6 +21,7 @@ from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
 __all__ = [
+    "LONGEST_FIRST_KEY",
     "STATE_KEY",
     "WORKERINPUT_KEY",
     "RunState",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 WORKERINPUT_KEY = "parallel_isolation_settings"
+# Under it the controller names the durations file the workers sort by (see schedule.py).
+LONGEST_FIRST_KEY = "parallel_isolation_longest_first"
 
 
 @dataclass

@@ -155,6 +155,17 @@ OPTIONS: tuple[Option, ...] = (
         "warning if that process cannot start.",
         is_flag=True,
     ),
+    Option(
+        "durations_file",
+        "--isolation-durations",
+        "ISOLATION_DURATIONS",
+        "isolation_durations",
+        "",
+        _text,
+        "Per-test durations (JSON, pytest-split's .test_durations); with --dist loadgroup "
+        "the longest tests start first and each worker queues one test ahead. Empty: "
+        "xdist's own order. Relative to the rootdir.",
+    ),
 )
 
 
@@ -170,6 +181,7 @@ class Settings:
     require_docker: bool = False
     publish_host: str = "127.0.0.1"
     fork_workers: bool = False
+    durations_file: str = ""
 
     @classmethod
     def resolve(
@@ -193,6 +205,9 @@ class Settings:
         if rootdir is not None and not artifacts.is_absolute():
             artifacts = rootdir / artifacts
         values["artifacts"] = str(artifacts)
+        durations = Path(values["durations_file"])
+        if values["durations_file"] and rootdir is not None and not durations.is_absolute():
+            values["durations_file"] = str(rootdir / durations)
         if values["port_base"] + values["block_size"] - 1 > 65535:
             msg = (
                 f"port base {values['port_base']} with block size {values['block_size']} "
