@@ -110,8 +110,12 @@ class XdistHooks:
                 reporter.write_line(problem, yellow=True)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    # A wrapper, so the order is set after every selection (-k, -m, pytest-split's shards).
+    yield
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     if workerinput.get(runstate.LONGEST_FIRST_KEY):
         from parallel_isolation import schedule

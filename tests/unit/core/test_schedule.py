@@ -179,3 +179,39 @@ def test_serial_runs_keep_the_collection_order(
     names = [json.loads(line)["test"] for line in order_file.read_text().splitlines()]
     assert names[0] == "test_short[0]"
     assert names.index("test_long") == 6
+
+
+def test_shards_still_split_the_suite_exactly(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, isolation_worker: WorkerContext
+) -> None:
+    pytester.makepyfile(test_inner=INNER)
+    durations = {f"test_inner.py::test_short[{n}]": 0.01 * (n + 1) for n in range(6)}
+    durations |= {"test_inner.py::test_long": 5.0}
+    _write(pytester.path / "durations.json", durations)
+    base = 47000 + isolation_worker.identity.worker_number * 1000
+    ran: list[str] = []
+    for group in ("1", "2"):
+        order_file = pytester.path / f"order-{group}.jsonl"
+        monkeypatch.setenv("ORDER_FILE", str(order_file))
+        result = pytester.runpytest_subprocess(
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:randomly",
+            f"--isolation-port-base={base}",
+            "--isolation-durations",
+            "durations.json",
+            "--splits",
+            "2",
+            "--group",
+            group,
+            "--durations-path",
+            "durations.json",
+        )
+        assert result.ret == 0, result.stdout.str()
+        ran += [json.loads(line)["test"] for line in order_file.read_text().splitlines()]
+    assert sorted(ran) == sorted(
+        [f"test_short[{n}]" for n in range(6)] + ["test_long", "test_grouped[0]", "test_grouped[1]"]
+    )
