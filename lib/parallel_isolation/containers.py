@@ -35,6 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -671,6 +672,51 @@ class DockerContainerManager:
             self.remove(managed, grace=0.0)
             raise
         return managed
+
+    def run_all(self, requests: Mapping[str, Mapping[str, Any]]) -> dict[str, ManagedContainer]:
+        """Create and start several containers at once; all of them, or none.
+
+        ``requests`` maps a key of the caller's choosing to :meth:`run`'s
+        arguments (``name``, ``image`` and the keyword options).  The engine
+        works on the containers concurrently (a stack comes up in about the
+        time of its slowest container).  If any fails, the others are removed
+        and the first error is raised.
+        """
+        if not requests:
+            return {}
+        keys = list(requests)
+        with ThreadPoolExecutor(len(keys), thread_name_prefix="container-run") as pool:
+            futures = {key: pool.submit(self._run_request, requests[key]) for key in keys}
+            wait(futures.values())
+        started = {key: f.result() for key, f in futures.items() if f.exception() is None}
+        errors = [f.exception() for f in futures.values() if f.exception() is not None]
+        if errors:
+            self.remove_all(started.values(), grace=0.0)
+            raise errors[0]  # type: ignore[misc]
+        return started
+
+    def _run_request(self, request: Mapping[str, Any]) -> ManagedContainer:
+        options = dict(request)
+        return self.run(options.pop("name"), options.pop("image"), **options)
+
+    def remove_all(
+        self, containers: Iterable[ManagedContainer], *, grace: float | None = None
+    ) -> dict[str, int | None]:
+        """:meth:`remove` each container, concurrently; ``{name: exit code}``.
+
+        Every container is attempted; the first error is raised afterwards.
+        """
+        todo = list(containers)
+        if not todo:
+            return {}
+        with ThreadPoolExecutor(len(todo), thread_name_prefix="container-rm") as pool:
+            futures = {m.name: pool.submit(self.remove, m, grace=grace) for m in todo}
+            wait(futures.values())
+        for future in futures.values():
+            error = future.exception()
+            if error is not None:
+                raise error
+        return {name: future.result() for name, future in futures.items()}
 
     def _create(self, name: str, image: str, **options: Any) -> Any:
         for attempt in range(3):

@@ -88,29 +88,32 @@ def monitor(broker, namespace, isolation_worker):
 
 @pytest.fixture(scope="module")
 def stack(docker_manager, network, broker, namespace, monitor, isolation_worker):
-    containers = {}
     broker_host, broker_port = broker.backend.container_address
-    try:
-        for service, base in SERVICES:
-            containers[base] = docker_manager.run(
-                docker_manager.container_name(base),
-                SERVICES_IMAGE,
-                role=f"service:{service}",
-                command=["python3", "-m", f"wildfire.{service}"],
-                environment={
+    # The three services start together (run_all) and go together (remove_all).
+    containers = docker_manager.run_all(
+        {
+            base: {
+                "name": docker_manager.container_name(base),
+                "image": SERVICES_IMAGE,
+                "role": f"service:{service}",
+                "command": ["python3", "-m", f"wildfire.{service}"],
+                "environment": {
                     "MQTT_BROKER": broker_host,
                     "MQTT_PORT": str(broker_port),
                     "MQTT_CLIENT_ID": isolation_worker.client_id(base),
                     "TOPIC_PREFIX": namespace.prefix,
                     **SERVICE_ENV,
                 },
-            )
+            }
+            for service, base in SERVICES
+        }
+    )
+    try:
         for service, _ in SERVICES:
             monitor.wait_for(f"system/{service}/lwt", lambda m: m.payload == b"online", timeout=30)
         yield containers
     finally:
-        for container in containers.values():
-            docker_manager.remove(container)
+        docker_manager.remove_all(containers.values())
 
 
 def test_stack_containers_run_on_the_network(docker_manager, stack, broker, isolation_worker):

@@ -267,3 +267,39 @@ def test_manager_without_engine_use_closes_without_connecting(make_worker: Any) 
     worker = make_worker("gw810")
     manager = DockerContainerManager(worker.identity, artifacts=worker.artifacts)
     assert manager.close() == []
+
+
+def _sleeper(manager: Any, base: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": manager.container_name(base),
+        "image": "parallel-isolation/wildfire-services:latest",
+        "role": f"service:{base}",
+        "command": ["python3", "-c", "import signal; signal.pause()"],
+        **extra,
+    }
+
+
+def test_run_all_starts_a_stack_and_remove_all_takes_it_down(
+    make_worker: Any, run_objects: Any, run_id: str
+) -> None:
+    manager = manager_for(make_worker("gw811"))
+    stack = manager.run_all({base: _sleeper(manager, base) for base in ("alpha", "beta", "gamma")})
+    assert sorted(stack) == ["alpha", "beta", "gamma"]
+    assert all(container.is_running() for container in stack.values())
+    names = {c.name for c in run_objects(run_id)[0]}
+    assert names == {f"{base}-gw811-{run_id}" for base in stack}
+    codes = manager.remove_all(stack.values(), grace=0.0)
+    assert set(codes) == {container.name for container in stack.values()}
+    assert all(container.removed for container in stack.values())
+    assert run_objects(run_id)[0] == []
+    assert manager.run_all({}) == {}
+    assert manager.remove_all([]) == {}
+
+
+def test_run_all_is_all_or_nothing(make_worker: Any, run_objects: Any, run_id: str) -> None:
+    manager = manager_for(make_worker("gw812"))
+    requests = {base: _sleeper(manager, base) for base in ("ok1", "ok2")}
+    requests["bad"] = _sleeper(manager, "bad", image="parallel-isolation/no-such-image:latest")
+    with pytest.raises(ImageMissingError, match="no-such-image"):
+        manager.run_all(requests)
+    assert run_objects(run_id)[0] == []
