@@ -22,9 +22,9 @@ standard library (it runs with ``python -S -E``):
   zygote, forwards SIGTERM/SIGHUP to the child, and exits with the child's
   status (re-raising the same signal when the child was killed by one).
 
-Only third-party modules are preloaded (:data:`PRELOAD`), never this
-package's: module-level state (pids, locks, caches) must belong to the
-worker, not to the zygote.
+What is preloaded (:data:`PRELOAD`, plus what the caller adds, such as the
+Docker SDK on the docker backend) is imported only: nothing in those modules
+computes per-process state (pids, connections) at import.
 """
 
 from __future__ import annotations
@@ -170,9 +170,9 @@ def _become_worker(request: dict[str, Any], fds: list[int]) -> None:
     raise SystemExit(0)
 
 
-def serve(socket_path: str) -> None:
+def serve(socket_path: str, extra: tuple[str, ...] = ()) -> None:
     """The zygote's loop; returns when standard input reaches EOF."""
-    for name in PRELOAD:
+    for name in (*PRELOAD, *extra):
         __import__(name)
     # Keep the collector off the preloaded objects, so the forked workers do
     # not copy every page of them on their first collection.
@@ -258,8 +258,15 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """The controller's zygote: ``start()``, hand :meth:`python_spec` to execnet, ``stop()``."""
 
-    def __init__(self, *, env: Mapping[str, str], start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        preload: tuple[str, ...] = (),
+        start_timeout: float = 30.0,
+    ) -> None:
         self.env = dict(env)
+        self.preload = preload
         self.start_timeout = start_timeout
         self.directory: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -291,7 +298,7 @@ class Zygote:
 
         self.directory = Path(tempfile.mkdtemp(prefix="isolation-zygote-"))
         self.process = subprocess.Popen(
-            [sys.executable, "-u", __file__, "serve", self.socket_path],
+            [sys.executable, "-u", __file__, "serve", self.socket_path, *self.preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=self.env,
@@ -338,9 +345,11 @@ if __name__ == "__main__":
     # ``python -c`` has, the current directory.
     sys.path[0] = ""
     if len(sys.argv) >= 3 and sys.argv[1] == "serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], tuple(sys.argv[3:]))
     elif len(sys.argv) >= 3 and sys.argv[1] == "launch":
         sys.exit(launch(sys.argv[2], sys.argv[3:]))
     else:
-        sys.stderr.write("usage: _zygote.py serve SOCKET | launch SOCKET [-u] -c CODE\n")
+        sys.stderr.write(
+            "usage: _zygote.py serve SOCKET [MODULE...] | launch SOCKET [-u] -c CODE\n"
+        )
         sys.exit(2)

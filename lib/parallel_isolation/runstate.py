@@ -127,7 +127,11 @@ def spawn_zygote(state: RunState) -> None:
     from parallel_isolation._proc import marker_env
     from parallel_isolation._zygote import Zygote
 
-    zygote = Zygote(env={**os.environ, **marker_env(state.identity, "worker-zygote")})
+    # Every worker of a docker-backend run imports the Docker SDK: once is enough.
+    preload = ("parallel_isolation.containers",) if state.settings.backend == "docker" else ()
+    zygote = Zygote(
+        env={**os.environ, **marker_env(state.identity, "worker-zygote")}, preload=preload
+    )
     try:
         zygote.spawn()
     except OSError as error:
