@@ -261,15 +261,29 @@ def _chart(results: list[Measurement], path: Path) -> None:
             for m in results
             if m.backend == backend and m.workers
         ]
-        ax.plot(
+        (line,) = ax.plot(
             [1] + [w for w, _ in points],
             [1.0] + [s for _, s in points],
             marker="o",
             label=f"{backend} backend",
         )
+        # The most that run's busy CPU allowed: serial / (busy CPU / CPUs).
+        ceiling = [
+            (m.workers, serial.wall_s * (os.cpu_count() or 1) / m.busy_cpu_s)
+            for m in results
+            if m.backend == backend and m.workers and m.busy_cpu_s
+        ]
+        if ceiling:
+            ax.plot(
+                [w for w, _ in ceiling],
+                [c for _, c in ceiling],
+                linestyle=":",
+                color=line.get_color(),
+                label=f"{backend}: CPU ceiling (serial / busy-CPU floor)",
+            )
     ax.set_xlabel("xdist workers (1 = serial)")
     ax.set_ylabel("speed-up over serial")
-    ax.set_ylim(0, max(6.0, max(counts) / 3))
+    ax.set_ylim(0, max(6.0, max(counts) / 2))
     ax.set_title(f"Integration suite on this machine ({os.cpu_count()} CPUs)")
     ax.grid(alpha=0.3)
     ax.legend()
