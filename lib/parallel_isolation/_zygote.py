@@ -281,7 +281,10 @@ class Zygote:
 
     def python_spec(self) -> str:
         """The ``python=`` value of an execnet popen spec that forks from this zygote."""
-        return f"{sys.executable} -S -E {__file__} launch {self.socket_path}"
+        import shlex
+
+        # execnet splits this with shlex: quote, in case a path has spaces.
+        return shlex.join([sys.executable, "-S", "-E", __file__, "launch", self.socket_path])
 
     def start(self) -> None:
         """Start the zygote and wait until it listens; :class:`ZygoteError` otherwise."""

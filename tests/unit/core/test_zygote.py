@@ -9,6 +9,7 @@ owner.  Plus the plugin end to end: ``-n 2 --isolation-fork-workers``.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def zygote() -> Iterator[Zygote]:
 def _launch(
     zygote: Zygote, code: str, *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    argv = [*zygote.python_spec().split(), "-u", "-c", code]
+    argv = [*shlex.split(zygote.python_spec()), "-u", "-c", code]
     return subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
@@ -147,7 +148,7 @@ def test_stop_ends_the_zygote_and_removes_its_socket() -> None:
     assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     assert not socket_path.parent.exists()
     late = subprocess.run(
-        [*spec.split(), "-u", "-c", "pass"], capture_output=True, timeout=30, check=False
+        [*shlex.split(spec), "-u", "-c", "pass"], capture_output=True, timeout=30, check=False
     )
     assert late.returncode == 2
     assert b"zygote at" in late.stderr
