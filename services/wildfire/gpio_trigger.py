@@ -589,8 +589,13 @@ class GpioTrigger(MqttService):
             state=transition.state,
             reason=transition.reason,
         )
+        # The transition's own state: when deadlines were overdue, advance()
+        # made several transitions at once and the machine is already further.
         self._publish_telemetry(
-            "state_change", reason=transition.reason, previous=transition.previous
+            "state_change",
+            reason=transition.reason,
+            previous=transition.previous,
+            state=transition.state,
         )
         if not pins_ok:
             fault = self.machine.handle(E.FAULT, transition.at, "gpio write failed")
@@ -603,29 +608,37 @@ class GpioTrigger(MqttService):
         except GPIOError as error:
             log_event(self.logger, logging.ERROR, "gpio_error", state=state, reason=str(error))
             self.gpio.all_off()
-            self._publish_gpio()
+            self._publish_gpio(state)
             return False
         if changed:
-            self._publish_gpio()
+            self._publish_gpio(state)
         return True
 
-    def _publish_gpio(self) -> None:
+    def _publish_gpio(self, state: PumpState) -> None:
+        """The pins as just applied for ``state`` (the machine may already be further)."""
         self.publish(
             self.GPIO_TOPIC,
             {
                 "pins": self.gpio.snapshot(),
-                "state": str(self.machine.state),
+                "state": str(state),
                 "timestamp": time.time(),
             },
             qos=1,
             retain=True,
         )
 
-    def _publish_telemetry(self, event: str, *, reason: str, previous: PumpState | None) -> None:
+    def _publish_telemetry(
+        self,
+        event: str,
+        *,
+        reason: str,
+        previous: PumpState | None,
+        state: PumpState | None = None,
+    ) -> None:
         with self._lock:
             payload = {
                 "event": event,
-                "state": str(self.machine.state),
+                "state": str(state if state is not None else self.machine.state),
                 "previous_state": str(previous) if previous is not None else None,
                 "reason": reason,
                 "pins": self.gpio.snapshot(),

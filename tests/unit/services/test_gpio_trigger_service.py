@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -21,15 +22,21 @@ FAST = {
     "FIRE_OFF_DELAY": 0.2,
     "MAX_ENGINE_RUNTIME": 30,
 }
-CYCLE = ["PRIMING", "STARTING", "RUNNING", "REDUCING_RPM", "STOPPING", "REFILLING", "COOLDOWN",
-         "IDLE"]
+CYCLE = [
+    "PRIMING",
+    "STARTING",
+    "RUNNING",
+    "REDUCING_RPM",
+    "STOPPING",
+    "REFILLING",
+    "COOLDOWN",
+    "IDLE",
+]
 
 
 def states(client: Any) -> list[str]:
     return [
-        m.json()["state"]
-        for m in client.messages(TELEMETRY)
-        if m.json()["event"] == "state_change"
+        m.json()["state"] for m in client.messages(TELEMETRY) if m.json()["event"] == "state_change"
     ]
 
 
@@ -98,9 +105,7 @@ def test_max_runtime_forces_shutdown(pump: Any, mqtt_client: Any) -> None:
     assert stopping["runtime"] >= 0.3
 
 
-@pytest.mark.parametrize(
-    "command", [b"stop", b'{"command": "stop"}'], ids=["plain", "json"]
-)
+@pytest.mark.parametrize("command", [b"stop", b'{"command": "stop"}'], ids=["plain", "json"])
 def test_emergency_stop(pump: Any, mqtt_client: Any, command: bytes) -> None:
     pump(FIRE_OFF_DELAY=60)
     trigger(mqtt_client)
@@ -111,8 +116,32 @@ def test_emergency_stop(pump: Any, mqtt_client: Any, command: bytes) -> None:
     assert stopping["pins"]["IGNITION_ON"] is False
     wait_state(mqtt_client, "IDLE", previous="COOLDOWN")
     assert states(mqtt_client) == [
-        "PRIMING", "STARTING", "RUNNING", "STOPPING", "REFILLING", "COOLDOWN", "IDLE",
+        "PRIMING",
+        "STARTING",
+        "RUNNING",
+        "STOPPING",
+        "REFILLING",
+        "COOLDOWN",
+        "IDLE",
     ]
+
+
+def test_overdue_deadlines_publish_each_transitions_own_state(pump: Any, mqtt_client: Any) -> None:
+    """Under load a timer fires late and advance() makes several transitions at once:
+    each state_change message still names its own state, in order."""
+    service = pump(FIRE_OFF_DELAY=60)
+    trigger(mqtt_client)
+    wait_state(mqtt_client, "PRIMING")
+    with service._lock:  # the service's own timer waits until we are done
+        service._advance(time.monotonic() + 1.0)  # priming and starting both overdue
+        service._rearm()
+    running = wait_state(mqtt_client, "RUNNING", previous="STARTING")
+    assert running["pins"]["IGNITION_ON"] is True
+    assert states(mqtt_client)[:3] == ["PRIMING", "STARTING", "RUNNING"]
+    starting = next(
+        m.json() for m in mqtt_client.messages(TELEMETRY) if m.json()["previous_state"] == "PRIMING"
+    )
+    assert starting["state"] == "STARTING"
 
 
 def test_manual_start_command(pump: Any, mqtt_client: Any) -> None:
