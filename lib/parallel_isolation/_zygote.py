@@ -79,6 +79,23 @@ def launch(socket_path: str, argv: list[str]) -> int:
         sys.stderr.write(f"parallel-isolation launcher: expected -c CODE, got {argv!r}\n")
         return 2
     code = argv[argv.index("-c") + 1]
+    # Signals are taken from the start: one that arrives before the worker
+    # exists is handed on as soon as it does (the default action would kill
+    # the launcher, and through it the worker, with SIGKILL).
+    child: list[int] = []
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        if not child:
+            pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child[0], signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    # Ctrl-C reaches the worker through the process group already.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     request = json.dumps({"code": code, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -93,19 +110,12 @@ def launch(socket_path: str, argv: list[str]) -> int:
     if len(raw_pid) != _INT.size:
         sys.stderr.write("parallel-isolation launcher: the zygote closed without forking\n")
         return 2
-    child = _INT.unpack(raw_pid)[0]
-    # The child owns the pipes now; our copies would delay the peer's EOF.
+    child.append(_INT.unpack(raw_pid)[0])
+    for signum in pending:
+        forward(signum, None)
+    # The worker owns the pipes now; our copies would delay the peer's EOF.
     os.close(0)
     os.close(1)
-
-    def forward(signum: int, _frame: Any) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGHUP, forward)
-    # Ctrl-C reaches the child through the process group already.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raw_status = _recv_exact(conn, _INT.size)
     if len(raw_status) != _INT.size:
         sys.stderr.write("parallel-isolation launcher: lost the zygote before the worker ended\n")
