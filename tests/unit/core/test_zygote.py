@@ -116,19 +116,19 @@ def test_sigterm_to_the_launcher_reaches_the_worker(zygote: Zygote) -> None:
             sys.stdout.write("got SIGTERM\\n"); sys.stdout.flush(); raise SystemExit(7)
         signal.signal(signal.SIGTERM, bye)
         print(os.getpid(), flush=True)
-        sys.stdin.read()
+        while True:  # not stdin: communicate() closes it, which would end us first
+            signal.pause()
         """
     )
     launcher = _launch(zygote, code)
     _child_pid(launcher)
     launcher.send_signal(signal.SIGTERM)
-    out, _err = launcher.communicate(timeout=30)
-    assert out == b"got SIGTERM\n"
-    assert launcher.returncode == 7
+    out, err = launcher.communicate(timeout=30)
+    assert (out, launcher.returncode) == (b"got SIGTERM\n", 7), err.decode()
 
 
 def test_a_killed_launcher_takes_its_worker_along(zygote: Zygote) -> None:
-    code = "import os, sys; print(os.getpid(), flush=True); sys.stdin.read()"
+    code = "import os, signal; print(os.getpid(), flush=True)\nwhile True: signal.pause()"
     launcher = _launch(zygote, code)
     child = psutil.Process(_child_pid(launcher))
     launcher.kill()
