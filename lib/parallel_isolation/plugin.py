@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,13 +62,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
-    if state.settings.durations_file and state.role != "worker":
-        from parallel_isolation.schedule import load_durations
-
-        try:
-            load_durations(Path(state.settings.durations_file))
-        except SettingError as error:
-            raise pytest.UsageError(str(error)) from None
     config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
     if state.role != "controller":
         recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
@@ -89,8 +81,10 @@ class XdistHooks:
         if state.settings.durations_file:
             from parallel_isolation import schedule
 
-            order = schedule.worker_order(state.settings, node.config)
-            node.workerinput[schedule.WORKERINPUT_KEY] = order
+            wanted = schedule.wants_longest_first(state.settings, node.config)
+            node.workerinput[runstate.LONGEST_FIRST_KEY] = (
+                state.settings.durations_file if wanted else None
+            )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:

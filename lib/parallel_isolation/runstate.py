@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,6 +94,10 @@ def configure(config: pytest.Config) -> RunState:
         given = f"{given}-shard-{shard}"
         config.option.testrunuid = given
         run_id = normalize_run_id(given)
+    if settings.durations_file:
+        from parallel_isolation.schedule import load_durations
+
+        load_durations(Path(settings.durations_file))  # a bad file is a usage error, once
     role = "standalone"
     if _is_distributing(config):
         role = "controller"

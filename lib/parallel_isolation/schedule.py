@@ -28,11 +28,9 @@ from typing import Any, TypeVar
 
 from xdist.scheduler import LoadGroupScheduling
 
-from parallel_isolation.runstate import LONGEST_FIRST_KEY
 from parallel_isolation.settings import SettingError, Settings
 
 __all__ = [
-    "WORKERINPUT_KEY",
     "DurationsError",
     "LongestFirstScheduling",
     "base_nodeid",
@@ -41,10 +39,7 @@ __all__ = [
     "longest_first",
     "order_worker_items",
     "wants_longest_first",
-    "worker_order",
 ]
-
-WORKERINPUT_KEY = LONGEST_FIRST_KEY
 
 T = TypeVar("T")
 
@@ -122,11 +117,6 @@ def base_nodeid(item: Any) -> str:
 def wants_longest_first(settings: Settings, config: Any) -> bool:
     """The controller's decision: a durations file is set and ``--dist loadgroup`` is on."""
     return bool(settings.durations_file) and config.getvalue("dist") == "loadgroup"
-
-
-def worker_order(settings: Settings, config: Any) -> str | None:
-    """What the controller ships to each worker: the durations file to sort by, or None."""
-    return settings.durations_file if wants_longest_first(settings, config) else None
 
 
 def order_worker_items(durations_file: str | None, items: list[Any]) -> None:

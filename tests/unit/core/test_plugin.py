@@ -147,7 +147,7 @@ def test_bad_settings_are_usage_errors(
 def test_ini_settings_apply_and_cli_wins(
     pytester: pytest.Pytester, isolation_worker: WorkerContext
 ) -> None:
-    base = 47000 + isolation_worker.identity.worker_number * 300
+    base = 52000 + isolation_worker.identity.worker_number * 300  # no other test uses these
     pytester.makeini(f"[pytest]\nisolation_port_base = {base}\nisolation_backend = embedded\n")
     pytester.makepyfile(
         test_x="""

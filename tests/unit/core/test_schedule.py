@@ -125,6 +125,22 @@ def test_grouped(n, request):
 """
 
 
+def _run_distributed(pytester: pytest.Pytester, base: int, *extra: str) -> pytest.RunResult:
+    """The inner project under -n 2 --dist loadgroup, sorted by durations.json."""
+    return pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        "-p",
+        "no:randomly",
+        f"--isolation-port-base={base}",
+        "--isolation-durations",
+        "durations.json",
+        *extra,
+    )
+
+
 def test_a_run_starts_the_longest_units_first(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, isolation_worker: WorkerContext
 ) -> None:
@@ -135,18 +151,8 @@ def test_a_run_starts_the_longest_units_first(
     _write(pytester.path / "durations.json", durations)
     order_file = pytester.path / "order.jsonl"
     monkeypatch.setenv("ORDER_FILE", str(order_file))
-    base = 46500 + isolation_worker.identity.worker_number * 1000
-    result = pytester.runpytest_subprocess(
-        "-n",
-        "2",
-        "--dist",
-        "loadgroup",
-        "-p",
-        "no:randomly",
-        f"--isolation-port-base={base}",
-        "--isolation-durations",
-        "durations.json",
-    )
+    base = 50400 + isolation_worker.identity.worker_number * 1000  # clear of test_plugin.py
+    result = _run_distributed(pytester, base)
     result.assert_outcomes(passed=9)
     records = [json.loads(line) for line in order_file.read_text().splitlines()]
     firsts = {}
@@ -188,27 +194,13 @@ def test_shards_still_split_the_suite_exactly(
     durations = {f"test_inner.py::test_short[{n}]": 0.01 * (n + 1) for n in range(6)}
     durations |= {"test_inner.py::test_long": 5.0}
     _write(pytester.path / "durations.json", durations)
-    base = 47000 + isolation_worker.identity.worker_number * 1000
+    base = 50600 + isolation_worker.identity.worker_number * 1000
     ran: list[str] = []
     for group in ("1", "2"):
         order_file = pytester.path / f"order-{group}.jsonl"
         monkeypatch.setenv("ORDER_FILE", str(order_file))
-        result = pytester.runpytest_subprocess(
-            "-n",
-            "2",
-            "--dist",
-            "loadgroup",
-            "-p",
-            "no:randomly",
-            f"--isolation-port-base={base}",
-            "--isolation-durations",
-            "durations.json",
-            "--splits",
-            "2",
-            "--group",
-            group,
-            "--durations-path",
-            "durations.json",
+        result = _run_distributed(
+            pytester, base, "--splits", "2", "--group", group, "--durations-path", "durations.json"
         )
         assert result.ret == 0, result.stdout.str()
         ran += [json.loads(line)["test"] for line in order_file.read_text().splitlines()]

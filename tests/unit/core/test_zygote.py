@@ -205,7 +205,7 @@ def test_plugin_forks_the_workers_only_when_asked(
     parent_file = pytester.path / "parent.txt"
     monkeypatch.setenv("EXPECT_FORKED", "1" if forked else "0")
     monkeypatch.setenv("PARENT_FILE", str(parent_file))
-    base = 45500 + isolation_worker.identity.worker_number * 1000
+    base = 50000 + isolation_worker.identity.worker_number * 1000  # 200 ports of our own
     args = ["-n", "2", "-p", "no:randomly", f"--isolation-port-base={base}"]
     if forked:
         args.append("--isolation-fork-workers")
@@ -226,7 +226,7 @@ def test_fork_workers_fall_back_when_the_zygote_cannot_start(
     deep = pytester.path / ("t" * 120)
     deep.mkdir()
     monkeypatch.setenv("TMPDIR", str(deep))
-    base = 46000 + isolation_worker.identity.worker_number * 1000
+    base = 50200 + isolation_worker.identity.worker_number * 1000
     result = pytester.runpytest_subprocess(
         "-n", "2", "-p", "no:randomly", f"--isolation-port-base={base}", "--isolation-fork-workers"
     )
