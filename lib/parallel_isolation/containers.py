@@ -689,10 +689,11 @@ class DockerContainerManager:
             futures = {key: pool.submit(self._run_request, requests[key]) for key in keys}
             wait(futures.values())
         started = {key: f.result() for key, f in futures.items() if f.exception() is None}
-        errors = [f.exception() for f in futures.values() if f.exception() is not None]
-        if errors:
-            self.remove_all(started.values(), grace=0.0)
-            raise errors[0]  # type: ignore[misc]
+        for future in futures.values():
+            error = future.exception()
+            if error is not None:
+                self.remove_all(started.values(), grace=0.0)
+                raise error
         return started
 
     def _run_request(self, request: Mapping[str, Any]) -> ManagedContainer:
