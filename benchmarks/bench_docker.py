@@ -31,11 +31,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.containers import API_SLOTS_ENV
-from parallel_isolation.context import ParallelTestContext, WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
+from parallel_isolation.containers.manager import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
