@@ -30,7 +30,7 @@ from parallel_isolation.reap.orphans import (
 )
 from parallel_isolation.validate.discover import find_marked_processes
 
-from .conftest import make_dead_owner
+from ..conftest import make_dead_owner
 
 WAIT_STDIN = [sys.executable, "-c", "import sys; sys.stdin.read()"]
 LAUNCHER = """
