@@ -131,35 +131,84 @@ def launch(socket_path: str, argv: list[str]) -> int:
 
 # --- the zygote -----------------------------------------------------------------------
 
+# A launcher sends its request right after connecting; one that has not within
+# this many seconds (stopped, or not a launcher at all) is dropped, so it
+# cannot hold up the others.
+_REQUEST_TIMEOUT = 60.0
 
-def _receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    header = _recv_exact(conn, _INT.size)
-    if len(header) != _INT.size:
-        msg = "launcher hung up before its request"
-        raise OSError(msg)
-    size = _INT.unpack(header)[0]
-    if not 0 < size <= _MAX_REQUEST:
-        msg = f"bad request size {size}"
-        raise OSError(msg)
+
+class _Pending:
+    """A launcher whose request is still arriving: the bytes and descriptors so far."""
+
+    __slots__ = ("deadline", "fds", "header", "payload")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.header = b""
+        self.payload = b""
+        self.fds: list[int] = []
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
+def _say(message: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"parallel-isolation zygote: {message}\n")
+        sys.stderr.flush()
+
+
+def _read_request(
+    conn: socket.socket, pending: _Pending
+) -> tuple[dict[str, Any], list[int]] | None:
+    """Read what has arrived; the request and its descriptors once complete, else None.
+
+    Raises :class:`OSError` or :class:`ValueError` for a launcher that hung up
+    or sent something that is not a request.
+    """
     fds = array.array("i")
-    payload = b""
-    while len(payload) < size:
-        chunk, ancillary, _flags, _addr = conn.recvmsg(
-            size - len(payload), socket.CMSG_LEN(3 * fds.itemsize)
-        )
-        if not chunk:
-            msg = "launcher hung up in the middle of its request"
-            raise OSError(msg)
-        payload += chunk
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    if len(fds) != 3:
-        for fd in fds:
-            os.close(fd)
-        msg = f"expected 3 file descriptors, got {len(fds)}"
+    if len(pending.header) < _INT.size:
+        want = _INT.size - len(pending.header)
+    else:
+        want = _INT.unpack(pending.header)[0] - len(pending.payload)
+    chunk, ancillary, _flags, _addr = conn.recvmsg(want, socket.CMSG_LEN(3 * fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    pending.fds.extend(fds)
+    if not chunk:
+        msg = "launcher hung up in the middle of its request"
         raise OSError(msg)
-    return json.loads(payload), list(fds)
+    if len(pending.header) < _INT.size:
+        pending.header += chunk
+        if len(pending.header) < _INT.size:
+            return None
+        size = _INT.unpack(pending.header)[0]
+        if not 0 < size <= _MAX_REQUEST:
+            msg = f"bad request size {size}"
+            raise ValueError(msg)
+        return None
+    pending.payload += chunk
+    if len(pending.payload) < _INT.unpack(pending.header)[0]:
+        return None
+    if len(pending.fds) != 3:
+        msg = f"expected 3 file descriptors, got {len(pending.fds)}"
+        raise ValueError(msg)
+    request = json.loads(pending.payload)
+    if not (
+        isinstance(request, dict)
+        and isinstance(request.get("code"), str)
+        and isinstance(request.get("cwd"), str)
+        and isinstance(request.get("env"), dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in request["env"].items())
+    ):
+        msg = "the request is not an object with code, cwd and env strings"
+        raise ValueError(msg)
+    fds_taken, pending.fds = pending.fds, []
+    return request, fds_taken
 
 
 def _become_worker(request: dict[str, Any], fds: list[int]) -> None:
@@ -181,81 +230,206 @@ def _become_worker(request: dict[str, Any], fds: list[int]) -> None:
 
 
 def serve(socket_path: str, extra: tuple[str, ...] = ()) -> None:
-    """The zygote's loop; returns when standard input reaches EOF."""
+    """The zygote: returns when standard input reaches EOF.
+
+    In a forked worker the loop returns the launcher's request instead, and
+    the worker's code runs here, outside the loop: whatever it raises (or how
+    it exits) is the worker's own end, never the loop's business.
+    """
     for name in (*PRELOAD, *extra):
         __import__(name)
     # Keep the collector off the preloaded objects, so the forked workers do
     # not copy every page of them on their first collection.
     gc.freeze()
-    server_pid = os.getpid()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen(64)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-    children: dict[int, socket.socket] = {}
-    sys.stdout.buffer.write(READY)
-    sys.stdout.flush()
-    try:
-        while True:
-            watched: list[Any] = [0, listener, wake_r, *children.values()]
-            readable, _, _ = select.select(watched, [], [])
-            if wake_r in readable:
-                os.read(wake_r, 4096)
-            _reap(children)
-            if 0 in readable and not os.read(0, 4096):
-                return
-            if listener in readable:
-                conn, _ = listener.accept()
-                try:
-                    request, fds = _receive_request(conn)
-                except (OSError, ValueError) as error:
-                    sys.stderr.write(f"parallel-isolation zygote: bad request: {error}\n")
-                    conn.close()
-                    continue
-                pid = os.fork()
-                if pid == 0:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    for fd in (wake_r, wake_w):
-                        os.close(fd)
-                    listener.close()
-                    for other in children.values():
-                        other.close()
-                    conn.close()
-                    _become_worker(request, fds)
-                for fd in fds:
-                    os.close(fd)
-                conn.sendall(_INT.pack(pid))
-                children[pid] = conn
-            for pid, conn in list(children.items()):
-                if conn in readable and not conn.recv(1):
-                    # The launcher died (killed by its controller): so does the worker.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-    finally:
-        if os.getpid() == server_pid:
-            listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(socket_path)
+    work = _Server(socket_path).run()
+    if work is not None:
+        _become_worker(*work)
 
 
-def _reap(children: dict[int, socket.socket]) -> None:
-    while children:
+class _Server:
+    """The zygote's loop and what it tracks.
+
+    One connection's trouble (a reset, a broken pipe, a bad or partial
+    request, a launcher that dies before its worker exists) ends that
+    connection only, and the worker of a launcher that went away is
+    SIGKILLed whatever way it went.  Every other launcher and worker goes on.
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.server_pid = os.getpid()
+        # worker pid -> its launcher's connection (None once the launcher is gone)
+        self.children: dict[int, socket.socket | None] = {}
+        self.pending: dict[socket.socket, _Pending] = {}
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.wake_r, self.wake_w = os.pipe()
+
+    def run(self) -> tuple[dict[str, Any], list[int]] | None:
+        """Serve until standard input closes (None); in a forked worker, its request."""
+        import time
+
+        old_umask = os.umask(0o177)  # the socket is born 0600: only this user connects
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+            self.listener.bind(self.socket_path)
+        finally:
+            os.umask(old_umask)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+        sys.stdout.buffer.write(READY)
+        sys.stdout.flush()
+        try:
+            while True:
+                launchers = [c for c in self.children.values() if c is not None]
+                watched: list[Any] = [0, self.listener, self.wake_r, *self.pending, *launchers]
+                now = time.monotonic()
+                deadlines = [p.deadline for p in self.pending.values()]
+                timeout = max(0.0, min(deadlines) - now) if deadlines else None
+                readable, _, _ = select.select(watched, [], [], timeout)
+                if self.wake_r in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 4096)
+                self._reap()
+                if 0 in readable and not os.read(0, 4096):
+                    return None
+                if self.listener in readable:
+                    self._accept(time.monotonic() + _REQUEST_TIMEOUT)
+                # Launchers of running workers first: a request completed below
+                # moves its connection there, and it was readable for the request.
+                for pid, conn in list(self.children.items()):
+                    if conn is not None and conn in readable:
+                        self._check_launcher(pid, conn)
+                for conn in [c for c in self.pending if c in readable]:
+                    work = self._advance(conn)
+                    if work is not None:
+                        return work  # only in the forked worker
+                self._expire(time.monotonic())
+        finally:
+            if os.getpid() == self.server_pid:
+                self.listener.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.socket_path)
+
+    def _accept(self, deadline: float) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
             return
-        if pid == 0:
+        except OSError as error:  # out of descriptors, say: the launcher will retry or fail
+            _say(f"cannot accept a launcher: {error}")
+            select.select([], [], [], 0.1)  # not a busy loop while the condition lasts
             return
-        conn = children.pop(pid, None)
-        if conn is None:
-            continue
+        # Never wait on one launcher: reads follow select, and the few bytes we
+        # send fit in any socket buffer.
+        conn.setblocking(False)
+        self.pending[conn] = _Pending(deadline)
+
+    def _drop(self, conn: socket.socket, why: str) -> None:
+        pending = self.pending.pop(conn, None)
+        if pending is not None:
+            pending.close_fds()
+        _say(f"dropped a launcher: {why}")
         with contextlib.suppress(OSError):
-            conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
+            conn.close()
+
+    def _expire(self, now: float) -> None:
+        for conn, pending in list(self.pending.items()):
+            if pending.deadline <= now:
+                self._drop(conn, f"no complete request within {_REQUEST_TIMEOUT:.0f} s")
+
+    def _advance(self, conn: socket.socket) -> tuple[dict[str, Any], list[int]] | None:
+        """Read more of a pending request; fork once it is complete."""
+        try:
+            done = _read_request(conn, self.pending[conn])
+        except BlockingIOError:  # woken for nothing: wait for more
+            return None
+        except (OSError, ValueError) as error:
+            self._drop(conn, f"bad request: {error}")
+            return None
+        if done is None:
+            return None
+        del self.pending[conn]
+        request, fds = done
+        try:
+            pid = os.fork()
+        except OSError as error:
+            for fd in fds:
+                os.close(fd)
+            _say(f"cannot fork a worker: {error}")
+            conn.close()  # the launcher reports that the zygote closed without forking
+            return None
+        if pid == 0:
+            self._become_child(conn)
+            return request, fds
+        for fd in fds:
+            os.close(fd)
+        self.children[pid] = conn
+        try:
+            conn.sendall(_INT.pack(pid))
+        except OSError as error:  # the launcher died before its worker existed
+            self._launcher_gone(pid, conn, f"could not send the worker's pid: {error}")
+        return None
+
+    def _become_child(self, conn: socket.socket) -> None:
+        """In the forked child: let go of everything the zygote holds."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+        self.listener.close()
+        for other in (*self.pending, *self.children.values()):
+            if other is not None:
+                other.close()
+        for pending in self.pending.values():
+            pending.close_fds()
         conn.close()
+
+    def _check_launcher(self, pid: int, conn: socket.socket) -> None:
+        """A launcher's socket is readable: it sends nothing after its request, so it is gone."""
+        try:
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as error:  # a reset: the launcher died with our bytes unread
+            self._launcher_gone(pid, conn, str(error))
+            return
+        if not data:
+            self._launcher_gone(pid, conn, "")
+            return
+        # Bytes a launcher never sends: the connection is not trusted any more,
+        # but the worker is alive and its launcher may be too; keep waiting.
+        _say(f"ignored unexpected bytes from the launcher of worker {pid}")
+
+    def _launcher_gone(self, pid: int, conn: socket.socket, why: str) -> None:
+        """The launcher died (killed by its controller, say): so does its worker."""
+        if why:
+            _say(f"the launcher of worker {pid} went away ({why}); killing the worker")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            conn.close()
+        if pid in self.children:
+            self.children[pid] = None
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid not in self.children:
+                continue
+            conn = self.children.pop(pid)
+            if conn is None:
+                continue
+            with contextlib.suppress(OSError):
+                conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
+            with contextlib.suppress(OSError):
+                conn.close()
 
 
 # --- the controller's handle -----------------------------------------------------------
@@ -274,10 +448,14 @@ class Zygote:
         env: Mapping[str, str],
         preload: tuple[str, ...] = (),
         start_timeout: float = 30.0,
+        log_path: Path | None = None,
     ) -> None:
         self.env = dict(env)
         self.preload = preload
         self.start_timeout = start_timeout
+        # Where the zygote's own diagnostics go (dropped launchers, say);
+        # None: the caller's standard error.
+        self.log_path = log_path
         self.directory: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -309,14 +487,20 @@ class Zygote:
 
         from parallel_isolation.host.proc import _die_with_parent
 
-        self.directory = Path(tempfile.mkdtemp(prefix="isolation-zygote-"))
-        self.process = subprocess.Popen(
-            [sys.executable, "-u", __file__, "serve", self.socket_path, *self.preload],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=self.env,
-            preexec_fn=_die_with_parent,
-        )
+        self.directory = Path(tempfile.mkdtemp(prefix="isolation-zygote-"))  # mode 0700
+        log = None if self.log_path is None else self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-u", __file__, "serve", self.socket_path, *self.preload],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=self.env,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            if log is not None:
+                log.close()
 
     def wait_ready(self) -> None:
         """Wait until the zygote listens; :class:`ZygoteError` (and stopped) otherwise."""

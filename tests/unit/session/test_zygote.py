@@ -8,13 +8,20 @@ owner.  Plus the plugin end to end: ``-n 2 --isolation-fork-workers``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import select
 import shlex
 import signal
+import socket
+import stat
+import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -26,8 +33,9 @@ from parallel_isolation.session.zygote import Zygote, ZygoteError
 
 
 @pytest.fixture(scope="module")
-def zygote() -> Iterator[Zygote]:
-    handle = Zygote(env=dict(os.environ))
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
+    log = tmp_path_factory.mktemp("zygote") / "zygote.log"
+    handle = Zygote(env=dict(os.environ), log_path=log)
     handle.start()
     yield handle
     handle.stop()
@@ -134,6 +142,194 @@ def test_a_killed_launcher_takes_its_worker_along(zygote: Zygote) -> None:
     launcher.kill()
     launcher.wait(30)
     child.wait(timeout=30)  # raises psutil.TimeoutExpired if the worker lived on
+
+
+# --- one connection's trouble ends that connection only ----------------------------------
+
+# Generous: the machine this runs on may be loaded (load 8 on 2 cores).
+DEADLINE = 60.0
+ECHO = "import os, sys\nprint(os.getpid(), flush=True)\nfor line in sys.stdin: print(line.strip(), flush=True)"
+
+
+class RawLauncher:
+    """A hand-made launcher: the zygote's protocol spoken from the test, to misbehave."""
+
+    def __init__(self, zygote: Zygote) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(DEADLINE)
+        self.sock.connect(zygote.socket_path)
+        self.stdin_r, self.stdin_w = os.pipe()
+        self.stdout_r, self.stdout_w = os.pipe()
+
+    @staticmethod
+    def request(code: str) -> bytes:
+        return json.dumps({"code": code, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+
+    def send(self, header: bytes, payload: bytes, *, with_fds: bool = True) -> None:
+        self.sock.sendall(header)
+        fds = [self.stdin_r, self.stdout_w, self.stdout_w] if with_fds else []
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+        self.sock.sendmsg([payload], ancillary if fds else [])
+
+    def send_request(self, code: str) -> None:
+        payload = self.request(code)
+        self.send(struct.pack("!i", len(payload)), payload)
+
+    def worker_pid(self) -> int:
+        """The pid the worker prints first (read from its stdout pipe, with a deadline)."""
+        ready, _, _ = select.select([self.stdout_r], [], [], DEADLINE)
+        assert ready, f"the forked worker printed no pid within {DEADLINE:.0f} s"
+        return int(os.read(self.stdout_r, 64).split()[0])
+
+    def reset(self) -> None:
+        """Close with the zygote's pid message unread: the zygote's next read is a reset."""
+        self.sock.settimeout(DEADLINE)
+        assert len(self.sock.recv(4, socket.MSG_PEEK | socket.MSG_WAITALL)) == 4
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in (self.stdin_r, self.stdin_w, self.stdout_r, self.stdout_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {DEADLINE:.0f} s"
+        time.sleep(0.05)
+
+
+class Bystander:
+    """A worker that echoes its stdin: it must keep running whatever others do."""
+
+    def __init__(self, zygote: Zygote) -> None:
+        self.launcher = _launch(zygote, ECHO)
+        self.worker = _child_pid(self.launcher)
+
+    def answers(self) -> bool:
+        assert self.launcher.stdin is not None
+        assert self.launcher.stdout is not None
+        self.launcher.stdin.write(b"still there?\n")
+        self.launcher.stdin.flush()
+        ready, _, _ = select.select([self.launcher.stdout], [], [], DEADLINE)
+        return bool(ready) and self.launcher.stdout.readline() == b"still there?\n"
+
+
+@pytest.fixture
+def bystander(zygote: Zygote) -> Iterator[Bystander]:
+    worker = Bystander(zygote)
+    yield worker
+    worker.launcher.kill()
+    worker.launcher.wait(DEADLINE)
+
+
+def _assert_zygote_serves_on(zygote: Zygote, bystander: Bystander) -> None:
+    assert zygote.process is not None
+    assert zygote.process.poll() is None, "the zygote died"
+    assert bystander.answers(), "the bystander worker stopped answering"
+    fresh = _launch(zygote, "print('forked after the trouble')")
+    out, err = fresh.communicate(timeout=DEADLINE)
+    assert (fresh.returncode, out) == (0, b"forked after the trouble\n"), err.decode()
+
+
+def _other_children(zygote: Zygote, *known: int) -> set[int]:
+    assert zygote.process is not None
+    return {c.pid for c in psutil.Process(zygote.process.pid).children()} - set(known)
+
+
+def test_a_reset_launcher_takes_its_worker_along_and_the_others_run_on(
+    zygote: Zygote, bystander: Bystander
+) -> None:
+    raw = RawLauncher(zygote)
+    try:
+        raw.send_request(ECHO)
+        worker = psutil.Process(raw.worker_pid())
+        raw.reset()
+        worker.wait(timeout=DEADLINE)  # raises psutil.TimeoutExpired if the worker lived on
+    finally:
+        raw.close()
+    assert zygote.log_path is not None
+    _wait_until(
+        lambda: f"launcher of worker {worker.pid} went away" in zygote.log_path.read_text(),
+        "the zygote's note about the reset launcher",
+    )
+    assert "reset" in zygote.log_path.read_text().lower()
+    _assert_zygote_serves_on(zygote, bystander)
+
+
+def _hang_up(raw: RawLauncher) -> None:
+    pass
+
+
+def _bad_size(raw: RawLauncher) -> None:
+    raw.sock.sendall(struct.pack("!i", -5))
+
+
+def _huge_size(raw: RawLauncher) -> None:
+    raw.sock.sendall(struct.pack("!i", 1 << 30))
+
+
+def _not_json(raw: RawLauncher) -> None:
+    raw.send(struct.pack("!i", 9), b"not json!")
+
+
+def _not_an_object(raw: RawLauncher) -> None:
+    raw.send(struct.pack("!i", 9), b"[1, 2, 3]")
+
+
+def _no_descriptors(raw: RawLauncher) -> None:
+    payload = raw.request("print('never')")
+    raw.send(struct.pack("!i", len(payload)), payload, with_fds=False)
+
+
+def _half_a_request(raw: RawLauncher) -> None:
+    payload = raw.request("print('never')")
+    raw.send(struct.pack("!i", len(payload)), payload[: len(payload) // 2])
+
+
+def _dies_before_its_worker_exists(raw: RawLauncher) -> None:
+    raw.send_request("import signal\nwhile True: signal.pause()")
+
+
+@pytest.mark.parametrize(
+    "misbehave",
+    [
+        _hang_up,
+        _bad_size,
+        _huge_size,
+        _not_json,
+        _not_an_object,
+        _no_descriptors,
+        _half_a_request,
+        _dies_before_its_worker_exists,
+    ],
+    ids=lambda f: f.__name__.strip("_").replace("_", "-"),
+)
+def test_the_zygote_serves_on_through_a_bad_connection(
+    zygote: Zygote,
+    bystander: Bystander,
+    misbehave: Callable[[RawLauncher], None],
+) -> None:
+    raw = RawLauncher(zygote)
+    try:
+        misbehave(raw)
+    finally:
+        raw.close()  # the launcher is gone, whatever it managed to send
+    # Whatever was forked for it is killed and reaped: only the bystander is left.
+    _wait_until(
+        lambda: not _other_children(zygote, bystander.worker),
+        "the worker of a launcher that went away was not killed",
+    )
+    _assert_zygote_serves_on(zygote, bystander)
+
+
+def test_the_zygote_socket_and_directory_are_private(zygote: Zygote) -> None:
+    path = Path(zygote.socket_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_stop_ends_the_zygote_and_removes_its_socket() -> None:
