@@ -8,7 +8,9 @@ workers (``workerinput``), so every worker of a run agrees.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,7 +61,36 @@ def _port_int(low: int, high: int) -> Callable[[str], int]:
 
 
 def _text(raw: str) -> str:
+    if "\x00" in raw:
+        msg = f"expected a path, got {raw!r} (it contains a NUL byte)"
+        raise ValueError(msg)
     return raw.strip()
+
+
+_HOST_CHARS = re.compile(r"^[A-Za-z0-9.:%-]{1,253}$")
+
+
+def parse_publish_host(raw: str) -> str:
+    """One host address: container ports are published there and nowhere else.
+
+    A wildcard address (``0.0.0.0``, ``::``) would publish every broker and
+    service port on every interface, reachable from other machines: refused.
+    """
+    value = raw.strip()
+    if not _HOST_CHARS.match(value):
+        msg = f"expected a host name or an IP address, got {raw!r}"
+        raise ValueError(msg)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    if address.is_unspecified:
+        msg = (
+            f"{raw!r} is every interface: ports published there are reachable from other "
+            "hosts; give one address (127.0.0.1 unless the engine is remote)"
+        )
+        raise ValueError(msg)
+    return value
 
 
 @dataclass(frozen=True)
@@ -139,9 +170,10 @@ OPTIONS: tuple[Option, ...] = (
         "ISOLATION_PUBLISH_HOST",
         "isolation_publish_host",
         "127.0.0.1",
-        _text,
+        parse_publish_host,
         "Address container ports are published on and clients connect to; set it to the "
-        "engine host's address when DOCKER_HOST points at a remote engine.",
+        "engine host's address when DOCKER_HOST points at a remote engine. A wildcard "
+        "address (0.0.0.0, ::) is refused: it would expose them to other hosts.",
     ),
     Option(
         "fork_workers",

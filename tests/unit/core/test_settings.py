@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 
 from parallel_isolation.session.context import probe_host_for
-from parallel_isolation.settings import OPTIONS, SettingError, Settings, parse_bool
+from parallel_isolation.settings import (
+    OPTIONS,
+    Option,
+    SettingError,
+    Settings,
+    parse_bool,
+    parse_publish_host,
+)
 
 
 def test_precedence_cli_over_env_over_ini_over_default(tmp_path: Path) -> None:
@@ -75,3 +82,77 @@ def test_probe_host_follows_the_engine(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", docker_host)
     assert probe_host_for(Settings(backend=backend, publish_host=publish)) == probe
+
+
+# --- bad input: every setting, from every source, is one usage error naming it ----------
+
+# An invalid value of every setting (a new setting must add one here).
+INVALID: dict[str, str] = {
+    "backend": "kubernetes",
+    "port_base": "twenty thousand",
+    "block_size": "0",
+    "artifacts": "runs\x00here",
+    "state_dir": "/tmp/\x00state",
+    "require_docker": "maybe",
+    "publish_host": "0.0.0.0",
+    "fork_workers": "sometimes",
+    "durations_file": ".test_durations\x00",
+}
+
+
+def test_every_setting_has_an_invalid_example() -> None:
+    assert set(INVALID) == {option.field for option in OPTIONS}
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.field)
+@pytest.mark.parametrize("source", ["env", "ini"])
+def test_an_invalid_value_names_its_source(option: Option, source: str) -> None:
+    raw = INVALID[option.field]
+    env = {option.env: raw} if source == "env" else {}
+    ini = {option.field: raw} if source == "ini" else {}
+    where = f"environment variable {option.env}" if source == "env" else f"ini key {option.ini}"
+    with pytest.raises(SettingError) as caught:
+        Settings.resolve(cli={}, env=env, ini=ini)
+    message = str(caught.value)
+    assert message.startswith(f"{where}: "), message
+    assert repr(raw) in message or raw in message, message
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", " 0.0.0.0 ", "two words", "", "host/path", "a" * 254]
+)
+def test_publish_host_refuses_wildcards_and_junk(host: str) -> None:
+    with pytest.raises(ValueError, match=r"every interface|expected a host name"):
+        parse_publish_host(host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "10.0.0.5", "engine.example", "localhost"])
+def test_publish_host_takes_one_address(host: str) -> None:
+    assert parse_publish_host(host) == host
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--isolation-port-base=abc"], {}, "--isolation-port-base"),
+        (["--isolation-backend=kubernetes"], {}, "--isolation-backend"),
+        ([], {"ISOLATION_PUBLISH_HOST": "0.0.0.0"}, "environment variable ISOLATION_PUBLISH_HOST"),
+        ([], {"ISOLATION_FORK_WORKERS": "sometimes"}, "environment variable ISOLATION_FORK_WORKERS"),
+    ],
+    ids=["cli-int", "cli-choice", "env-host", "env-flag"],
+)
+def test_a_bad_setting_stops_pytest_with_one_usage_error(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    pytester.makepyfile(test_x="def test_x(): pass")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if named in line]
+    assert len(errors) == 1, result.errlines
+    assert not any("Traceback" in line for line in [*result.outlines, *result.errlines])
