@@ -246,6 +246,14 @@ def bench_core(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
+@nox.session(name="bench-tools", default=False)
+def bench_tools(session: nox.Session) -> None:
+    """Tool figures with their targets: recorder overhead, validate on 12 workers, reaping 50."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_tools.py", *session.posargs)
+
+
 @nox.session(name="bench-docker", default=False)
 def bench_docker(session: nox.Session) -> None:
     """Docker backend figures: broker container start-to-ready, one stack, 12 stacks at once."""

@@ -1,8 +1,17 @@
-"""Measured: validate on a 12-worker run, snapshot overhead per test, reaping 50 orphaned containers."""
+"""At scale: validate on a 12-worker run, per-test overhead recorded, reaping 50 orphaned containers.
+
+These tests assert behaviour only.  How long it takes (validate <= 5 s,
+recorder overhead <= 5 ms a test, reaping <= 30 s) are benchmark figures:
+``nox -s bench-tools`` measures them, prints them with their targets and the
+load average, and records them in JSON.  The figures seen here go into the
+JUnit XML as properties, for the record, and are never compared to a budget.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import statistics
 import time
 import uuid
@@ -25,9 +34,6 @@ from .test_killed_worker import _image
 # reach another fault test's run through a reused port.
 pytestmark = pytest.mark.slow
 
-VALIDATE_LIMIT_S = 5.0
-OVERHEAD_LIMIT_MS = 5.0
-REAP_LIMIT_S = 30.0
 CONTAINERS = 50
 
 
@@ -38,25 +44,25 @@ def test_validate_a_12_worker_run_and_snapshot_overhead(
     run = project.run("-n", "12")
     assert run.returncode == 0, run.stdout
     run_id = project.run_id()
-    timings = []
-    for _ in range(3):  # the best of three: the host is shared and busy
-        started = time.perf_counter()
-        result = validate(project, run_id)
-        timings.append(time.perf_counter() - started)
-    elapsed = min(timings)
+    started = time.perf_counter()
+    result = validate(project, run_id)
+    elapsed = time.perf_counter() - started
     assert result.code == 0, result.output
     assert len(result.data["sections"]["run"]["workers"]) == 12
-    overhead = [e["overhead_ms"] for e in project.events(run_id) if e["kind"] == "test_finished"]
+    finished = [e for e in project.events(run_id) if e["kind"] == "test_finished"]
+    passed = re.search(r"(\d+) passed", run.stdout)
+    assert passed is not None, run.stdout
+    collected = int(passed.group(1))
+    assert len(finished) == collected, "a test's end was not recorded"
+    overhead = [e["overhead_ms"] for e in finished]
+    assert all(isinstance(cost, float | int) and cost >= 0 for cost in overhead), overhead
     median = statistics.median(overhead)
     record_property("validate_12_workers_s", round(elapsed, 3))
     record_property("snapshot_overhead_median_ms", round(median, 3))
     print(
-        f"validate on a 12-worker run: {elapsed:.2f} s (in-process {result.data['elapsed_s']:.2f} s); "
-        f"snapshot overhead per test: median {median:.2f} ms, max {max(overhead):.2f} ms "
-        f"over {len(overhead)} tests"
+        f"for the record (budgets: nox -s bench-tools): validate {elapsed:.2f} s; recorder "
+        f"overhead median {median:.2f} ms over {len(overhead)} tests; load {os.getloadavg()[0]:.1f}"
     )
-    assert elapsed <= VALIDATE_LIMIT_S
-    assert median <= OVERHEAD_LIMIT_MS
 
 
 @pytest.mark.docker
@@ -88,9 +94,9 @@ def test_reap_50_orphaned_containers(
         elapsed = time.perf_counter() - started
         removed = [d for d in result.data["decisions"] if d["result"].startswith("removed")]
         record_property("reap_50_containers_s", round(elapsed, 3))
-        print(f"cleanup-orphans on {CONTAINERS} orphaned containers: {elapsed:.2f} s")
+        print(f"for the record: cleanup-orphans on {CONTAINERS} containers: {elapsed:.2f} s")
+        assert result.code == 0, result.output
         assert len(removed) == CONTAINERS
-        assert elapsed <= REAP_LIMIT_S
         left = client.api.containers(all=True, filters={"label": f"{naming.RUN_LABEL}={run_id}"})
         assert left == []
     finally:

@@ -14,6 +14,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -350,10 +351,18 @@ def test_source_setting_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch
 
 
 def test_probe_is_bounded() -> None:
-    started = time.monotonic()
-    # TEST-NET-1 address: never answers, so only the deadline ends the probe.
-    assert im.probe_registry("https://192.0.2.1:9/v2/", timeout=0.5) is False
-    assert time.monotonic() - started < 2.0
+    # TEST-NET-1 address: never answers, so only the probe's own timeout ends it.
+    # Unbounded, a connect would wait for the kernel's retries (minutes); the
+    # deadline here is generous for a loaded machine and far below that.
+    answers: list[bool] = []
+    probe = threading.Thread(
+        target=lambda: answers.append(im.probe_registry("https://192.0.2.1:9/v2/", timeout=0.5)),
+        daemon=True,
+    )
+    probe.start()
+    probe.join(60)
+    assert not probe.is_alive(), "probe_registry ignored its 0.5 s timeout: still waiting at 60 s"
+    assert answers == [False]
 
 
 def test_failed_step_names_step_command_and_tail() -> None:
@@ -446,14 +455,12 @@ def test_build_produces_labelled_images(built: list[im.ImageResult], engine: Any
 
 
 @pytest.mark.docker
-def test_up_to_date_check_is_a_fast_noop(built: list[im.ImageResult], engine: Any) -> None:
+def test_up_to_date_check_is_a_noop(built: list[im.ImageResult], engine: Any) -> None:
+    # How fast it is (target 2 s) is a benchmark figure: nox -s bench-tools.
     events: list[im.ProgressEvent] = []
-    started = time.monotonic()
     again = im.build_images(progress=events.append)
-    elapsed = time.monotonic() - started
     assert [r.action for r in again] == ["up-to-date"] * len(again)
     assert [(r.ref, r.image_id) for r in again] == [(r.ref, r.image_id) for r in built]
-    assert elapsed < 2.0, f"up-to-date check took {elapsed:.2f}s"
     assert {e.step for e in events} == {"check images"}
     assert all(s.up_to_date for s in im.images_status(client=engine)[1:])
 
