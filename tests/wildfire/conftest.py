@@ -182,7 +182,7 @@ def spawn_service(
     for child in children:
         if child.proc.poll() is None:
             child.proc.kill()
-            child.proc.wait(5)
+            child.proc.wait(30)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_sigterm_publishes_offline_and_exits_zero(
     health = mqtt_client.wait_for(f"system/{module}/health").json()
     assert health["pid"] == child.proc.pid
     assert child.terminate() == 0, child.log()
-    mqtt_client.wait_for(lwt, lambda m: m.payload == b"offline", timeout=5)
+    mqtt_client.wait_for(lwt, lambda m: m.payload == b"offline", timeout=30)
     log = child.log()
     assert "event=signal_received signal=SIGTERM" in log
     assert "event=stopped" in log
@@ -78,7 +78,7 @@ def test_killed_process_leaves_the_last_will(spawn_service: Any, mqtt_client: An
         "system/camera_detector/lwt", lambda m: m.payload == b"online", timeout=15
     )
     child.proc.kill()
-    child.proc.wait(5)
+    child.proc.wait(30)
     # the broker publishes the will once it notices the dead connection
     mqtt_client.wait_for(
         "system/camera_detector/lwt", lambda m: m.payload == b"offline", timeout=10

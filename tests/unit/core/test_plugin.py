@@ -26,8 +26,8 @@ def test_same_bare_topic(n, parallel_test_context, mqtt_client, mqtt_broker, req
     watcher = parallel_test_context.mqtt_client("watcher")
     watcher.subscribe("shared/#", qos=1)
     mqtt_client.publish("shared/live", mine, qos=1)
-    watcher.wait_for("shared/live", timeout=5)
-    retained = watcher.wait_for("shared/state", timeout=5)
+    watcher.wait_for("shared/live", timeout=30)
+    retained = watcher.wait_for("shared/state", timeout=30)
     seen = {m.payload for m in watcher.messages("#")}
     record(
         worker=parallel_test_context.worker_id,

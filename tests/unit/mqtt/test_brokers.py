@@ -110,9 +110,9 @@ def test_two_brokers_are_isolated(backend: str, make_broker) -> None:  # type: i
     listener.loop_start()
     try:
         listener.subscribe("#", 1)
-        assert ready.wait(5)
+        assert ready.wait(30)
         assert _round_trip(b.host, b.port, "own/topic") == b"ping"
-        assert heard.wait(5), "the listener hears its own broker"
+        assert heard.wait(30), "the listener hears its own broker"
         heard.clear()
         assert _round_trip(a.host, a.port, "shared/topic") == b"ping"
         assert not heard.wait(0.3), "broker B saw broker A's traffic"
@@ -209,7 +209,7 @@ def test_retained_messages_reach_only_matching_subscriptions(backend: str, make_
     replayed = threading.Event()
     first.on_message = lambda *_a: replayed.set()
     first.subscribe("ns1/#", 1)  # now the broker knows a filter matching the retained message
-    assert replayed.wait(5)
+    assert replayed.wait(30)
     first.disconnect()
     first.loop_stop()
     acked = threading.Event()
@@ -220,7 +220,7 @@ def test_retained_messages_reach_only_matching_subscriptions(backend: str, make_
     other.loop_start()
     try:
         other.subscribe("ns2/#", 1)
-        assert acked.wait(5)
+        assert acked.wait(30)
         assert _round_trip(broker.host, broker.port, "ns2/probe") == b"ping"
         assert "ns1/state" not in got
     finally:

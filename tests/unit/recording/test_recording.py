@@ -21,7 +21,7 @@ STOP = threading.Event()
 def test_isolated(mqtt_client):
     mqtt_client.subscribe("x/#", qos=1)
     mqtt_client.publish("x/y", b"1", qos=1).wait_for_publish(5)
-    mqtt_client.wait_for("x/y", timeout=5)
+    mqtt_client.wait_for("x/y", timeout=30)
 
 def test_leaks_a_timer_thread(parallel_test_context):
     threading.Thread(target=STOP.wait, name="fire_consensus-scheduler", daemon=True).start()
