@@ -70,7 +70,9 @@ def _load() -> float:
 
 
 def recorder_overhead(runs: int = 200) -> dict[str, Any]:
-    from parallel_isolation.recording.snapshots import ChildTracker, LeakTracker, take_snapshot
+    from parallel_isolation.host.procfs import ChildTracker
+    from parallel_isolation.recording.leaks import LeakTracker
+    from parallel_isolation.recording.snapshots import take_snapshot
 
     tracker = ChildTracker()
     leaks = LeakTracker(tracker, grace=0.0)
@@ -170,7 +172,7 @@ def run_and_validate(root: Path) -> dict[str, Any]:
 
 
 def reap_orphans(root: Path, count: int = 50) -> dict[str, Any]:
-    from parallel_isolation import naming
+    from parallel_isolation import naming, ownership
     from parallel_isolation.containers.engine import engine_problem
     from parallel_isolation.identity import Identity, Owner
 
@@ -197,7 +199,7 @@ def reap_orphans(root: Path, count: int = 50) -> dict[str, Any]:
                 image,
                 ["true"],
                 name=naming.resource_name("orphan", dead),
-                labels=naming.labels_for(dead, "service"),
+                labels=ownership.labels_for(dead, "service"),
             )
             ids.append(made["Id"])
         started = time.perf_counter()
@@ -220,7 +222,7 @@ def reap_orphans(root: Path, count: int = 50) -> dict[str, Any]:
             env=_env(),
         )
         elapsed = time.perf_counter() - started
-        left = client.api.containers(all=True, filters={"label": f"{naming.RUN_LABEL}={run_id}"})
+        left = client.api.containers(all=True, filters={"label": f"{ownership.RUN_LABEL}={run_id}"})
         if done.returncode not in (0, 1) or left:
             raise BenchError(f"reap exited {done.returncode}, {len(left)} containers left")
         return {"reap_50_containers_s": elapsed}

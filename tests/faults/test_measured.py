@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import naming
+from parallel_isolation import naming, ownership
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity
 
@@ -86,7 +86,7 @@ def test_reap_50_orphaned_containers(
                 image,
                 ["true"],
                 name=naming.resource_name("orphan", dead),
-                labels=naming.labels_for(dead, "service"),
+                labels=ownership.labels_for(dead, "service"),
             )
             ids.append(made["Id"])
         started = time.perf_counter()
@@ -97,7 +97,7 @@ def test_reap_50_orphaned_containers(
         print(f"for the record: cleanup-orphans on {CONTAINERS} containers: {elapsed:.2f} s")
         assert result.code == 0, result.output
         assert len(removed) == CONTAINERS
-        left = client.api.containers(all=True, filters={"label": f"{naming.RUN_LABEL}={run_id}"})
+        left = client.api.containers(all=True, filters={"label": f"{ownership.RUN_LABEL}={run_id}"})
         assert left == []
     finally:
         for ident in ids:
