@@ -105,6 +105,9 @@ class ManagedContainer:
         self.removed = False
         self.exit_code: int | None = None
         self.final_logs: str | None = None
+        # Removal saves the logs once, however many times (or threads) ask for it.
+        self.removing = threading.Lock()
+        self.logs_saved = False
 
     @property
     def short_id(self) -> str:
@@ -466,7 +469,7 @@ class DockerContainerManager:
             with self.slots.hold("start"):
                 container.start()
         except APIError as error:
-            self.remove(managed, grace=0.0)
+            self.remove(managed, grace=0.0, reason="start refused")
             if is_port_conflict(error):
                 self._emit(
                     "container_port_retry",
@@ -600,21 +603,10 @@ class DockerContainerManager:
 
         Idempotent: a removed container returns its recorded exit code.
         """
-        if managed.removed:
-            return managed.exit_code
-        grace = self.stop_grace if grace is None else grace
-        container = managed.container
-        try:
-            # No API slot while stopping: it is mostly waiting for the process.
-            self._stop(managed, grace)
-            managed.exit_code = self._exit_code(managed)
-            self._save_logs(managed, reason)
-            container.remove(v=True, force=True)
-        except NotFound:
-            pass  # removed behind our back (by the engine or a crashed test): nothing left
-        except APIError as error:
-            raise _daemon_error(f"rm {managed.name}", error) from error
-        managed.removed = True
+        with managed.removing:
+            if managed.removed:
+                return managed.exit_code
+            self._remove_once(managed, self.stop_grace if grace is None else grace, reason)
         self._emit(
             "container_removed",
             name=managed.name,
@@ -623,6 +615,23 @@ class DockerContainerManager:
             **({"reason": reason} if reason else {}),
         )
         return managed.exit_code
+
+    def _remove_once(self, managed: ManagedContainer, grace: float, reason: str) -> None:
+        """Stop, save the logs (if not saved by an earlier attempt), remove; under its lock."""
+        try:
+            # No API slot while stopping: it is mostly waiting for the process.
+            self._stop(managed, grace)
+            state = managed.state()
+            code = state.get("ExitCode")
+            managed.exit_code = int(code) if isinstance(code, int) else None
+            if not managed.logs_saved:
+                self._save_logs(managed, reason, ran=_ever_started(state))
+            managed.container.remove(v=True, force=True)
+        except NotFound:
+            pass  # removed behind our back (by the engine or a crashed test): nothing left
+        except APIError as error:
+            raise _daemon_error(f"rm {managed.name}", error) from error
+        managed.removed = True
 
     def _stop(self, managed: ManagedContainer, grace: float) -> None:
         if not managed.state().get("Running"):
@@ -635,16 +644,19 @@ class DockerContainerManager:
             # The stop call failed (daemon trouble): kill outright, still bounded.
             managed.kill()
 
-    def _exit_code(self, managed: ManagedContainer) -> int | None:
-        state = managed.state()
-        if not state:
-            return None
-        code = state.get("ExitCode")
-        return int(code) if isinstance(code, int) else None
+    def _save_logs(self, managed: ManagedContainer, reason: str, *, ran: bool) -> None:
+        """Append the container's output to its log file, under a header naming it.
 
-    def _save_logs(self, managed: ManagedContainer, reason: str) -> None:
+        A container that never started (its start was refused, say on a port
+        taken meanwhile) has no output and gets no section: the event log
+        records the refusal, and the file keeps one section per container
+        that ran.
+        """
         text = managed.logs()
         managed.final_logs = text
+        managed.logs_saved = True
+        if not ran and not text:
+            return
         header = (
             f"=== {managed.describe()} id {managed.id} exit {managed.exit_code}"
             f"{f' ({reason})' if reason else ''} saved {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n"
@@ -742,6 +754,16 @@ class DockerContainerManager:
                 self._emit("network_removed", name=network.name, id=network.id)
             self._network = None
             return problems
+
+
+def _ever_started(state: Mapping[str, Any]) -> bool:
+    """False only when the engine says the container was never started.
+
+    The engine reports a zero time (year 1) as ``StartedAt`` of a container
+    that was created but never ran; a gone container (no state) counts as run.
+    """
+    started = state.get("StartedAt")
+    return not (isinstance(started, str) and started.startswith("0001-"))
 
 
 def _image_of(container: Any) -> str:

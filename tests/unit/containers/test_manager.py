@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,9 @@ def test_port_already_allocated_is_retried_on_another_port(
     [retry] = events_of(worker, "container_port_retry")
     assert retry["ports"] == [blocked]
     assert "port is already allocated" in retry["error"]
+    # It never ran: no log section (the event above is the record of it).
+    log = worker.artifacts.log_path(f"{name}.log")
+    assert not log.exists() or "=== " not in log.read_text(), log.read_text()
 
     # Through the allocator: a port taken behind its back is quarantined and the next one used.
     unprobed = PortAllocator(
@@ -233,7 +237,47 @@ def test_port_already_allocated_is_retried_on_another_port(
         port
     )
     assert blocker.is_running()
+    manager.remove(started)
+    assert log.read_text().count(f"=== container {name} ") == 1  # the one that ran
     unprobed.release_all()
+
+
+class RefusesRemovalOnce:
+    """An SDK container whose first ``remove`` the engine refuses (a busy daemon)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.refused = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def remove(self, **options: Any) -> None:
+        if not self.refused:
+            self.refused = True
+            raise APIError("removal refused by a busy engine")
+        self.real.remove(**options)
+
+
+def test_a_container_s_logs_are_saved_once_however_often_it_is_removed(
+    make_worker: Any, events_of: Any
+) -> None:
+    worker = make_worker("gw813")
+    manager = worker.containers
+    managed = manager.run(manager.container_name("once"), MOSQUITTO, role="task")
+    managed.container = RefusesRemovalOnce(managed.container)
+    with pytest.raises(DaemonError, match="removal refused"):
+        manager.remove(managed, grace=0.0)  # the logs are saved, the engine refuses
+    assert not managed.removed
+    # Retried, from several threads at once (a relaunch and the session end, say).
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(lambda _: manager.remove(managed, grace=0.0), range(4)))
+    assert managed.removed
+    assert len(set(codes)) == 1
+    text = managed.log_path.read_text()
+    assert text.count(f"=== container {managed.name} ") == 1, text
+    removed = [e for e in events_of(worker, "container_removed") if e["id"] == managed.id]
+    assert len(removed) == 1, removed
 
 
 def test_engine_missing_or_unreachable_is_a_clear_error(
