@@ -12,16 +12,27 @@ Layout (one directory per run id)::
 
 Every JSON-lines file is written a whole line per ``write`` call on an
 ``O_APPEND`` descriptor, so lines of concurrent writers never interleave and
-a killed writer leaves at most one partial *last* line.
+a killed writer leaves at most one partial *last* line.  A write the
+filesystem cuts short (it is full) leaves a fragment; the next line that gets
+through starts on a line of its own, so the fragment is the only unreadable
+line.  Writers never raise: a record the filesystem refused is counted as
+lost, the first such error is said once on standard error (naming the file),
+and :meth:`JsonlWriter.problems` reports it at the end.
+
+Directories are created ``0700`` and files ``0600``: a run's evidence is
+neither readable nor writable by other local users.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +49,11 @@ __all__ = [
     "SNAPSHOTS_FILE",
     "DeferredWriter",
     "EventLog",
+    "JsonlWriter",
     "RunArtifacts",
     "append_record",
+    "encode_line",
+    "make_private_dir",
     "read_events",
     "read_jsonl",
     "read_jsonl_lines",
@@ -57,14 +71,108 @@ LOGS_DIR = "logs"
 BadLine = Callable[[int, str, bool], None]
 
 
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append ``record`` to a JSON-lines file as one whole line (one ``write``)."""
-    line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def make_private_dir(path: Path) -> Path:
+    """``mkdir -p`` giving mode 0700 to every directory it creates; returns ``path``.
+
+    (``Path.mkdir(parents=True)`` gives the parents it creates the default mode.)
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=DIR_MODE)
+    return path
+
+
+def encode_line(record: Mapping[str, Any]) -> bytes:
+    """``record`` as one JSON line; a record JSON cannot hold is kept as text, not lost."""
     try:
-        os.write(fd, line)
+        text = json.dumps(record, default=str)
+    except (TypeError, ValueError) as error:  # a reference cycle, a key that is not a string
+        plain = (str, int, float, bool, type(None))
+        text = json.dumps(
+            {
+                **{str(k): v if isinstance(v, plain) else repr(v) for k, v in record.items()},
+                "unencodable": str(error),
+            }
+        )
+    return (text + "\n").encode()
+
+
+def _append(path: Path, data: bytes) -> int:
+    """One ``write`` of ``data`` at the end of ``path``; the number of bytes written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    try:
+        return os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def append_record(path: Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` to a JSON-lines file as one whole line (one ``write``).
+
+    Raises :class:`OSError` when the file cannot take the whole line.
+    """
+    line = encode_line(record)
+    written = _append(path, line)
+    if written < len(line):
+        raise OSError(errno.ENOSPC, f"wrote {written} of {len(line)} bytes", str(path))
+
+
+class JsonlWriter:
+    """Appends records to one JSON-lines file; never raises (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.written = 0
+        self.lost = 0
+        self.error: str | None = None
+        self._fragment = False
+        self._lock = threading.Lock()
+
+    def append(self, record: Mapping[str, Any]) -> bool:
+        """Append ``record``; False when the filesystem refused it (counted in :attr:`lost`)."""
+        line = encode_line(record)
+        with self._lock:
+            data = b"\n" + line if self._fragment else line
+            try:
+                written = _append(self.path, data)
+            except OSError as error:
+                self._lost(error.strerror or str(error))
+                return False
+            if written < len(data):
+                self._fragment = True
+                self._lost(f"only {written} of {len(data)} bytes written (full filesystem?)")
+                return False
+            self._fragment = False
+            self.written += 1
+            return True
+
+    def _lost(self, why: str) -> None:
+        self.lost += 1
+        if self.error is None:
+            self.error = why
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(
+                    f"parallel-isolation: cannot write {self.path}: {why}; "
+                    "the records that do not fit are lost (counted)\n"
+                )
+                sys.stderr.flush()
+
+    def problems(self) -> list[str]:
+        """One line per file that lost records, naming it and the first error."""
+        if not self.lost:
+            return []
+        return [f"{self.lost} record(s) could not be written to {self.path}: {self.error}"]
 
 
 def read_jsonl_lines(
@@ -108,20 +216,23 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 class EventLog:
     """Append-only JSON-lines log of what this worker did.
 
-    Each line is one event: ``{"ts", "kind", "worker", ...fields}``, written
-    with :func:`append_record` under a lock.
+    Each line is one event: ``{"ts", "kind", "worker", ...fields}``.  Emitting
+    never raises (an event the disk refused is counted, see
+    :class:`JsonlWriter`): whatever emits it, a teardown say, goes on.
     """
 
     def __init__(self, path: Path, worker_id: str) -> None:
         self.path = path
         self.worker_id = worker_id
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        self.writer = JsonlWriter(path)
 
     def emit(self, kind: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 4), "kind": kind, "worker": self.worker_id, **fields}
-        with self._lock:
-            append_record(self.path, record)
+        self.writer.append(record)
+
+    def problems(self) -> list[str]:
+        return self.writer.problems()
 
 
 class DeferredWriter:
@@ -136,20 +247,34 @@ class DeferredWriter:
         self.artifacts = artifacts
         self.limit = limit
         self.dropped = 0
-        self._pending: list[tuple[Path, dict[str, Any]]] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._writers: dict[str, JsonlWriter] = {}
         self._ready = False
         self._lock = threading.Lock()
 
     def write(self, name: str, record: dict[str, Any]) -> None:
-        path = self.artifacts.worker_dir / name
+        """Write (or buffer) ``record``; never raises (see :class:`JsonlWriter`)."""
         with self._lock:
             if not self._open():
                 if len(self._pending) < self.limit:
-                    self._pending.append((path, record))
+                    self._pending.append((name, record))
                 else:
                     self.dropped += 1
                 return
-            append_record(path, record)
+            self._writer(name).append(record)
+
+    def problems(self) -> list[str]:
+        with self._lock:
+            found = [line for writer in self._writers.values() for line in writer.problems()]
+        if self.dropped:
+            found.append(f"{self.dropped} record(s) dropped before the run directory existed")
+        return found
+
+    def _writer(self, name: str) -> JsonlWriter:
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = JsonlWriter(self.artifacts.worker_dir / name)
+        return writer
 
     def flush(self) -> None:
         """Write what is buffered if the run directory exists by now."""
@@ -161,11 +286,16 @@ class DeferredWriter:
             return True
         if not self.artifacts.run_dir.exists():
             return False
+        try:
+            make_private_dir(self.artifacts.worker_dir)
+        except OSError as error:
+            if not self._writers:  # said once, through the writer of the first file
+                self._writer(EVENTS_FILE)._lost(f"cannot create the directory: {error}")
+            return False
         self._ready = True
-        self.artifacts.worker_dir.mkdir(parents=True, exist_ok=True)
         pending, self._pending = self._pending, []
-        for path, record in pending:
-            append_record(path, record)
+        for name, record in pending:
+            self._writer(name).append(record)
         return True
 
 
@@ -197,7 +327,7 @@ class RunArtifacts:
         return self.worker_dir / CROSSTALK_FILE
 
     def log_path(self, name: str) -> Path:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.logs_dir)
         return self.logs_dir / name
 
     def event_log(self) -> EventLog:
@@ -205,8 +335,15 @@ class RunArtifacts:
 
     def write_run_record(self, data: dict[str, Any]) -> None:
         """Controller side: describe the run and point ``latest`` at it."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / RUN_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        make_private_dir(self.run_dir)
+        _write_file(self.run_dir / RUN_FILE, json.dumps(data, indent=2, default=str) + "\n")
         tmp = self.root / f".{LATEST_FILE}.{os.getpid()}"
-        tmp.write_text(self.identity.run_id + "\n")
+        _write_file(tmp, self.identity.run_id + "\n")
         tmp.replace(self.root / LATEST_FILE)
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600), replacing what was there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)

@@ -142,7 +142,14 @@ def isolation_worker(request: pytest.FixtureRequest) -> Iterator[WorkerContext]:
     state = request.config.stash[runstate.STATE_KEY]
     worker = runstate.worker_context(state)
     yield worker
-    runstate.close_worker(state)
+    errors = runstate.close_worker(state)
+    if errors:
+        # A teardown error of the last test: the run is not green with a
+        # leftover or with evidence it could not write.
+        pytest.fail(
+            "closing this worker's isolation resources failed:\n" + "\n".join(errors),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,7 @@ records ``spy_failed`` and the run goes on.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -32,7 +30,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation.artifacts import EventLog
+from parallel_isolation.artifacts import EventLog, JsonlWriter, make_private_dir
 from parallel_isolation.ownership import SESSION_THREAD_PREFIX
 
 __all__ = ["IGNORED_PREFIXES", "CrossTalkSpy", "watch"]
@@ -70,6 +68,8 @@ class CrossTalkSpy:
         self.seen = 0
         self.recorded = 0
         self.dropped = 0
+        self.errors = 0
+        self._out = JsonlWriter(out_path)
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
         self._seen_changed = threading.Condition(self._lock)
@@ -88,7 +88,7 @@ class CrossTalkSpy:
 
     def start(self, timeout: float = 5.0) -> CrossTalkSpy:
         """Connect and wait until the ``#`` subscription is acknowledged."""
-        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.out_path.parent)
         self._client.connect(self.host, self.port, keepalive=30)
         self._thread = threading.Thread(
             target=self._client.loop_forever,
@@ -141,6 +141,8 @@ class CrossTalkSpy:
             crosstalk=self.recorded + self.dropped,
             alive=bool(thread and thread.is_alive()),
             flushed=flushed,
+            errors=self.errors,
+            lost=self._out.lost,
         )
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -184,15 +186,39 @@ class CrossTalkSpy:
         self._subscribed.clear()
 
     def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        self._quickack()
-        topic = message.topic
-        if not topic.startswith(self.allowed) and not topic.startswith(IGNORED_PREFIXES):
-            self._record(topic, message)
-        elif topic in self._flushes:
-            self._flushes[topic].set()
+        self.handle_message(message)
+
+    def handle_message(self, message: paho.MQTTMessage) -> None:
+        """Look at one delivered message (what the network thread does for each).
+
+        paho ends its network loop on an exception from a callback: one bad
+        message (a topic that is not UTF-8, say) must not end the spy.  It is
+        counted in :attr:`errors` and the first one is reported (``spy_error``).
+        """
+        try:
+            self._quickack()
+            topic = message.topic
+            if not topic.startswith(self.allowed) and not topic.startswith(IGNORED_PREFIXES):
+                self._record(topic, message)
+            elif topic in self._flushes:
+                self._flushes[topic].set()
+        except Exception as error:  # noqa: BLE001 - counted, reported once, the loop goes on
+            self._failed(message, error)
         with self._seen_changed:  # counted once recorded, so waiters see the record
             self.seen += 1
             self._seen_changed.notify_all()
+
+    def _failed(self, message: paho.MQTTMessage, error: Exception) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            raw = getattr(message, "_topic", b"")
+            self._emit(
+                "spy_error",
+                port=self.port,
+                topic=repr(raw),
+                error=f"{type(error).__name__}: {error}",
+            )
+            log.warning("cross-talk spy on port %s: message %r: %s", self.port, raw, error)
 
     def _record(self, topic: str, message: paho.MQTTMessage) -> None:
         with self._seen_changed:
@@ -209,12 +235,7 @@ class CrossTalkSpy:
             "size": len(payload),
             "payload": payload[:_PAYLOAD_PREVIEW].decode("utf-8", errors="replace"),
         }
-        line = (json.dumps(record) + "\n").encode()
-        fd = os.open(self.out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        self._out.append(record)  # one whole line; a refused write is counted, not raised
 
     def _emit(self, kind: str, **fields: Any) -> None:
         if self.events is not None:

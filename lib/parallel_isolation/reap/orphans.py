@@ -442,15 +442,21 @@ def _record(report: CleanupReport, artifacts_root: Path | None) -> None:
         if not run_dir.is_dir():
             continue
         for decision in decisions:
-            append_record(
-                run_dir / CLEANUP_FILE,
-                {
-                    **decision.as_dict(),
-                    "ts": round(time.time(), 4),
-                    "action": "removed",
-                    "by_pid": os.getpid(),
-                },
-            )
+            try:
+                append_record(
+                    run_dir / CLEANUP_FILE,
+                    {
+                        **decision.as_dict(),
+                        "ts": round(time.time(), 4),
+                        "action": "removed",
+                        "by_pid": os.getpid(),
+                    },
+                )
+            except OSError as error:  # the removal happened; only its note is lost
+                report.errors.append(
+                    f"cannot note the removals in {run_dir / CLEANUP_FILE}: {error}"
+                )
+                break
 
 
 # -- CLI -----------------------------------------------------------------------

@@ -17,6 +17,11 @@ for this test's deliberate one.
 
 Nothing is written until the run's artifacts directory exists (some fixture
 of ours created it): a session that never used the toolkit leaves no trace.
+
+The recorder never ends a session: a snapshot, leak check or fence that
+fails (a ``/proc`` read refused, say) is recorded as a ``recorder_error``
+event (the first few of each kind) and the tests go on; a record the disk
+refuses is counted by the writer (:class:`~parallel_isolation.artifacts.JsonlWriter`).
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ import gc
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from parallel_isolation.artifacts import EVENTS_FILE, SNAPSHOTS_FILE, DeferredWriter, RunArtifacts
 from parallel_isolation.host.procfs import ChildTracker
 from parallel_isolation.identity import Identity
-from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, LeakTracker
+from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, Leak, LeakTracker
 from parallel_isolation.recording.snapshots import Snapshot, take_snapshot
 
 __all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "SessionRecorder"]
@@ -43,6 +48,8 @@ EXPECT_MARKER_HELP = (
     "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
 )
 _MAX_EXCERPT = 1500
+_MAX_ERROR_EVENTS = 5  # per step: a step failing for every test says so five times
+T = TypeVar("T")
 
 
 def _excerpt(report: pytest.TestReport) -> str:
@@ -74,6 +81,7 @@ class SessionRecorder:
         self.leaks = LeakTracker(self.children, grace=grace)
         self._outcomes: dict[str, str] = {}
         self._failures: dict[str, str] = {}
+        self.errors: dict[str, int] = {}
 
     @classmethod
     def for_run(
@@ -89,7 +97,23 @@ class SessionRecorder:
 
     def _fence(self) -> None:
         if self.flush_crosstalk is not None:
-            self.flush_crosstalk(2.0)
+            flush = self.flush_crosstalk
+            self._guarded("crosstalk fence", lambda: flush(2.0), None)
+
+    def _guarded(self, step: str, call: Callable[[], T], fallback: T) -> T:
+        """``call()``, or ``fallback`` when it fails: one bad step must not end the session."""
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - recorded; the tests go on
+            count = self.errors[step] = self.errors.get(step, 0) + 1
+            if count <= _MAX_ERROR_EVENTS:
+                self.emit(
+                    "recorder_error",
+                    step=step,
+                    error=f"{type(error).__name__}: {error}",
+                    count=count,
+                )
+            return fallback
 
     # -- records -------------------------------------------------------
 
@@ -102,7 +126,13 @@ class SessionRecorder:
         }
         self.writer.write(EVENTS_FILE, record)
 
-    def snapshot(self, phase: str, test: str | None = None, *, full: bool = False) -> Snapshot:
+    def snapshot(
+        self, phase: str, test: str | None = None, *, full: bool = False
+    ) -> Snapshot | None:
+        """Take and write a snapshot; None (and a ``recorder_error`` event) if it fails."""
+        return self._guarded(f"{phase} snapshot", lambda: self._snapshot(phase, test, full), None)
+
+    def _snapshot(self, phase: str, test: str | None, full: bool) -> Snapshot:
         snap = take_snapshot(phase, test=test, children=self.children, full=full)
         record = {"worker": self.identity.worker_id, **snap.as_record()}
         if full:
@@ -131,11 +161,12 @@ class SessionRecorder:
     ) -> Generator[None, Any, Any]:
         if fixturedef.scope == "function":
             return (yield)
-        mark = self.leaks.begin()
+        mark = self._guarded("leak mark", self.leaks.begin, None)
         try:
             return (yield)
         finally:
-            self.leaks.adopt(mark)
+            if mark is not None:
+                self._guarded("leak adopt", lambda: self.leaks.adopt(mark), None)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(
@@ -143,7 +174,7 @@ class SessionRecorder:
     ) -> Generator[None, Any, Any]:
         started = time.perf_counter()
         nodeid = item.nodeid
-        mark = self.leaks.begin()
+        mark = self._guarded("leak mark", self.leaks.begin, None)
         self.snapshot("before", nodeid)
         expect = item.get_closest_marker(EXPECT_MARKER)
         fenced = expect is not None and "crosstalk" in expect.args
@@ -162,7 +193,9 @@ class SessionRecorder:
                 self._fence()
             ended = time.time()
             checked = time.perf_counter()
-            leaks = self.leaks.end(mark)
+            leaks: list[Leak] = []
+            if mark is not None:
+                leaks = self._guarded("leak check", lambda: self.leaks.end(mark), leaks)
             if not leaks:  # waiting out a leaking thread's grace is the test's cost
                 overhead += time.perf_counter() - checked
             resumed = time.perf_counter()

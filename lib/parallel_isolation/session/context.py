@@ -221,20 +221,41 @@ class WorkerContext:
         self._cleanups.append((label, cleanup))
 
     def close(self) -> list[str]:
-        """Stop everything this worker started; returns the errors met."""
+        """Stop everything this worker started; returns the errors met.
+
+        Every step runs whatever the earlier ones met (an engine gone, a full
+        disk): what can be torn down is.  Events the disk refused are among
+        the errors, naming the file.
+        """
         errors = _run_cleanups(self._cleanups)
-        if self._spy is not None:
-            self._spy.stop()
-            self._spy = None
-        if self._broker is not None:
-            self._broker.stop()
-            self._broker = None
-        if self._containers is not None:
-            errors.extend(self._containers.close())
-            self._containers = None
-        self.allocator.release_all()
+        steps: list[tuple[str, Callable[[], list[str] | None]]] = [
+            ("cross-talk spy", self._stop_spy),
+            ("broker", self._stop_broker),
+            ("docker objects", self._close_containers),
+            ("port reservations", self.allocator.release_all),
+        ]
+        for label, step in steps:
+            try:
+                errors.extend(step() or [])
+            except Exception as error:  # noqa: BLE001 - keep tearing down, report all
+                errors.append(f"{label}: {error}")
+                log.warning("closing %s failed: %s", label, error)
         self.events.emit("worker_finished", errors=errors)
-        return errors
+        return [*errors, *self.events.problems()]
+
+    def _stop_spy(self) -> None:
+        spy_, self._spy = self._spy, None
+        if spy_ is not None:
+            spy_.stop()
+
+    def _stop_broker(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.stop()
+
+    def _close_containers(self) -> list[str]:
+        containers, self._containers = self._containers, None
+        return [] if containers is None else containers.close()
 
 
 class ParallelTestContext:

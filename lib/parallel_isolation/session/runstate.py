@@ -121,10 +121,14 @@ def flush_crosstalk(state: RunState, timeout: float) -> bool:
     return state.worker is not None and state.worker.flush_crosstalk(timeout)
 
 
-def close_worker(state: RunState) -> None:
-    if state.worker is not None:
-        state.closing_errors.extend(state.worker.close())
-        state.worker = None
+def close_worker(state: RunState) -> list[str]:
+    """Close the worker's context (once); the errors met, also kept in ``closing_errors``."""
+    if state.worker is None:
+        return []
+    worker, state.worker = state.worker, None
+    errors = worker.close()
+    state.closing_errors.extend(errors)
+    return errors
 
 
 def spawn_zygote(state: RunState) -> None:

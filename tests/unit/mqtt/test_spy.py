@@ -111,3 +111,30 @@ def test_spy_that_cannot_connect_raises(tmp_path: Path, isolation_worker: Worker
             watcher.start(timeout=1.0)
     finally:
         isolation_worker.allocator.release(port)
+
+
+def test_a_bad_message_does_not_end_the_spy(
+    broker: TestMQTTBroker, spy: CrossTalkSpy, tmp_path: Path
+) -> None:
+    # A topic that is not UTF-8 (paho raises decoding it), fed the way the network thread does.
+    spy.handle_message(paho.MQTTMessage(topic=b"bad/\xff\xfe/topic"))
+    assert spy.errors == 1
+    assert spy.running
+    publish_all(broker, ["after/bad/message"], f"pub3-{tmp_path.name}"[:60])
+    assert spy.wait_seen(3, timeout=30)
+    assert recorded(tmp_path / "crosstalk.jsonl") == ["after/bad/message"]
+
+
+def test_a_refused_write_does_not_end_the_spy(
+    broker: TestMQTTBroker, spy: CrossTalkSpy, tmp_path: Path
+) -> None:
+    out = tmp_path / "crosstalk.jsonl"
+    out.mkdir()  # the file cannot be written: as on a full or broken filesystem
+    publish_all(broker, ["lost/one"], f"pub4-{tmp_path.name}"[:60])
+    assert spy.wait_seen(2, timeout=30)
+    assert spy.running
+    out.rmdir()
+    publish_all(broker, ["kept/two"], f"pub5-{tmp_path.name}"[:60])
+    assert spy.wait_seen(4, timeout=30)
+    assert recorded(out) == ["kept/two"]
+    assert spy.recorded == 2

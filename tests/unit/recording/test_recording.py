@@ -117,3 +117,51 @@ def test_records_timeline_snapshots_leaks_and_crosstalk(
     ]
     assert [(f.code, f.severity) for f in deliberate] == [("crosstalk", Severity.INFO)]
     assert report.sections["crosstalk"]["workers_spied"] >= 1
+
+
+BAD_PROC = """
+from parallel_isolation.host import procfs
+
+REAL = procfs.socket_inodes
+
+
+def broken_once(pid):
+    procfs.socket_inodes = REAL
+    raise PermissionError("/proc refused (a bad event fed by the test)")
+
+
+def test_breaks_proc_once(parallel_test_context):
+    procfs.socket_inodes = broken_once  # the recorder's next look at /proc fails, once
+
+
+def test_after(mqtt_client):
+    mqtt_client.subscribe("x/#", qos=1)
+    mqtt_client.publish("x/y", b"1", qos=1).wait_for_publish(30)
+    mqtt_client.wait_for("x/y", timeout=30)
+
+
+def test_plain():
+    pass
+"""
+
+
+def test_a_failing_recorder_step_does_not_end_the_session(
+    pytester: pytest.Pytester, isolation_worker: WorkerContext
+) -> None:
+    pytester.makepyfile(test_inner=BAD_PROC)
+    base = 40200 + isolation_worker.identity.worker_number * 400
+    result = pytester.runpytest_subprocess(
+        "-p", "no:xdist", "-p", "no:randomly", f"--isolation-port-base={base}"
+    )
+    result.assert_outcomes(passed=3)
+    assert "INTERNALERROR" not in result.stdout.str()
+    root = pytester.path / ".isolation" / "runs"
+    [worker] = [p for p in (root / (root / "latest").read_text().strip()).iterdir() if p.is_dir()]
+    events = _records(worker / "events.jsonl")
+    errors = [e for e in events if e["kind"] == "recorder_error"]
+    assert len(errors) == 1, errors
+    assert "/proc refused" in str(errors[0]["error"])
+    finished = [e["test"] for e in events if e["kind"] == "test_finished"]
+    assert finished == [
+        f"test_inner.py::{name}" for name in ("test_breaks_proc_once", "test_after", "test_plain")
+    ]
