@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
-from parallel_isolation.containers.engine import poll_pause
+from parallel_isolation.containers.engine import ContainerError, poll_pause
 from parallel_isolation.containers.manager import DockerContainerManager, ManagedContainer
 from parallel_isolation.identity import Identity
 from parallel_isolation.settings import DEFAULT_BROKER_IMAGE
 
-__all__ = ["BROKER_BASE", "BROKER_INNER_PORT", "DockerBrokerBackend"]
+__all__ = ["BROKER_BASE", "BROKER_INNER_PORT", "DockerBrokerBackend", "await_listening"]
 
 BROKER_BASE = "mqtt-broker"
 BROKER_INNER_PORT = 1883
@@ -78,23 +79,7 @@ class DockerBrokerBackend:
             ports={BROKER_INNER_PORT: port},
             check_image=False,
         )
-        self._await_listening(self._container)
-
-    def _await_listening(self, container: ManagedContainer) -> None:
-        """Until mosquitto says it runs (Docker's proxy accepts before it listens).
-
-        A container that exits returns at once: the caller's readiness check
-        then reports the crash with the log tail.
-        """
-        deadline = time.monotonic() + self.listen_timeout
-        pause = 0.01
-        while time.monotonic() < deadline:
-            if " running" in container.logs(tail=20):
-                return
-            if not container.is_running():
-                return
-            poll_pause(pause)
-            pause = min(pause * 1.5, 0.05)  # spare the engine when many workers start
+        await_listening(self._container, self.listen_timeout)
 
     def is_running(self) -> bool:
         return self._container is not None and self._container.is_running()
@@ -118,3 +103,29 @@ class DockerBrokerBackend:
             f"docker broker {self.container_name} ({short}) on {self.host}:{self.port} -> "
             f"{BROKER_INNER_PORT}, network {self.network_name} (log {self.log_path})"
         )
+
+
+class _Watched(Protocol):
+    def logs(self, tail: int | None = None) -> str: ...
+
+    def is_running(self) -> bool: ...
+
+
+def await_listening(container: _Watched, timeout: float) -> None:
+    """Until mosquitto says it runs, the container exits, or ``timeout`` passes.
+
+    Docker's proxy accepts connections before mosquitto listens, so the log
+    line is what counts.  An engine error on one poll (a busy daemon) is not
+    the end: the next poll asks again, and after ``timeout`` the caller's
+    readiness check reports what is wrong.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while time.monotonic() < deadline:
+        try:
+            if " running" in container.logs(tail=20) or not container.is_running():
+                return
+        except ContainerError:
+            pass  # this poll failed; the deadline bounds the retries
+        poll_pause(pause)
+        pause = min(pause * 1.5, 0.05)  # spare the engine when many workers start

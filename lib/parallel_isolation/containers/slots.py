@@ -16,7 +16,7 @@ from pathlib import Path
 
 import filelock
 
-from parallel_isolation.artifacts import EventLog
+from parallel_isolation.artifacts import EventLog, make_private_dir
 from parallel_isolation.containers.engine import ContainerError, poll_pause
 
 __all__ = ["API_SLOTS_ENV", "DEFAULT_API_SLOTS", "ApiSlots"]
@@ -53,7 +53,7 @@ class ApiSlots:
         self.events = events
         self.first = first
         if count:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(directory)
 
     @classmethod
     def from_env(
@@ -65,8 +65,10 @@ class ApiSlots:
             try:
                 count = int(raw)
             except ValueError:
+                count = -1
+            if count < 0:
                 msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
-                raise ValueError(msg) from None
+                raise ValueError(msg)
         return cls(state_dir / "docker-api", count, events=events, first=first)
 
     @contextlib.contextmanager
@@ -78,12 +80,19 @@ class ApiSlots:
         started = time.monotonic()
         deadline = started + self.timeout
         order = [(self.first + i) % self.count for i in range(self.count)]
+        problem = ""
         while True:
+            if not self.directory.is_dir():  # removed under us (someone's cleanup): again
+                with contextlib.suppress(OSError):
+                    make_private_dir(self.directory)
             for index in order:
                 lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
                 try:
                     lock.acquire(timeout=0)
                 except filelock.Timeout:
+                    continue
+                except OSError as error:  # a slot that cannot be opened is skipped, not fatal
+                    problem = f"; slot-{index}.lock: {error}"
                     continue
                 waited = time.monotonic() - started
                 if waited > 1.0 and self.events is not None:
@@ -97,6 +106,7 @@ class ApiSlots:
                 msg = (
                     f"{what}: all {self.count} Docker API slots in {self.directory} stayed busy "
                     f"for {self.timeout:.0f} s; raise {API_SLOTS_ENV} or look for a stuck engine"
+                    f"{problem}"
                 )
                 raise ContainerError(msg)
             poll_pause(0.005)

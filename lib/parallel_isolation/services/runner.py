@@ -298,7 +298,11 @@ class ServiceRunner:
         """Stop every service this runner started; returns problems met."""
         problems: list[str] = []
         for running in reversed(self.started):
-            code = running.stop()
+            try:
+                code = running.stop()
+            except Exception as error:  # noqa: BLE001 - stop the others, report this one
+                problems.append(f"{running.describe()} could not be stopped: {error}")
+                continue
             self.context.events.emit(
                 "service_stopped",
                 test=self.context.nodeid,

@@ -71,5 +71,26 @@ def test_bad_slot_count_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, raw: str
 ) -> None:
     monkeypatch.setenv(API_SLOTS_ENV, raw)
-    with pytest.raises(ValueError, match=API_SLOTS_ENV if raw == "many" else ">= 0"):
+    with pytest.raises(ValueError, match=rf"{API_SLOTS_ENV} must be an integer >= 0, got '{raw}'"):
         ApiSlots.from_env(tmp_path)
+
+
+def test_a_slot_that_cannot_be_opened_is_skipped(tmp_path: Path) -> None:
+    slots = ApiSlots(tmp_path / "slots", 2)
+    (tmp_path / "slots" / "slot-0.lock").mkdir()  # a bad slot: not a lock file
+    with slots.hold("despite a bad slot"):
+        assert (tmp_path / "slots" / "slot-1.lock").exists()
+
+
+def test_a_removed_slot_directory_is_made_again(tmp_path: Path) -> None:
+    slots = ApiSlots(tmp_path / "slots", 1)
+    (tmp_path / "slots").rmdir()
+    with slots.hold("after the directory went"):
+        assert (tmp_path / "slots" / "slot-0.lock").exists()
+
+
+def test_slots_that_all_fail_say_why(tmp_path: Path) -> None:
+    slots = ApiSlots(tmp_path / "slots", 1, timeout=0.2)
+    (tmp_path / "slots" / "slot-0.lock").mkdir()
+    with pytest.raises(ContainerError, match=r"slot-0\.lock: \[Errno 21\]"), slots.hold("x"):
+        pass  # pragma: no cover
