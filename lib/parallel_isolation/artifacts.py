@@ -29,6 +29,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -51,8 +52,10 @@ __all__ = [
     "EventLog",
     "JsonlWriter",
     "RunArtifacts",
+    "UnsafeDirectoryError",
     "append_record",
     "encode_line",
+    "ensure_private_dir",
     "make_private_dir",
     "read_events",
     "read_jsonl",
@@ -90,6 +93,36 @@ def make_private_dir(path: Path) -> Path:
     for directory in reversed(missing):
         with contextlib.suppress(FileExistsError):
             directory.mkdir(mode=DIR_MODE)
+    return path
+
+
+class UnsafeDirectoryError(RuntimeError):
+    """A directory the toolkit keeps state in is not this user's private directory."""
+
+
+def ensure_private_dir(path: Path, what: str, *, fix: str = "") -> Path:
+    """Make ``path`` (0700) if missing; refuse it unless it is this user's and private.
+
+    Refused: a symbolic link, something that is not a directory, a directory
+    of another user (planted in a shared temp directory, say), one that group
+    or others may write to.  The error names the directory, what is wrong and
+    ``fix``.
+    """
+    make_private_dir(path)
+    info = path.lstat()
+    me = os.geteuid()
+    problem = ""
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != me:
+        problem = f"belongs to uid {info.st_uid}, not to this user (uid {me})"
+    elif info.st_mode & 0o022:
+        problem = f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    if problem:
+        msg = f"the {what} {path} {problem}; not using it" + (f": {fix}" if fix else "")
+        raise UnsafeDirectoryError(msg)
     return path
 
 

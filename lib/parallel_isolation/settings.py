@@ -42,11 +42,15 @@ STATE_DIR_ENV = "ISOLATION_STATE_DIR"
 
 
 def default_state_dir() -> Path:
-    """Host-wide shared state: ``$ISOLATION_STATE_DIR`` or ``<tmp>/parallel-isolation``."""
+    """Host-wide state: ``$ISOLATION_STATE_DIR`` or ``<tmp>/parallel-isolation-<uid>``.
+
+    One per user: the directory is private (0700), so another local user can
+    neither plant reservations nor take this user's locks.
+    """
     configured = os.environ.get(STATE_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(tempfile.gettempdir()) / "parallel-isolation"
+    return Path(tempfile.gettempdir()) / f"parallel-isolation-{os.geteuid()}"
 
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
@@ -181,7 +185,8 @@ OPTIONS: tuple[Option, ...] = (
         "isolation_state_dir",
         "",
         _text,
-        "Host-wide shared state (port reservations, locks); default <tmp>/parallel-isolation.",
+        "Host-wide state of this user's runs (port reservations, locks), private (0700); "
+        "default <tmp>/parallel-isolation-<uid>.",
     ),
     Option(
         "require_docker",

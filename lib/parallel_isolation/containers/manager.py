@@ -44,8 +44,8 @@ from parallel_isolation.containers.engine import (
 )
 from parallel_isolation.containers.slots import ApiSlots
 from parallel_isolation.host.ports import is_port_conflict
+from parallel_isolation.host.statedir import checked_state_dir
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.settings import default_state_dir
 
 __all__ = [
     "IMAGE_HINT",
@@ -218,7 +218,7 @@ class DockerContainerManager:
         self.artifacts = artifacts
         self.events = events
         self.publish_host = publish_host
-        self.state_dir = state_dir or default_state_dir()
+        self.state_dir = checked_state_dir(state_dir)
         self.network_name = naming.resource_name(network_base, identity)
         self.stop_grace = stop_grace
         self.slots = api_slots or ApiSlots.from_env(

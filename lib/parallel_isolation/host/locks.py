@@ -18,9 +18,9 @@ from pathlib import Path
 
 import filelock
 
-from parallel_isolation.artifacts import EventLog
+from parallel_isolation.artifacts import EventLog, make_private_dir
+from parallel_isolation.host.statedir import checked_state_dir
 from parallel_isolation.identity import Identity
-from parallel_isolation.settings import default_state_dir
 
 __all__ = ["ResourceBusyError", "ResourceLocks"]
 
@@ -42,8 +42,7 @@ class ResourceLocks:
         events: EventLog | None = None,
     ) -> None:
         self.identity = identity
-        self.dir = (state_dir or default_state_dir()) / "locks"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = make_private_dir(checked_state_dir(state_dir) / "locks")
         self.events = events
 
     def _paths(self, name: str) -> tuple[Path, Path]:

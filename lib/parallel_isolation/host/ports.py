@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from typing import Any, TypeVar
 import filelock
 import psutil
 
-from parallel_isolation.artifacts import EventLog
+from parallel_isolation.artifacts import EventLog, make_private_dir
+from parallel_isolation.host.statedir import checked_state_dir
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.settings import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, default_state_dir
 
@@ -42,6 +44,7 @@ __all__ = [
     "Reservation",
     "is_port_conflict",
     "read_reservations",
+    "untrusted",
 ]
 
 MAX_PORT = 65535
@@ -79,7 +82,13 @@ class Reservation:
 
     @classmethod
     def load(cls, path: Path) -> Reservation | None:
-        """Parse a reservation file; None when it is empty or torn."""
+        """Parse a reservation file; None when it is empty, torn or not trusted.
+
+        A file this user did not write (another owner uid, or a symbolic
+        link) is never believed: see :func:`untrusted`.
+        """
+        if untrusted(path):
+            return None
         try:
             data = json.loads(path.read_text())
             return cls(
@@ -96,13 +105,35 @@ class Reservation:
             return None
 
 
+def untrusted(path: Path) -> str | None:
+    """Why a reservation file is not to be believed (None: it is this user's own file).
+
+    The state directory is private, so a file of another owner uid (or a
+    symbolic link) was planted there by someone with the rights to do so: its
+    claims (a dead owner whose port may be taken over, a live one that blocks
+    it) are not acted on, and it is never removed.
+    """
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        return f"cannot be examined: {error}"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if info.st_uid != os.geteuid():
+        return f"belongs to uid {info.st_uid}, not to this user"
+    return None
+
+
 def read_reservations(
     state_dir: Path | None = None, *, include_released: bool = False
 ) -> list[Reservation]:
-    """Every readable reservation on this host (for validation and reaping).
+    """Every readable, trusted reservation on this host (for validation and reaping).
 
     Released ports that are only cooling down are not held by anyone and are
-    left out unless ``include_released``.
+    left out unless ``include_released``.  Files that are not this user's are
+    left out (see :func:`untrusted`).
     """
     ports_dir = (state_dir or default_state_dir()) / "ports"
     found = []
@@ -165,9 +196,8 @@ class PortAllocator:
         self.identity = identity
         self.base = base
         self.block_size = block_size
-        self.state_dir = state_dir or default_state_dir()
-        self.ports_dir = self.state_dir / "ports"
-        self.ports_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = checked_state_dir(state_dir)
+        self.ports_dir = make_private_dir(self.state_dir / "ports")
         self.events = events
         self.probe_host = probe_host
         self.release_cooldown = release_cooldown
@@ -288,7 +318,9 @@ class PortAllocator:
         record = json.loads(self._record(port, purpose))
         record["released"] = time.time()
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(record))
         tmp.replace(path)
 
     def _record(self, port: int, purpose: str) -> bytes:
@@ -305,7 +337,7 @@ class PortAllocator:
 
     def _create(self, port: int, purpose: str) -> bool:
         try:
-            fd = os.open(self._path(port), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self._path(port), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return False
         try:
@@ -336,6 +368,10 @@ class PortAllocator:
         """Take over a dead owner's reservation; None when we now hold it."""
         path = self._path(port)
         with self._lock:
+            distrust = untrusted(path)
+            if distrust is not None:
+                self._emit("port_reservation_untrusted", port=port, path=str(path), why=distrust)
+                return f"port {port}: its reservation file {distrust} (not trusted, left alone)"
             current = Reservation.load(path)
             if current is None:
                 try:

@@ -45,12 +45,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from parallel_isolation.artifacts import CLEANUP_FILE, append_record
+from parallel_isolation.artifacts import (
+    CLEANUP_FILE,
+    UnsafeDirectoryError,
+    append_record,
+    make_private_dir,
+)
 from parallel_isolation.host.ports import Reservation, read_reservations
 from parallel_isolation.host.procfs import wait_exit
+from parallel_isolation.host.statedir import checked_state_dir
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.ownership import write_owner_file
-from parallel_isolation.settings import default_state_dir
 from parallel_isolation.validate.discover import (
     DockerObject,
     MarkedProcess,
@@ -106,8 +111,7 @@ def owned_tempdir(identity: Identity, purpose: str, state_dir: Path | None = Non
     Created under ``<state>/tmp`` with an owner file (:data:`~parallel_isolation.ownership.OWNER_FILE`);
     remove it yourself when done, the reaper is the safety net.
     """
-    base = (state_dir or default_state_dir()) / "tmp"
-    base.mkdir(parents=True, exist_ok=True)
+    base = make_private_dir(checked_state_dir(state_dir) / "tmp")
     safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", purpose)[:40] or "tmp"
     path = Path(
         tempfile.mkdtemp(prefix=f"{identity.run_id}-{identity.worker_id}-{safe}-", dir=base)
@@ -412,13 +416,18 @@ def cleanup_orphans(
     started = time.perf_counter()
     criteria = Criteria(run=run, older_than=older_than)
     report = CleanupReport(dry_run=dry_run)
-    state = state_dir or default_state_dir()
+    try:
+        state = checked_state_dir(state_dir)
+    except UnsafeDirectoryError as error:  # planted files are not acted on: reported instead
+        report.errors.append(str(error))
+        state = None
     pairs = _process_decisions(criteria, report)
     if not dry_run:
         _stop_processes([(m, d) for m, d in pairs if d.action == REMOVE], grace)
     if include_docker:
         _docker(criteria, report, dry_run, docker_timeout)
-    _state_files(criteria, report, state, dry_run)
+    if state is not None:
+        _state_files(criteria, report, state, dry_run)
     for decision in report.decisions:
         if decision.action == REMOVE and dry_run:
             decision.result = "dry run: would remove"

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.artifacts import RunArtifacts
+from parallel_isolation.artifacts import RunArtifacts, UnsafeDirectoryError
+from parallel_isolation.host.statedir import checked_state_dir
 from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
 from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
@@ -84,6 +85,10 @@ def configure(config: pytest.Config) -> RunState:
     cli = {option.field: getattr(config.option, option.field, None) for option in OPTIONS}
     ini = {option.field: config.getini(option.ini) for option in OPTIONS}
     settings = Settings.resolve(cli=cli, ini=ini, rootdir=config.rootpath)
+    try:
+        checked_state_dir(settings.state_path)  # once, before any worker meets it
+    except (UnsafeDirectoryError, OSError) as error:
+        raise SettingError(str(error)) from None
     given = getattr(config.option, "testrunuid", None)
     run_id = normalize_run_id(given) if given else new_run_id()
     shard = (

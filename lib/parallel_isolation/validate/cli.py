@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         default=None,
-        help="host-wide state dir (port reservations) [the run's setting, $ISOLATION_STATE_DIR, <tmp>/parallel-isolation]",
+        help="host-wide state dir (port reservations) [the run's setting, $ISOLATION_STATE_DIR, <tmp>/parallel-isolation-<uid>]",
     )
     parser.add_argument(
         "--output",
