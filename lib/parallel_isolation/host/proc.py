@@ -10,9 +10,12 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ChildProcess", "tail"]
+from parallel_isolation.artifacts import FILE_MODE, make_private_dir
+
+__all__ = ["ChildProcess", "RunAs", "tail"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -21,6 +24,42 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask the kernel to SIGTERM this child when its parent thread dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _stdin_from(text: bytes) -> None:  # pragma: no cover - runs in the child
+    """Make standard input a pipe holding ``text``, created by the child itself.
+
+    Created after the child took its user (``subprocess`` switches before it
+    calls ``preexec_fn``), the pipe is that user's: it may open it again by
+    name (``/dev/stdin``), which a pipe made by the parent would not allow.
+    """
+    read_end, write_end = os.pipe()
+    os.write(write_end, text)  # small (a config file): fits in the pipe's buffer
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """An unprivileged user for a child started by root (e.g. ``mosquitto``)."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def find(cls, *names: str) -> RunAs | None:
+        """The first of ``names`` that exists on this host; None when none does."""
+        import pwd
+
+        for name in names:
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return cls(name, entry.pw_uid, entry.pw_gid)
+        return None
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -48,17 +87,31 @@ class ChildProcess:
         log_path: Path,
         env: Mapping[str, str],
         cwd: Path | None = None,
+        run_as: RunAs | None = None,
+        stdin_text: bytes | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env)
         self.cwd = cwd
+        self.run_as = run_as
+        self.stdin_text = stdin_text
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.log_path.parent)
         in_main = threading.current_thread() is threading.main_thread()
-        with self.log_path.open("ab") as log:
+        text = self.stdin_text
+
+        def prepare() -> None:  # pragma: no cover - runs in the child, after the user switch
+            if in_main:
+                _die_with_parent()
+            if text is not None:
+                _stdin_from(text)
+
+        run_as = self.run_as
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        with os.fdopen(fd, "ab") as log:
             self.popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -67,7 +120,10 @@ class ChildProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if in_main else None,
+                preexec_fn=prepare if in_main or text is not None else None,
+                user=None if run_as is None else run_as.uid,
+                group=None if run_as is None else run_as.gid,
+                extra_groups=None if run_as is None else [],
             )
 
     @property

@@ -34,9 +34,9 @@ from typing import Any, Protocol, runtime_checkable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation.artifacts import EventLog
+from parallel_isolation.artifacts import EventLog, make_private_dir
 from parallel_isolation.host.ports import PortAllocator
-from parallel_isolation.host.proc import ChildProcess, tail
+from parallel_isolation.host.proc import ChildProcess, RunAs, tail
 from parallel_isolation.identity import Identity
 from parallel_isolation.ownership import marker_env
 
@@ -127,11 +127,17 @@ class _ChildBackend:
     def argv(self, port: int) -> list[str]:
         raise NotImplementedError
 
+    def child_options(self, port: int) -> dict[str, Any]:
+        """Extra :class:`ChildProcess` arguments (the user to run as, its input)."""
+        return {}
+
     def launch(self, port: int) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.workdir)
         self.port = port
         env = {**os.environ, **marker_env(self.identity, self.role)}
-        self._child = ChildProcess(self.argv(port), log_path=self.log_path, env=env)
+        self._child = ChildProcess(
+            self.argv(port), log_path=self.log_path, env=env, **self.child_options(port)
+        )
         self._child.start()
 
     def is_running(self) -> bool:
@@ -160,9 +166,20 @@ class _ChildBackend:
 
 
 class ProcessBackend(_ChildBackend):
-    """System mosquitto on 127.0.0.1, generated config, no persistence."""
+    """System mosquitto on 127.0.0.1, generated config, no persistence.
+
+    Started by root, mosquitto would switch to its own user by itself, and a
+    change of user clears ``PR_SET_PDEATHSIG``: a killed worker would leave
+    its broker behind.  So root starts it as that user from the first
+    instruction (``mosquitto``, else ``nobody``), with the death signal set
+    after the switch, and hands it the config through a pipe the child
+    creates as that user (the run's artifacts are private to root).  Only
+    when neither user exists does it run as root (``user root``), with the
+    cost that a broker any local user can connect to runs with root's rights.
+    """
 
     name = "process"
+    USERS = ("mosquitto", "nobody")
 
     def __init__(self, *, identity: Identity, workdir: Path, log_path: Path) -> None:
         super().__init__(identity=identity, workdir=workdir, log_path=log_path)
@@ -171,6 +188,7 @@ class ProcessBackend(_ChildBackend):
             msg = "the process backend needs mosquitto (apt-get install mosquitto); use --isolation-backend embedded"
             raise BrokerError(msg)
         self.binary = binary
+        self.run_as = RunAs.find(*self.USERS) if os.geteuid() == 0 else None
 
     def config_text(self, port: int) -> str:
         return "\n".join(
@@ -191,17 +209,22 @@ class ProcessBackend(_ChildBackend):
                 # Without it mosquitto holds small messages back ~40 ms (Nagle
                 # against the client's delayed ACK): every wait gets slower.
                 "set_tcp_nodelay true",
-                # As root mosquitto would switch to its own user, and that
-                # clears PR_SET_PDEATHSIG: a killed worker would leave it behind.
-                *(["user root"] if os.geteuid() == 0 else []),
+                # Root without an unprivileged user to start it as: mosquitto
+                # must not switch users itself (see the class docstring).
+                *(["user root"] if os.geteuid() == 0 and self.run_as is None else []),
                 "",
             ]
         )
 
     def argv(self, port: int) -> list[str]:
-        config = self.workdir / f"mosquitto-{port}.conf"
+        config = self.workdir / f"mosquitto-{port}.conf"  # kept with the logs, for humans
         config.write_text(self.config_text(port))
-        return [self.binary, "-c", str(config)]
+        return [self.binary, "-c", str(config) if self.run_as is None else "/dev/stdin"]
+
+    def child_options(self, port: int) -> dict[str, Any]:
+        if self.run_as is None:
+            return {}
+        return {"run_as": self.run_as, "stdin_text": self.config_text(port).encode()}
 
 
 class EmbeddedBackend(_ChildBackend):
