@@ -10,7 +10,7 @@ import re
 
 from parallel_isolation.identity import Identity
 
-__all__ = ["client_id", "resource_name", "sanitize_name"]
+__all__ = ["MAX_CLIENT_ID", "client_id", "resource_name", "sanitize_name"]
 
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -36,6 +36,29 @@ def resource_name(base: str, identity: Identity) -> str:
     return sanitize_name(f"{base}-{identity.worker_id}-{identity.run_id}")
 
 
+MAX_CLIENT_ID = 64
+# In a client id base: MQTT wildcards and the level separator (brokers use
+# client ids in topics and ACL patterns), NUL, other control characters, blanks.
+_FORBIDDEN_IN_CLIENT_ID = re.compile(r"[+#/\x00-\x20\x7f]")
+
+
 def client_id(base: str, identity: Identity, serial: int) -> str:
-    """An MQTT client id unique per run, worker and use (<= 64 chars)."""
-    return sanitize_name(f"{base}-{identity.worker_id}-{identity.run_id}-{serial}")[:64]
+    """An MQTT client id unique per run, worker and use: ``{base}-{worker}-{run8}-{serial}``.
+
+    At most :data:`MAX_CLIENT_ID` characters: a long ``base`` is shortened,
+    never the suffix that makes the id unique.  A ``base`` with a wildcard,
+    a ``/``, a NUL or another control character or a blank is refused.
+    """
+    if not isinstance(base, str) or not base:
+        msg = f"MQTT client id base must be a non-empty string, got {base!r}"
+        raise ValueError(msg)
+    bad = _FORBIDDEN_IN_CLIENT_ID.search(base)
+    if bad is not None:
+        msg = (
+            f"MQTT client id base {base!r} contains {bad.group()!r} at {bad.start()}: "
+            "wildcards (+ #), '/', NUL, control characters and blanks are not allowed"
+        )
+        raise ValueError(msg)
+    suffix = f"-{identity.worker_id}-{identity.run_id}-{serial}"
+    room = MAX_CLIENT_ID - len(suffix)
+    return sanitize_name(base)[:room].rstrip("_.-") + suffix

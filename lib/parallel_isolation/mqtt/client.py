@@ -20,7 +20,12 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation.mqtt.topics import TopicError, TopicNamespace, validate_filter
+from parallel_isolation.mqtt.topics import (
+    TopicError,
+    TopicNamespace,
+    validate_client_id,
+    validate_filter,
+)
 
 __all__ = [
     "MessageRecorder",
@@ -335,6 +340,7 @@ def connect_client(
     clean_session: bool = True,
 ) -> NamespacedClient:
     """Create, connect and start a namespaced client; wait for CONNACK."""
+    validate_client_id(client_id)
     raw = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from parallel_isolation.identity import Identity
 
 __all__ = [
+    "MAX_CLIENT_ID_BYTES",
     "MAX_TOPIC_BYTES",
     "TopicError",
     "TopicNamespace",
+    "validate_client_id",
     "validate_filter",
     "validate_topic",
 ]
@@ -76,6 +78,29 @@ def validate_filter(topic_filter: str) -> str:
         msg = f"topic filter {topic_filter!r} starts with '$'; broker topics are outside any namespace"
         raise TopicError(msg)
     return topic_filter
+
+
+MAX_CLIENT_ID_BYTES = 65535  # an MQTT string
+
+
+def validate_client_id(client_id: str) -> str:
+    """Check an MQTT client id: non-empty UTF-8, within MQTT's limit, no NUL or wildcard."""
+    if not isinstance(client_id, str) or not client_id:
+        msg = f"MQTT client id must be a non-empty string, got {client_id!r}"
+        raise TopicError(msg)
+    for char, what in (("\x00", "a NUL character"), ("+", "a wildcard"), ("#", "a wildcard")):
+        if char in client_id:
+            msg = f"MQTT client id {client_id!r} contains {what} ({char!r})"
+            raise TopicError(msg)
+    try:
+        size = len(client_id.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        msg = f"MQTT client id {client_id!r} is not valid UTF-8: {error.reason}"
+        raise TopicError(msg) from None
+    if size > MAX_CLIENT_ID_BYTES:
+        msg = f"MQTT client id is {size} bytes long; MQTT allows at most {MAX_CLIENT_ID_BYTES}"
+        raise TopicError(msg)
+    return client_id
 
 
 def level_for_test(nodeid: str) -> str:

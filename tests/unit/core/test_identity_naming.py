@@ -14,7 +14,7 @@ from parallel_isolation.identity import (
     owner_is_alive,
     parse_worker_number,
 )
-from parallel_isolation.naming import client_id, resource_name, sanitize_name
+from parallel_isolation.naming import MAX_CLIENT_ID, client_id, resource_name, sanitize_name
 from parallel_isolation.ownership import (
     LABEL_PREFIX,
     TOOL_LABEL,
@@ -126,6 +126,25 @@ def test_names_carry_worker_and_run() -> None:
     ids = {client_id("svc", ident, n) for n in range(50)}
     assert len(ids) == 50
     assert all(len(i) <= 64 for i in ids)
+
+
+def test_a_long_client_id_base_is_shortened_never_the_unique_suffix() -> None:
+    ident = Identity.resolve(run_id="abcd1234", worker_id="gw11")
+    ids = [client_id("a-very-long-service-name-" * 4, ident, n) for n in (1, 10, 1000)]
+    assert len(set(ids)) == 3
+    assert all(len(i) <= MAX_CLIENT_ID for i in ids)
+    assert [i.rsplit("-", 3)[1:] for i in ids] == [
+        ["gw11", "abcd1234", "1"],
+        ["gw11", "abcd1234", "10"],
+        ["gw11", "abcd1234", "1000"],
+    ]
+
+
+@pytest.mark.parametrize("base", ["sensor/#", "all+", "nul\x00", "two words", "tab\t", ""])
+def test_a_client_id_base_with_a_wildcard_nul_or_blank_is_refused(base: str) -> None:
+    ident = Identity.resolve(run_id="abcd1234", worker_id="gw5")
+    with pytest.raises(ValueError, match="client id base"):
+        client_id(base, ident, 1)
 
 
 def test_labels_are_complete_and_reserved_namespace_refused() -> None:

@@ -5,11 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parallel_isolation.identity import Identity
+from parallel_isolation.mqtt.client import connect_client
 from parallel_isolation.mqtt.topics import (
+    MAX_CLIENT_ID_BYTES,
     MAX_TOPIC_BYTES,
     TopicError,
     TopicNamespace,
     level_for_test,
+    validate_client_id,
     validate_filter,
     validate_topic,
 )
@@ -126,3 +129,25 @@ def test_worker_and_test_levels() -> None:
     assert one != two
     assert worker.owns(one.topic("x"))
     assert not one.owns(two.topic("x"))
+
+
+@pytest.mark.parametrize(
+    ("client_id", "match"),
+    [
+        ("", "non-empty"),
+        ("spy\x00x", "NUL"),
+        ("watch+all", "wildcard"),
+        ("client#1", "wildcard"),
+        ("x" * (MAX_CLIENT_ID_BYTES + 1), "bytes long"),
+        ("bad\ud800", "not valid UTF-8"),
+    ],
+)
+def test_invalid_client_ids_are_refused(client_id: str, match: str) -> None:
+    with pytest.raises(TopicError, match=match):
+        validate_client_id(client_id)
+
+
+def test_connect_refuses_a_bad_client_id_before_any_connection() -> None:
+    # Port 9 (discard) is never dialled: the id is refused first.
+    with pytest.raises(TopicError, match="wildcard"):
+        connect_client("127.0.0.1", 9, client_id="sensor/#", namespace=NS, timeout=1)
