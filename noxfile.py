@@ -8,9 +8,13 @@ the orphan cleanup always last.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
+import threading
+import time
 import tomllib
 import uuid
 from pathlib import Path
@@ -35,6 +39,8 @@ UNIT_PATHS = ["tests/unit", "tests/wildfire", "tests/migration"]
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
 FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
+# A background integration run of tests-under-load that has not ended by then is stopped.
+UNDER_LOAD_RUN_TIMEOUT_S = 3600
 
 
 def _install(session: nox.Session) -> None:
@@ -148,6 +154,10 @@ def tests(session: nox.Session) -> None:
     """Everything CI runs: unit tests, the integration suite on every backend, validation."""
     _install(session)
     _images_if_engine(session)
+    _tests(session)
+
+
+def _tests(session: nox.Session) -> None:
     try:
         _unit(session, list(session.posargs))
         _faults(session, [])
@@ -163,6 +173,157 @@ def tests(session: nox.Session) -> None:
             )
     finally:
         _cleanup(session, [])
+
+
+class _Load:
+    """Busy loops on every core and ``-n 6`` integration runs one after another, until stopped.
+
+    Everything it starts it stops by pid; each background run is validated.
+    """
+
+    def __init__(self, session: nox.Session) -> None:
+        self.python = str(Path(session.bin) / "python")
+        self.out = REPORTS / "under-load"
+        self.busy: list[subprocess.Popen[bytes]] = []
+        self.runs: list[dict[str, object]] = []
+        self.loads: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._background_runs, name="under-load-runs", daemon=True),
+            threading.Thread(target=self._sample_load, name="under-load-sampler", daemon=True),
+        ]
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for _ in range(os.cpu_count() or 2):
+            self.busy.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Start no more runs, let the one running end (bounded), stop the busy loops by pid."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(UNDER_LOAD_RUN_TIMEOUT_S)
+        for proc in self.busy:
+            proc.kill()  # our own child, by its pid
+            proc.wait(30)
+
+    def _sample_load(self) -> None:
+        while not self._stop.wait(15):
+            self.loads.append(os.getloadavg()[0])
+
+    def _background_runs(self) -> None:
+        env = {**os.environ, **SUITE_ENV}
+        while not self._stop.is_set():
+            run_id = uuid.uuid4().hex[:8]
+            started = time.monotonic()
+            with (self.out / f"background-{run_id}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    [
+                        self.python,
+                        "-m",
+                        "pytest",
+                        "tests/integration",
+                        *SUITE_ARGS,
+                        "-q",
+                        "-n",
+                        "6",
+                        f"--testrunuid={run_id}",
+                        f"--junitxml={self.out / f'background-{run_id}.xml'}",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    code = proc.wait(UNDER_LOAD_RUN_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    code = proc.wait(60)
+            checked = subprocess.run(
+                [
+                    self.python,
+                    "-m",
+                    "parallel_isolation.validate",
+                    "--run",
+                    run_id,
+                    "--format",
+                    "json",
+                    "-o",
+                    str(self.out / f"validate-{run_id}.json"),
+                ],
+                capture_output=True,
+                timeout=900,
+                check=False,
+            )
+            self.runs.append(
+                {
+                    "run": run_id,
+                    "pytest_exit": code,
+                    "validate_exit": checked.returncode,
+                    "seconds": round(time.monotonic() - started, 1),
+                    "load": round(os.getloadavg()[0], 2),
+                }
+            )
+
+    def report(self, session: nox.Session, main_ok: bool) -> bool:
+        """Log and record what happened; True when the main steps and every background run passed."""
+        background_ok = bool(self.runs) and all(
+            r["pytest_exit"] == 0 and r["validate_exit"] == 0 for r in self.runs
+        )
+        loads = self.loads or [os.getloadavg()[0]]
+        summary = {
+            "cpus": os.cpu_count(),
+            "busy_loops": len(self.busy),
+            "tests_passed": main_ok,
+            "background_runs": self.runs,
+            "load_min": round(min(loads), 2),
+            "load_mean": round(sum(loads) / len(loads), 2),
+            "load_max": round(max(loads), 2),
+        }
+        (self.out / f"under-load-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
+            json.dumps(summary, indent=2) + "\n"
+        )
+        session.log(
+            f"under load: nox -s tests {'passed' if main_ok else 'FAILED'}; load average "
+            f"min {summary['load_min']} mean {summary['load_mean']} max {summary['load_max']} "
+            f"on {summary['cpus']} CPUs with {len(self.busy)} busy loops"
+        )
+        for run in self.runs:
+            session.log(
+                f"  background -n 6 run {run['run']}: pytest exit {run['pytest_exit']}, "
+                f"validate exit {run['validate_exit']}, {run['seconds']} s, load {run['load']}"
+            )
+        if not self.runs:
+            session.log("  no background run finished")
+        return main_ok and background_ok
+
+
+@nox.session(name="tests-under-load", default=False)
+def tests_under_load(session: nox.Session) -> None:
+    """nox -s tests while busy loops load every core and -n 6 integration runs go on beside it."""
+    _install(session)
+    _images_if_engine(session)
+    load = _Load(session)
+    load.start()
+    main_ok = False
+    try:
+        _tests(session)
+        main_ok = True
+    finally:
+        load.stop()
+        passed = load.report(session, main_ok)
+    if not passed:
+        session.error("under load: the tests or a background integration run failed (see above)")
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """The integration suite -n 12 again and again per backend, each validated (-- --runs N)."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "ci/soak.py", *session.posargs)
 
 
 @nox.session
