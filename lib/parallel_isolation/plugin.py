@@ -62,7 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
+    runstate.tie_worker_to_controller(state)
     runstate.spawn_zygote(state)
+    runstate.start_hang_watch(state, config)
     config.addinivalue_line("markers", recording.EXPECT_MARKER_HELP)
     if state.role != "controller":
         recorder = recording.SessionRecorder.for_run(
@@ -90,6 +92,27 @@ class XdistHooks:
             node.workerinput[runstate.LONGEST_FIRST_KEY] = (
                 state.settings.durations_file if wanted else None
             )
+
+    @pytest.hookimpl
+    def pytest_testnodeready(self, node: Any) -> None:
+        watch = node.config.stash[runstate.STATE_KEY].hang_watch
+        if watch is not None:
+            watch.node_up(node.gateway.id, getattr(node, "workerinfo", {}).get("pid"))
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        watch = node.config.stash[runstate.STATE_KEY].hang_watch
+        if watch is not None:
+            watch.node_down(node.gateway.id)
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        node = getattr(report, "node", None)  # set in the controller only
+        if node is None:
+            return
+        watch = node.config.stash[runstate.STATE_KEY].hang_watch
+        if watch is not None:
+            watch.report(node.gateway.id, report.nodeid, report.when)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:

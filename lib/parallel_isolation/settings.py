@@ -93,6 +93,18 @@ def _port_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        msg = f"expected a number of seconds, got {raw!r}"
+        raise ValueError(msg) from None
+    if not 0 <= value < 1e6 or value != value:  # NaN is not a duration
+        msg = f"expected 0 (no limit) or a positive number of seconds, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
 def _text(raw: str) -> str:
     if "\x00" in raw:
         msg = f"expected a path, got {raw!r} (it contains a NUL byte)"
@@ -232,6 +244,17 @@ OPTIONS: tuple[Option, ...] = (
         "the longest tests start first and each worker queues one test ahead. Empty: "
         "xdist's own order. Relative to the rootdir.",
     ),
+    Option(
+        "test_timeout",
+        "--isolation-test-timeout",
+        "ISOLATION_TEST_TIMEOUT",
+        "isolation_test_timeout",
+        0.0,
+        _seconds,
+        "Seconds an xdist worker may spend in one test (setup, call and teardown) before "
+        "the controller reports it as hung, naming the test and the worker's state, and "
+        "kills the worker (its resources are left to cleanup-orphans). 0: no limit.",
+    ),
 )
 
 
@@ -248,6 +271,7 @@ class Settings:
     publish_host: str = DEFAULT_PUBLISH_HOST
     fork_workers: bool = False
     durations_file: str = ""
+    test_timeout: float = 0.0
 
     @classmethod
     def resolve(

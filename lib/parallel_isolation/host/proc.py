@@ -15,7 +15,7 @@ from pathlib import Path
 
 from parallel_isolation.artifacts import FILE_MODE, make_private_dir
 
-__all__ = ["ChildProcess", "RunAs", "tail"]
+__all__ = ["ChildProcess", "RunAs", "die_with_parent", "tail"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -24,6 +24,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Ask the kernel to SIGTERM this child when its parent thread dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``signum`` to this process when its parent dies.
+
+    Returns False when the parent was already gone (this process was
+    reparented before the request took effect): the caller should end.
+    Call it from the main thread, in a process whose parent forked it from
+    its main thread (the signal follows the thread that forked).
+    """
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signum)
+    return os.getppid() == parent
 
 
 def _stdin_from(text: bytes) -> None:  # pragma: no cover - runs in the child

@@ -136,10 +136,12 @@ class WorkerContext:
         """The ``backend`` argument of a :class:`TestMQTTBroker` of this worker's kind.
 
         On the docker backend that is a factory bound to the worker's container
-        manager (``base`` names the container, default ``mqtt-broker``); on the
-        others the backend's name.
+        manager (default container name ``mqtt-broker``); on the others the
+        backend's name.  With ``base`` (a container name) the broker is a
+        container whatever the worker's backend: a test that needs its broker
+        on the worker's Docker network asks for it that way.
         """
-        if self.backend_name != "docker":
+        if self.backend_name != "docker" and base is None:
             return self.backend_name
         from parallel_isolation.containers.broker import DockerBrokerBackend
 

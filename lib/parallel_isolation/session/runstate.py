@@ -34,7 +34,9 @@ __all__ = [
     "fork_workers_from_zygote",
     "require_docker_or_skip",
     "spawn_zygote",
+    "start_hang_watch",
     "stop_zygote",
+    "tie_worker_to_controller",
     "worker_context",
 ]
 
@@ -57,6 +59,7 @@ class RunState:
     closing_errors: list[str] = field(default_factory=list)
     zygote: Any = None  # the controller's zygote.Zygote, with --isolation-fork-workers
     zygote_problem: str | None = None
+    hang_watch: Any = None  # the controller's watchdog.HangWatch, with --isolation-test-timeout
 
 
 STATE_KEY = pytest.StashKey[RunState]()
@@ -112,6 +115,55 @@ def configure(config: pytest.Config) -> RunState:
             config.option.testrunuid = run_id
     identity = Identity.resolve(run_id=run_id, worker_id=MASTER)
     return RunState(identity=identity, settings=settings, role=role)
+
+
+def tie_worker_to_controller(state: RunState) -> None:
+    """An xdist worker dies (SIGTERM) with its parent: the controller, or the zygote.
+
+    The zygote itself dies with the controller, so a SIGKILLed controller
+    takes its workers along, and with them their brokers and service
+    processes (each tied to its worker the same way); what is left (the
+    containers) carries labels naming a dead owner for ``cleanup-orphans``.
+    """
+    if state.role != "worker":
+        return
+    from parallel_isolation.host.proc import die_with_parent
+
+    if not die_with_parent():
+        sys.stderr.write("parallel-isolation: the controller is gone; this worker ends\n")
+        os._exit(3)
+
+
+def start_hang_watch(state: RunState, config: pytest.Config) -> None:
+    """With ``--isolation-test-timeout``: the controller watches its workers for hangs."""
+    if state.role != "controller" or not state.settings.test_timeout or state.hang_watch:
+        return
+    from parallel_isolation.session.watchdog import HangWatch
+
+    run_dir = RunArtifacts(state.settings.artifacts_root, state.identity).run_dir
+    state.hang_watch = HangWatch(
+        timeout=state.settings.test_timeout,
+        run_dir=run_dir,
+        busy=lambda worker_id: _xdist_busy(config, worker_id),
+    )
+
+
+def _xdist_busy(config: pytest.Config, worker_id: str) -> bool:
+    """Whether xdist's scheduler still has work on ``worker_id`` (True when it cannot tell)."""
+    sched = getattr(config.pluginmanager.getplugin("dsession"), "sched", None)
+    if sched is None:
+        return True
+    for node in list(getattr(sched, "nodes", [])):
+        if getattr(getattr(node, "gateway", None), "id", None) != worker_id:
+            continue
+        pending = getattr(sched, "node2pending", {}).get(node)
+        if pending is not None:
+            return bool(pending)
+        assigned = getattr(sched, "assigned_work", {}).get(node)
+        if assigned is not None:
+            return any(not done for scope in assigned.values() for done in scope.values())
+        return True
+    return False
 
 
 def worker_context(state: RunState) -> WorkerContext:
@@ -190,6 +242,9 @@ def stop_zygote(state: RunState) -> None:
     if state.zygote is not None:
         state.zygote.stop()
         state.zygote = None
+    if state.hang_watch is not None:
+        state.hang_watch.stop()
+        state.hang_watch = None
 
 
 def require_docker_or_skip(state: RunState) -> None:

@@ -97,6 +97,7 @@ INVALID: dict[str, str] = {
     "publish_host": "0.0.0.0",
     "fork_workers": "sometimes",
     "durations_file": ".test_durations\x00",
+    "test_timeout": "-5",
 }
 
 
