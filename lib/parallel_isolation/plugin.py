@@ -8,6 +8,7 @@ the package gets the fixtures ``parallel_test_context``, ``mqtt_broker``,
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -151,7 +152,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    runstate.finish(session.config.stash[runstate.STATE_KEY], int(exitstatus))
+    problem = runstate.finish(session.config.stash[runstate.STATE_KEY], int(exitstatus))
+    if problem is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(problem, red=True)
+        else:
+            sys.stderr.write(problem + "\n")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

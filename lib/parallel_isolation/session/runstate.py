@@ -263,14 +263,29 @@ def require_docker_or_skip(state: RunState) -> None:
     pytest.skip(f"no Docker engine: {state.docker_problem}")
 
 
-def finish(state: RunState, exitstatus: int) -> None:
-    """Record the run (controller or standalone) for ``invoke validate``."""
+def finish(state: RunState, exitstatus: int) -> str | None:
+    """Record the run (controller or standalone) for ``invoke validate``.
+
+    Returns what went wrong writing the record (a full disk, say), naming the
+    directory, or None.
+    """
     close_worker(state)
     if state.role == "worker":
-        return
+        return None
     artifacts = RunArtifacts(state.settings.artifacts_root, state.identity)
     if not artifacts.run_dir.exists():
-        return  # no fixture of ours was used: leave no trace
+        return None  # no fixture of ours was used: leave no trace
+    try:
+        _write_run_record(state, artifacts, exitstatus)
+    except OSError as error:
+        return (
+            f"parallel-isolation: cannot record the run in {artifacts.run_dir}: {error}; "
+            "validate will say it cannot read run.json"
+        )
+    return None
+
+
+def _write_run_record(state: RunState, artifacts: RunArtifacts, exitstatus: int) -> None:
     artifacts.write_run_record(
         {
             "run_id": state.identity.run_id,
