@@ -25,6 +25,17 @@ collect_ignore_glob = ["suites/*", "isolation_record_always.py"]
 RUN_TIMEOUT_S = 600
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "engine_restart: restarts the Docker engine; runs after every other fault test"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that restarts the engine goes last: the others must not meet the restart."""
+    items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)
+
+
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Our environment minus the outer pytest/xdist worker's variables."""
     env = {
