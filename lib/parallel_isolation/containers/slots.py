@@ -19,7 +19,7 @@ import filelock
 from parallel_isolation.artifacts import EventLog, make_private_dir
 from parallel_isolation.containers.engine import ContainerError, poll_pause
 
-__all__ = ["API_SLOTS_ENV", "DEFAULT_API_SLOTS", "ApiSlots"]
+__all__ = ["API_SLOTS_ENV", "DEFAULT_API_SLOTS", "ApiSlots", "api_slot_count"]
 
 API_SLOTS_ENV = "ISOLATION_DOCKER_API_SLOTS"
 DEFAULT_API_SLOTS = 8
@@ -59,17 +59,7 @@ class ApiSlots:
     def from_env(
         cls, state_dir: Path, *, events: EventLog | None = None, first: int = 0
     ) -> ApiSlots:
-        raw = os.environ.get(API_SLOTS_ENV, "").strip()
-        count = DEFAULT_API_SLOTS
-        if raw:
-            try:
-                count = int(raw)
-            except ValueError:
-                count = -1
-            if count < 0:
-                msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
-                raise ValueError(msg)
-        return cls(state_dir / "docker-api", count, events=events, first=first)
+        return cls(state_dir / "docker-api", api_slot_count(), events=events, first=first)
 
     @contextlib.contextmanager
     def hold(self, what: str) -> Iterator[float]:
@@ -110,3 +100,18 @@ class ApiSlots:
                 )
                 raise ContainerError(msg)
             poll_pause(0.005)
+
+
+def api_slot_count() -> int:
+    """The slot count from ``ISOLATION_DOCKER_API_SLOTS`` (default 8); ValueError naming it."""
+    raw = os.environ.get(API_SLOTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_API_SLOTS
+    try:
+        count = int(raw)
+    except ValueError:
+        count = -1
+    if count < 0:
+        msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
+        raise ValueError(msg)
+    return count

@@ -92,6 +92,13 @@ def configure(config: pytest.Config) -> RunState:
         checked_state_dir(settings.state_path)  # once, before any worker meets it
     except (UnsafeDirectoryError, OSError) as error:
         raise SettingError(str(error)) from None
+    if settings.backend == "docker":
+        from parallel_isolation.containers.slots import api_slot_count
+
+        try:
+            api_slot_count()  # every worker reads it: a bad value is one usage error here
+        except ValueError as error:
+            raise SettingError(str(error)) from None
     given = getattr(config.option, "testrunuid", None)
     run_id = normalize_run_id(given) if given else new_run_id()
     shard = (

@@ -138,9 +138,18 @@ def test_publish_host_takes_one_address(host: str) -> None:
         (["--isolation-port-base=abc"], {}, "--isolation-port-base"),
         (["--isolation-backend=kubernetes"], {}, "--isolation-backend"),
         ([], {"ISOLATION_PUBLISH_HOST": "0.0.0.0"}, "environment variable ISOLATION_PUBLISH_HOST"),
-        ([], {"ISOLATION_FORK_WORKERS": "sometimes"}, "environment variable ISOLATION_FORK_WORKERS"),
+        (
+            [],
+            {"ISOLATION_FORK_WORKERS": "sometimes"},
+            "environment variable ISOLATION_FORK_WORKERS",
+        ),
+        (
+            ["--isolation-backend=docker"],
+            {"ISOLATION_DOCKER_API_SLOTS": "-1"},
+            "environment variable ISOLATION_DOCKER_API_SLOTS",
+        ),
     ],
-    ids=["cli-int", "cli-choice", "env-host", "env-flag"],
+    ids=["cli-int", "cli-choice", "env-host", "env-flag", "env-api-slots"],
 )
 def test_a_bad_setting_stops_pytest_with_one_usage_error(
     pytester: pytest.Pytester,
