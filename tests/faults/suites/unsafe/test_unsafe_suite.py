@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
 import paho.mqtt.client as paho
 import pytest
@@ -75,3 +76,9 @@ def test_service_never_stopped(mqtt_broker):
     )
     service.start()
     assert service.wait_ready(10)
+    # Its first health message is out before the test ends: the worker's spy,
+    # flushed at session end, has seen it even if this is the worker's last test.
+    deadline = time.monotonic() + 30
+    while service.health_published < 1:
+        assert time.monotonic() < deadline, "no health message within 30 s"
+        threading.Event().wait(0.05)
