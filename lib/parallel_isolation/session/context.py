@@ -132,15 +132,18 @@ class WorkerContext:
             self._watch(broker)
         return self._broker
 
-    def broker_backend(self, base: str | None = None) -> str | BackendFactory:
-        """The ``backend`` argument of a :class:`TestMQTTBroker` of this worker's kind.
-
-        On the docker backend that is a factory bound to the worker's container
-        manager (``base`` names the container, default ``mqtt-broker``); on the
-        others the backend's name.
-        """
+    def broker_backend(self) -> str | BackendFactory:
+        """The ``backend`` argument of this worker's :class:`TestMQTTBroker`."""
         if self.backend_name != "docker":
             return self.backend_name
+        return self.docker_broker_backend()
+
+    def docker_broker_backend(self, base: str | None = None) -> BackendFactory:
+        """A docker broker backend factory bound to this worker's container manager.
+
+        For a broker of a test's own in a container, whatever the run's
+        backend; ``base`` names the container (default ``mqtt-broker``).
+        """
         from parallel_isolation.containers.broker import DockerBrokerBackend
 
         options: dict[str, Any] = {"manager": self.containers}
