@@ -38,18 +38,22 @@ FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
 
 
 def _install(session: nox.Session) -> None:
-    """Install the project (editable) into the session's venv, once per pyproject.
+    """Install the library and this repository's system under test (both editable), once.
 
+    The library's wheel holds ``parallel_isolation`` only; ``wildfire`` (the
+    services the suite tests) is its own small distribution under services/.
     The venvs are reused; an editable install sees code changes by itself, so
-    pip runs again only when pyproject.toml (the dependencies) changed.
+    pip runs again only when a pyproject.toml (the dependencies) changed.
     """
-    digest = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        Path("pyproject.toml").read_bytes() + Path("services/pyproject.toml").read_bytes()
+    ).hexdigest()[:16]
     location = getattr(session.virtualenv, "location", None)
     stamp = Path(location) / f".installed-{digest}" if location else None
     if stamp is not None and stamp.exists():
         session.log("project already installed for this pyproject.toml")
         return
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "./services")
     if stamp is not None:
         for old in stamp.parent.glob(".installed-*"):
             old.unlink()
@@ -85,7 +89,7 @@ def _images_if_engine(session: nox.Session) -> None:
             "no Docker engine answers: Docker-backed tests skip (fail with --require-docker)"
         )
         return
-    session.run("python", "-m", "parallel_isolation.images", "build")
+    session.run("parallel-isolation", "images", "build")
 
 
 # -- steps (shared by the sessions below) ------------------------------------------
@@ -126,7 +130,7 @@ def _validate(session: nox.Session, run: str) -> None:
     latest = Path(".isolation/runs/latest")
     if run == "latest" and latest.exists():
         run = latest.read_text().strip()
-    base = ["python", "-m", "parallel_isolation.validate", "--run", run]
+    base = ["parallel-isolation", "validate", "--run", run]
     session.run(
         *base, "--format", "json", "-o", str(REPORTS / f"validate-{run}.json"), success_codes=[0, 1]
     )
@@ -137,7 +141,7 @@ def _validate(session: nox.Session, run: str) -> None:
 
 
 def _cleanup(session: nox.Session, args: list[str]) -> None:
-    session.run("python", "-m", "parallel_isolation.reap", *args)
+    session.run("parallel-isolation", "cleanup-orphans", *args)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -221,15 +225,18 @@ def integration_legacy(session: nox.Session) -> None:
 def images(session: nox.Session) -> None:
     """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.images", "build", *session.posargs)
+    session.run("parallel-isolation", "images", *(session.posargs or ["build"]))
 
 
 @nox.session(default=False)
 def validate(session: nox.Session) -> None:
-    """Validate a run (default: the latest); reports into artifacts/ci; exit 1 on findings."""
+    """Validate the latest run (JSON/HTML reports into artifacts/ci), or as `-- OPTIONS` say."""
     _install(session)
     args = list(session.posargs)
-    _validate(session, args[args.index("--run") + 1] if "--run" in args else "latest")
+    if not args or (args[:1] == ["--run"] and len(args) == 2):
+        _validate(session, args[1] if args else "latest")
+    else:
+        session.run("parallel-isolation", "validate", *args)
 
 
 @nox.session(name="cleanup-orphans", default=False)
@@ -266,7 +273,7 @@ def bench(session: nox.Session) -> None:
 def validate_merge(session: nox.Session) -> None:
     """One verdict from several shards' validation reports (JSON files after --)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.validate.merge", *session.posargs)
+    session.run("parallel-isolation", "merge", *session.posargs)
 
 
 @nox.session(default=False)

@@ -43,12 +43,12 @@ import filelock
 from docker.client import DockerClient
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from parallel_isolation import naming
+from parallel_isolation import images, naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
 from parallel_isolation.host.ports import default_state_dir, is_port_conflict
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import register_backend
+from parallel_isolation.project import Project
 from parallel_isolation.services.runner import ServiceSpec, register_container_launcher
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ BROKER_INNER_PORT = 1883
 TEST_LABEL = naming.LABEL_PREFIX + "test"
 _POOL_EXHAUSTED = "could not find an available, non-overlapping"
 _POOL_WAIT_S = 60.0
-_IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
+_IMAGE_HINT = "build it with `parallel-isolation images build`"
 _ENGINE_HINT = (
     "start one with `sudo ci/start-docker.sh` (or `invoke docker-up`) or point DOCKER_HOST at one"
 )
@@ -370,8 +370,10 @@ class DockerContainerManager:
         api_slots: ApiSlots | None = None,
         network_base: str = NETWORK_BASE,
         stop_grace: float = 3.0,
+        project: Project | None = None,
     ) -> None:
         self.identity = identity
+        self.project = project
         self.artifacts = artifacts
         self.events = events
         self.publish_host = publish_host
@@ -453,8 +455,7 @@ class DockerContainerManager:
         if not wanted:
             return
         with self._lock:
-            project = {images.MOSQUITTO_IMAGE, images.SERVICES_IMAGE}
-            if not self._project_images_checked and project.intersection(wanted):
+            if not self._project_images_checked and self._buildable().intersection(wanted):
                 self._check_project_images()
             for ref in wanted:
                 if ref in self._images_ok:
@@ -468,21 +469,24 @@ class DockerContainerManager:
                     raise _daemon_error(f"inspect image {ref}", error) from error
                 self._images_ok.add(ref)
 
+    def _buildable(self) -> set[str]:
+        """The images the toolkit builds: its broker image and the project's own."""
+        try:
+            return {spec.ref for spec in images.image_specs(self.project)}
+        except images.ImagesError as error:
+            raise ImageMissingError(f"the project's image declarations: {error}") from None
+
     def _check_project_images(self) -> None:
         started = time.monotonic()
         try:
-            statuses = images.images_status(client=self.client)
+            report = images.images_status(client=self.client, project=self.project)
         except images.ImagesError as error:
-            # e.g. an installed package without the checkout's Dockerfiles:
-            # fall back to "present is good enough".
-            self._emit("images_check_skipped", reason=str(error))
-            self._project_images_checked = True
-            return
-        stale = [f"{s.ref}: {s.reason}" for s in statuses if not s.up_to_date]
+            raise ImageMissingError(f"cannot check the container images: {error}") from None
+        stale = [f"{s.ref}: {s.reason}" for s in report.stale]
         built: list[str] = []
         if stale:
             try:
-                results = images.build_images(client=self.client)
+                results = images.build_images(client=self.client, project=self.project)
             except images.ImagesError as error:
                 msg = (
                     f"the container images are not current ({'; '.join(stale)}) and building "
@@ -961,6 +965,7 @@ def manager_for(worker: WorkerContext) -> DockerContainerManager:
                 events=worker.events,
                 publish_host=worker.settings.publish_host,
                 state_dir=worker.allocator.state_dir,
+                project=worker.project,
             )
             _MANAGERS[worker] = manager
             worker.add_cleanup("docker objects of this worker", _closer(manager))

@@ -26,6 +26,7 @@ from parallel_isolation.mqtt.brokers import TestMQTTBroker, resolve_backend_name
 from parallel_isolation.mqtt.client import NamespacedClient, connect_client
 from parallel_isolation.mqtt.spy import CrossTalkSpy
 from parallel_isolation.mqtt.topics import TopicNamespace
+from parallel_isolation.project import Project
 from parallel_isolation.services.runner import ServiceRunner
 from parallel_isolation.settings import Settings
 
@@ -67,9 +68,13 @@ def probe_host_for(settings: Settings) -> str | None:
 class WorkerContext:
     """One worker's session-wide resources.  Create once per process."""
 
-    def __init__(self, identity: Identity, settings: Settings) -> None:
+    def __init__(
+        self, identity: Identity, settings: Settings, *, project: Project | None = None
+    ) -> None:
         self.identity = identity
         self.settings = settings
+        # The project's rootdir and [tool.parallel-isolation] table (its images, services).
+        self.project = project
         self.artifacts = RunArtifacts(settings.artifacts_root, identity)
         self.events: EventLog = self.artifacts.event_log()
         self.allocator = PortAllocator(

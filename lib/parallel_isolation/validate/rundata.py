@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from parallel_isolation.identity import Owner
 from parallel_isolation.mqtt.spy import CROSSTALK_FILE
+from parallel_isolation.project import artifacts_root, explain_artifacts_root
 from parallel_isolation.recording.snapshots import SNAPSHOTS_FILE
 from parallel_isolation.validate.discover import owner_alive
 
@@ -39,19 +39,17 @@ class ValidationError(RuntimeError):
 
 
 def default_artifacts_root(cwd: Path | None = None) -> Path:
-    """``$ISOLATION_ARTIFACTS_DIR`` or ``.isolation/runs`` under ``cwd``."""
-    base = cwd or Path.cwd()
-    configured = os.environ.get("ISOLATION_ARTIFACTS_DIR")
-    if configured:
-        path = Path(configured)
-        return path if path.is_absolute() else base / path
-    return base / ".isolation" / "runs"
+    """The plugin's artifacts root for the project ``cwd`` is in (pytest rootdir + ini/env)."""
+    return artifacts_root(cwd)
 
 
 def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
     if not root.is_dir():
-        msg = f"no artifacts directory at {root} (run the tests with the plugin first, or pass --artifacts)"
+        msg = (
+            f"no artifacts directory at {root}: run the tests with the plugin first; "
+            f"{explain_artifacts_root(root)}"
+        )
         raise ValidationError(msg)
     if run == "latest":
         marker = root / "latest"
