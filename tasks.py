@@ -160,6 +160,22 @@ def cleanup_orphans(
     _call(c, "cleanup-orphans", options)
 
 
+@task(
+    help={
+        "artifacts": "artifacts root (default: found like the plugin, from the pytest rootdir)",
+        "last": "how many runs (default 10)",
+        "no_validate": "list from run.json alone, without validating",
+        "format": "table or json",
+    }
+)
+def runs(
+    c: Context, artifacts: str = "", last: int = 0, no_validate: bool = False, format: str = ""
+) -> None:
+    """List the recorded runs, newest first, with their verdicts."""
+    options = _argv(artifacts=artifacts, no_validate=no_validate, format=format)
+    _call(c, "runs", [*options, *(["--last", str(last)] if last else [])])
+
+
 @task(help={"json": "print the merged verdict as JSON"})
 def merge(c: Context, json: bool = False) -> None:
     """One verdict from several shards' validation reports (the JSON files after --)."""

@@ -7,14 +7,16 @@ plugin reads (``isolation_artifacts``, ``isolation_state_dir`` ... from the
 ini file, overridden by their environment variables), so a tool looks where
 the test run wrote.
 
-pytest's rules, from the start directory upwards:
+pytest's rules (as of pytest 9.1), from the start directory upwards:
 
-1. the first directory with ``pytest.ini``, ``.pytest.ini``, a
-   ``pyproject.toml`` holding ``[tool.pytest.ini_options]``, a ``tox.ini``
-   holding ``[pytest]`` or a ``setup.cfg`` holding ``[tool:pytest]``: that file
-   is the ini file, its directory the rootdir;
-2. else the first directory with ``setup.py``;
-3. else the first directory with a ``pyproject.toml``;
+1. the first directory with ``pytest.toml``, ``.pytest.toml``, ``pytest.ini``,
+   ``.pytest.ini``, a ``pyproject.toml`` holding ``[tool.pytest]`` or
+   ``[tool.pytest.ini_options]``, a ``tox.ini`` holding ``[pytest]`` or a
+   ``setup.cfg`` holding ``[tool:pytest]``: that file is the ini file, its
+   directory the rootdir;
+2. else the first ``pyproject.toml`` found on the way (it is the ini file,
+   with no options);
+3. else the first directory with ``setup.py``;
 4. else the start directory itself.
 
 The project's own registrations (services, images) live in the rootdir's
@@ -44,7 +46,15 @@ __all__ = [
 ]
 
 TOOL_TABLE = "parallel-isolation"
-_INI_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+_INI_NAMES = (
+    "pytest.toml",
+    ".pytest.toml",
+    "pytest.ini",
+    ".pytest.ini",
+    "pyproject.toml",
+    "tox.ini",
+    "setup.cfg",
+)
 
 
 class ProjectError(ValueError):
@@ -116,8 +126,17 @@ def _read_tool(pyproject: Path) -> dict[str, Any]:
 
 def _ini_options(path: Path) -> dict[str, Any] | None:
     """The pytest options of ``path``, or None when it is not a pytest ini file."""
+    if path.name in {"pytest.toml", ".pytest.toml"}:
+        table = _read_toml(path).get("pytest", {})
+        return dict(table) if isinstance(table, dict) else {}
     if path.name == "pyproject.toml":
-        options = _read_toml(path).get("tool", {}).get("pytest", {}).get("ini_options")
+        tool_pytest = _read_toml(path).get("tool", {}).get("pytest", {})
+        if not isinstance(tool_pytest, dict):
+            return None
+        native = {key: value for key, value in tool_pytest.items() if key != "ini_options"}
+        options = tool_pytest.get("ini_options")
+        if native:
+            return native
         return dict(options) if isinstance(options, dict) else None
     parser = configparser.ConfigParser(interpolation=None)
     try:
@@ -135,20 +154,25 @@ def find_project(start: Path | None = None) -> Project:
     """The project ``start`` (default: the current directory) belongs to, by pytest's rules."""
     begin = (start or Path.cwd()).resolve()
     chain = [begin, *begin.parents]
+    first_pyproject: Path | None = None
     for directory in chain:
         for name in _INI_NAMES:
             path = directory / name
             if path.is_file():
+                if name == "pyproject.toml" and first_pyproject is None:
+                    first_pyproject = path
                 options = _ini_options(path)
                 if options is not None:
                     tool = _read_tool(directory / "pyproject.toml")
                     return Project(directory, path, options, tool, begin)
-    for marker in ("setup.py", "pyproject.toml"):
-        for directory in chain:
-            if (directory / marker).is_file():
-                tool = _read_tool(directory / "pyproject.toml")
-                reason = f"no pytest ini file; {marker} marks the rootdir"
-                return Project(directory, None, {}, tool, begin, reason)
+    if first_pyproject is not None:
+        root = first_pyproject.parent
+        reason = "no pytest options; the nearest pyproject.toml marks the rootdir"
+        return Project(root, first_pyproject, {}, _read_tool(first_pyproject), begin, reason)
+    for directory in chain:
+        if (directory / "setup.py").is_file():
+            reason = "no pytest ini file; setup.py marks the rootdir"
+            return Project(directory, None, {}, {}, begin, reason)
     return Project(begin, None, {}, {}, begin, "no pytest ini file, setup.py or pyproject.toml")
 
 
