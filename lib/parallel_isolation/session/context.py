@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from parallel_isolation import naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
 from parallel_isolation.host.locks import ResourceLocks
 from parallel_isolation.host.ports import PortAllocator
+from parallel_isolation.host.proc import marker_env
 from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt import spy
 from parallel_isolation.mqtt.brokers import TestMQTTBroker, resolve_backend_name
@@ -27,6 +28,7 @@ from parallel_isolation.mqtt.client import NamespacedClient, connect_client
 from parallel_isolation.mqtt.spy import CrossTalkSpy
 from parallel_isolation.mqtt.topics import TopicNamespace
 from parallel_isolation.project import Project
+from parallel_isolation.services.process import ProcessStartError, TestProcess, resolve_executable
 from parallel_isolation.services.runner import ServiceRunner
 from parallel_isolation.settings import Settings
 
@@ -91,6 +93,7 @@ class WorkerContext:
         self._broker: TestMQTTBroker | None = None
         self._spy: CrossTalkSpy | None = None
         self._serial = itertools.count(1)
+        self.process_serial = itertools.count(1)  # log file numbers of popen'd processes
         self._cleanups: list[tuple[str, Cleanup]] = []
         self.events.emit(
             "worker_started",
@@ -308,6 +311,56 @@ class ParallelTestContext:
             mode = "container" if self.worker.backend_name == "docker" else "process"
             self._services = ServiceRunner(self, mode=mode)
         return self._services
+
+    def popen(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        inherit_env: bool = True,
+        grace: float = 5.0,
+    ) -> TestProcess:
+        """Start ``argv`` as this test's own process, with the toolkit's guarantees.
+
+        It carries the owner markers (validate and cleanup-orphans see it),
+        dies with its worker, logs stdout and stderr to ``<logs>/<name>-NNN.log``
+        and is stopped at teardown (SIGTERM, ``grace`` seconds, SIGKILL).
+        ``env`` is added to this process's environment (or replaces it when
+        ``inherit_env`` is false); ``name`` defaults to the program's name.
+        """
+        args = [os.fspath(arg) for arg in argv]
+        if not args:
+            msg = "popen: argv is empty; give the program to run as its first element"
+            raise ProcessStartError(msg)
+        label = name or Path(args[0]).name
+        where = Path(cwd) if cwd is not None else None
+        full_env = {**(os.environ if inherit_env else {}), **(env or {})}
+        full_env.update(marker_env(self.identity, f"process:{label}"))
+        owner = f"process {label!r} of {self.nodeid}"
+        program = resolve_executable(args[0], cwd=where, env=full_env, owner=owner)
+        serial = next(self.worker.process_serial)
+        log_path = self.artifacts.log_path(f"{label}-{serial:03d}.log")
+        process = TestProcess(
+            label, [program, *args[1:]], log_path=log_path, env=full_env, cwd=where, grace=grace
+        ).start()
+        events = self.worker.events
+        events.emit(
+            "process_started",
+            test=self.nodeid,
+            name=label,
+            pid=process.pid,
+            argv=process.argv,
+            log=str(log_path),
+        )
+
+        def stop() -> None:
+            code = process.stop()
+            events.emit("process_stopped", test=self.nodeid, name=label, exit_code=code)
+
+        self.add_cleanup(f"stop {process.describe()}", stop)
+        return process
 
     def add_cleanup(self, label: str, cleanup: Cleanup) -> None:
         """Run ``cleanup`` at the end of this test (last added, first run)."""
