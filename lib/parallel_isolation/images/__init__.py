@@ -16,13 +16,15 @@ nothing is pulled at test time and nothing is ever pushed.
 
 from __future__ import annotations
 
-from parallel_isolation.images.build import CACHE_ENV, ImageResult, build_images, default_cache_dir
-from parallel_isolation.images.errors import (
-    EngineUnavailableError,
-    ImagesError,
-    MirrorNotFoundError,
-    StepError,
+from parallel_isolation.containers.engine import EngineUnavailableError
+from parallel_isolation.images.build import (
+    CACHE_ENV,
+    ImageResult,
+    build_images,
+    default_cache_dir,
+    project_image_check,
 )
+from parallel_isolation.images.errors import ImagesError, MirrorNotFoundError, StepError
 from parallel_isolation.images.inputs import ContextFile, compute_inputs_hash, context_files
 from parallel_isolation.images.progress import ProgressEvent, text_progress
 from parallel_isolation.images.recipe import (
@@ -62,6 +64,7 @@ __all__ = [
     "image_specs",
     "images_status",
     "probe_registry",
+    "project_image_check",
     "resolve_source",
     "text_progress",
 ]

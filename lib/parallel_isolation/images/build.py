@@ -14,7 +14,7 @@ import os
 import shlex
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -42,10 +42,16 @@ from parallel_isolation.images.registry import (
 )
 from parallel_isolation.images.rootfs import BuildContext, make_base_tarball
 from parallel_isolation.images.status import ImageStatus, base_status, images_status
-from parallel_isolation.naming import TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.ownership import TOOL_LABEL, TOOL_VALUE
 from parallel_isolation.project import Project
 
-__all__ = ["CACHE_ENV", "ImageResult", "build_images", "default_cache_dir"]
+__all__ = [
+    "CACHE_ENV",
+    "ImageResult",
+    "build_images",
+    "default_cache_dir",
+    "project_image_check",
+]
 
 CACHE_ENV = "ISOLATION_IMAGES_CACHE"
 BUILD_TIMEOUT_S = 1200.0
@@ -368,3 +374,47 @@ def build_images(
             results.append(_build_spec(ctx, spec, chosen, base_ref, base_id))
         _remove_superseded(ctx)
         return results
+
+
+def project_image_check(
+    events: Any | None = None, project: Project | None = None
+) -> Callable[[Any], None]:
+    """The container manager's ``image_check``: the images current before their first use.
+
+    Asks :func:`~parallel_isolation.images.status.images_status` once (the same
+    rule as ``parallel-isolation images status``) and runs :func:`build_images`
+    when an image is missing or stale; a failed check or build is an
+    :class:`~parallel_isolation.containers.manager.ImageMissingError` naming
+    the stale images.
+    """
+
+    def check(client: Any) -> None:
+        from parallel_isolation.containers.manager import IMAGE_HINT, ImageMissingError
+
+        started = time.monotonic()
+        try:
+            report = images_status(client=client, project=project)
+        except ImagesError as error:
+            msg = f"cannot check the container images: {error}"
+            raise ImageMissingError(msg) from None
+        stale = [f"{s.ref}: {s.reason}" for s in report.stale]
+        built: list[str] = []
+        if stale:
+            try:
+                results = build_images(client=client, project=project)
+            except ImagesError as error:
+                msg = (
+                    f"the container images are not current ({'; '.join(stale)}) and building "
+                    f"them failed: {error}\n{IMAGE_HINT[0].upper()}{IMAGE_HINT[1:]}"
+                )
+                raise ImageMissingError(msg) from error
+            built = [r.ref for r in results if r.action != "up-to-date"]
+        if events is not None:
+            events.emit(
+                "images_checked",
+                stale=stale,
+                built=built,
+                seconds=round(time.monotonic() - started, 3),
+            )
+
+    return check

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from parallel_isolation.containers.engine import EngineUnavailableError
 from parallel_isolation.images.build import build_images
 from parallel_isolation.images.errors import ImagesError
 from parallel_isolation.images.progress import text_progress
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "parallel-isolation i
     try:
         project = _project(args.project)
         return _build(args, project) if args.command == "build" else _status(args, project)
-    except (ImagesError, ProjectError) as exc:
+    except (ImagesError, ProjectError, EngineUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

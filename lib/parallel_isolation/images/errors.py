@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["EngineUnavailableError", "ImagesError", "MirrorNotFoundError", "StepError"]
+__all__ = ["ImagesError", "MirrorNotFoundError", "StepError"]
 
 
 class ImagesError(Exception):
     """Base class of every error raised by :mod:`parallel_isolation.images`."""
-
-
-class EngineUnavailableError(ImagesError):
-    """No Docker engine answers."""
 
 
 class MirrorNotFoundError(ImagesError):

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from parallel_isolation.images.errors import EngineUnavailableError
+from parallel_isolation.containers.engine import connect_engine
 
 __all__ = ["LocalImage", "connect", "inspect"]
 
 
 def connect(client: Any | None = None, timeout: float = 30.0) -> Any:
-    """``client`` itself, or a new Docker SDK client that has answered a ping."""
-    if client is not None:
-        return client
-    from docker.errors import DockerException
-
-    # importlib: a project folder named docker/ would shadow the SDK for mypy.
-    sdk: Any = importlib.import_module("docker")
-    try:
-        connected = sdk.from_env(timeout=int(timeout))
-        connected.ping()
-    except DockerException as exc:
-        msg = f"no Docker engine answers ({exc}); start the engine or point DOCKER_HOST at one"
-        raise EngineUnavailableError(msg) from exc
-    return connected
+    """``client`` itself, or a new connection (:class:`EngineUnavailableError` without one)."""
+    return client if client is not None else connect_engine(timeout)
 
 
 @dataclass(frozen=True)

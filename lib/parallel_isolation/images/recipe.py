@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from parallel_isolation.images.errors import ImagesError
-from parallel_isolation.naming import LABEL_PREFIX
+from parallel_isolation.ownership import IMAGE_LABEL, LABEL_PREFIX
 from parallel_isolation.project import TOOL_TABLE, Project, ProjectError
+from parallel_isolation.settings import DEFAULT_BROKER_IMAGE
 
 __all__ = [
     "ASSETS_DIR",
@@ -47,14 +48,11 @@ __all__ = [
 ]
 
 INPUTS_HASH_LABEL = LABEL_PREFIX + "inputs-hash"
-# Not the tool label: containers inherit their image's labels, and a container
-# someone runs by hand from our image must not look like one the toolkit made.
-IMAGE_LABEL = LABEL_PREFIX + "image"
 SOURCE_LABEL = LABEL_PREFIX + "image-source"
 BASE_REF_LABEL = LABEL_PREFIX + "base-image"
 
 BASE_REPOSITORY = "parallel-isolation/base"
-MOSQUITTO_IMAGE = "parallel-isolation/mosquitto:latest"
+MOSQUITTO_IMAGE = DEFAULT_BROKER_IMAGE
 
 ASSETS_DIR = Path(__file__).resolve().with_name("assets")
 

@@ -9,14 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parallel_isolation.artifacts import (
+    CLEANUP_FILE,
+    CROSSTALK_FILE,
+    EVENTS_FILE,
+    LATEST_FILE,
+    RUN_FILE,
+    SNAPSHOTS_FILE,
+    read_jsonl_lines,
+)
 from parallel_isolation.identity import Owner
-from parallel_isolation.mqtt.spy import CROSSTALK_FILE
 from parallel_isolation.project import artifacts_root, explain_artifacts_root
-from parallel_isolation.recording.snapshots import SNAPSHOTS_FILE
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
-    "CLEANUP_FILE",
     "Record",
     "RunData",
     "TestSpan",
@@ -27,8 +33,6 @@ __all__ = [
     "resolve_run_dir",
 ]
 
-CLEANUP_FILE = "cleanup.jsonl"
-EVENTS_FILE = "events.jsonl"
 # Broker restarts: health publishes may fail until the services reconnect
 # (their backoff is at most 10 s by default).
 RECONNECT_MARGIN_S = 15.0
@@ -52,7 +56,7 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
         )
         raise ValidationError(msg)
     if run == "latest":
-        marker = root / "latest"
+        marker = root / LATEST_FILE
         if not marker.exists():
             msg = f"{marker} does not exist: no finished run recorded under {root}; pass --run ID"
             raise ValidationError(msg)
@@ -92,18 +96,9 @@ class Record:
 
 def iter_jsonl(path: Path, relative_to: Path) -> Iterator[Record]:
     """Records of a JSON-lines file; torn lines (killed writers) are skipped."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return
     name = str(path.relative_to(relative_to))
-    for number, raw in enumerate(text.splitlines(), start=1):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            yield Record(data, name, number)
+    for number, data in read_jsonl_lines(path):
+        yield Record(data, name, number)
 
 
 @dataclass
@@ -330,7 +325,7 @@ def load_run(run_dir: Path) -> RunData:
         msg = f"run directory {run_dir} does not exist"
         raise ValidationError(msg)
     record: dict[str, Any] | None = None
-    run_json = run_dir / "run.json"
+    run_json = run_dir / RUN_FILE
     if run_json.exists():
         try:
             loaded = json.loads(run_json.read_text())

@@ -24,7 +24,7 @@ import pytest
 
 from parallel_isolation import images as im
 from parallel_isolation.images import apt, cli, commands, progress, recipe
-from parallel_isolation.naming import TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.ownership import TOOL_LABEL, TOOL_VALUE
 from parallel_isolation.project import find_project
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -133,7 +133,12 @@ def test_the_container_manager_agrees(engine: FakeEngine, tmp_path: Path) -> Non
     artifacts = RunArtifacts(tmp_path / "runs", identity)
     events: EventLog = artifacts.event_log()
     manager = DockerContainerManager(
-        identity, artifacts=artifacts, events=events, client=engine, state_dir=tmp_path / "state"
+        identity,
+        artifacts=artifacts,
+        events=events,
+        client=engine,
+        state_dir=tmp_path / "state",
+        image_check=im.project_image_check(events),
     )
     manager.ensure_images([im.MOSQUITTO_IMAGE])
     (checked,) = [e for e in read_events(artifacts.events_path) if e["kind"] == "images_checked"]
