@@ -13,7 +13,8 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,11 @@ from parallel_isolation.mqtt.brokers import BackendFactory, TestMQTTBroker, reso
 from parallel_isolation.mqtt.client import NamespacedClient, connect_client
 from parallel_isolation.mqtt.spy import CrossTalkSpy
 from parallel_isolation.mqtt.topics import TopicNamespace
-from parallel_isolation.project import Project
+from parallel_isolation.project import Project, find_project
+from parallel_isolation.services.catalog import ServiceCatalog, specs_from_project
 from parallel_isolation.services.process import ProcessStartError, TestProcess, resolve_executable
 from parallel_isolation.services.runner import Launcher, ServiceRunner
+from parallel_isolation.services.spec import EnvNames, ServiceSpec
 from parallel_isolation.settings import Settings
 
 if TYPE_CHECKING:
@@ -79,8 +82,7 @@ class WorkerContext:
     ) -> None:
         self.identity = identity
         self.settings = settings
-        # The project's rootdir and [tool.parallel-isolation] table (its images, services).
-        self.project = project
+        self._project = project
         self.artifacts = RunArtifacts(settings.artifacts_root, identity)
         self.events: EventLog = self.artifacts.event_log()
         self.allocator = PortAllocator(
@@ -99,6 +101,7 @@ class WorkerContext:
         self._containers: DockerContainerManager | None = None
         self._serial = itertools.count(1)
         self.process_serial = itertools.count(1)  # log file numbers of popen'd processes
+        self._catalog: ServiceCatalog | None = None
         self._cleanups: list[tuple[str, Cleanup]] = []
         self.events.emit(
             "worker_started",
@@ -196,6 +199,24 @@ class WorkerContext:
             )
         return self._containers
 
+    @property
+    def project(self) -> Project:
+        """The project's rootdir and ``[tool.parallel-isolation]`` table (images, services).
+
+        The plugin passes the run's; a context made by hand finds it from the
+        current directory, the way pytest finds its rootdir.
+        """
+        if self._project is None:
+            self._project = find_project()
+        return self._project
+
+    @property
+    def service_catalog(self) -> ServiceCatalog:
+        """The services the project's pyproject.toml registers (read once)."""
+        if self._catalog is None:
+            self._catalog = ServiceCatalog(specs_from_project(self.project))
+        return self._catalog
+
     def service_launcher(self) -> Launcher | None:
         """How the worker's services start: containers on the docker backend, else processes."""
         if self.backend_name != "docker":
@@ -253,7 +274,9 @@ class ParallelTestContext:
 
     __test__ = False
 
-    def __init__(self, worker: WorkerContext, nodeid: str) -> None:
+    def __init__(
+        self, worker: WorkerContext, nodeid: str, *, services: Iterable[ServiceSpec] = ()
+    ) -> None:
         self.worker = worker
         self.nodeid = nodeid
         self.namespace = worker.namespace.for_test(nodeid)
@@ -261,6 +284,7 @@ class ParallelTestContext:
         self._ports: list[int] = []
         self._cleanups: list[tuple[str, Cleanup]] = []
         self._services: ServiceRunner | None = None
+        self._extra_services = tuple(services)
         worker.events.emit("test_namespace", test=nodeid, namespace=self.namespace.prefix)
 
     # -- identity and names --------------------------------------------
@@ -313,10 +337,14 @@ class ParallelTestContext:
         self._ports.append(port)
         return port
 
-    def service_env(
-        self, service: str, *, in_container: bool = False, **extra: Any
-    ) -> dict[str, str]:
-        """Environment of a system-under-test service for this test.
+    @property
+    def rootdir(self) -> Path:
+        """The project's rootdir (relative service ``cwd`` values start there)."""
+        return self.worker.project.rootdir
+
+    def service_values(self, service: str, *, in_container: bool = False) -> dict[str, str]:
+        """What a service of this test is told: ``host``, ``port``, ``url``, ``prefix``,
+        ``client_id`` (a new one per call), ``name``, ``python`` and ``rootdir``.
 
         ``in_container`` gives the addresses a container on the worker's
         network uses (the broker's container name and its inner port).
@@ -330,14 +358,33 @@ class ParallelTestContext:
             host, port = inner
         else:
             host, port = broker.host, broker.port
-        env = {
-            "MQTT_BROKER": str(host),
-            "MQTT_PORT": str(port),
-            "TOPIC_PREFIX": self.namespace.prefix,
-            "MQTT_CLIENT_ID": self.client_id(service),
-            "SERVICE_NAME": service,
-            "LOG_LEVEL": "INFO",
+        return {
+            "host": str(host),
+            "port": str(port),
+            "url": f"mqtt://{host}:{port}",
+            "prefix": self.namespace.prefix,
+            "client_id": self.client_id(service),
+            "name": service,
+            "python": sys.executable,
+            "rootdir": str(self.rootdir),
         }
+
+    def service_env(
+        self,
+        service: str,
+        *,
+        in_container: bool = False,
+        names: EnvNames | None = None,
+        **extra: Any,
+    ) -> dict[str, str]:
+        """Environment of a service for this test: the broker and namespace, plus ``extra``.
+
+        By default ``MQTT_BROKER``, ``MQTT_PORT``, ``TOPIC_PREFIX``,
+        ``MQTT_CLIENT_ID`` and ``SERVICE_NAME``; ``names`` (an
+        :class:`~parallel_isolation.services.spec.EnvNames`) chooses others.
+        """
+        values = self.service_values(service, in_container=in_container)
+        env = (names or EnvNames()).apply(values)
         env.update({key: str(value) for key, value in extra.items()})
         return env
 
@@ -373,7 +420,10 @@ class ParallelTestContext:
     def services(self) -> ServiceRunner:
         """Starts the system under test: containers on the docker backend, else processes."""
         if self._services is None:
-            self._services = ServiceRunner(self, launcher=self.worker.service_launcher())
+            catalog = self.worker.service_catalog.with_specs(self._extra_services)
+            self._services = ServiceRunner(
+                self, catalog=catalog, launcher=self.worker.service_launcher()
+            )
         return self._services
 
     def popen(

@@ -19,6 +19,8 @@ import pytest
 from parallel_isolation.artifacts import RunArtifacts
 from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
 from parallel_isolation.project import Project, ProjectError
+from parallel_isolation.services.catalog import specs_from_project
+from parallel_isolation.services.spec import ServiceConfigError
 from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
@@ -117,9 +119,12 @@ def _project(config: pytest.Config) -> Project:
     """The project of this run: rootdir, ini file and ``[tool.parallel-isolation]``."""
     ini = {option.ini: config.getini(option.ini) for option in OPTIONS}
     try:
-        return Project.from_pytest(config.rootpath, config.inipath, ini)
-    except ProjectError as error:
+        project = Project.from_pytest(config.rootpath, config.inipath, ini)
+        # A bad registration is one usage error before any test, not an error per test.
+        specs_from_project(project)
+    except (ProjectError, ServiceConfigError) as error:
         raise SettingError(str(error)) from None
+    return project
 
 
 def worker_context(state: RunState) -> WorkerContext:
