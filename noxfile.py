@@ -144,6 +144,59 @@ def _cleanup(session: nox.Session, args: list[str]) -> None:
     session.run("parallel-isolation", "cleanup-orphans", *args)
 
 
+EXAMPLE = Path("examples/quickstart")
+EXAMPLE_VENV = Path(".nox/example-venv")
+
+
+def _example(session: nox.Session) -> None:
+    """The stranger project in examples/: the built wheel in a venv of its own.
+
+    The wheel (not an editable install; nothing of lib/ or services/ on the
+    path) goes into a venv of the example's own; its tests run -n 8 on the
+    process backend and, when an engine answers, on the docker backend; then
+    `parallel-isolation validate` (each run) and `cleanup-orphans --dry-run`
+    run from the example's directory, as its README says.
+    """
+    dist = Path(".nox/example-dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", ".", "-w", str(dist), "--no-deps", "-q")
+    wheel = next(dist.glob("parallel_isolation-*.whl")).resolve()
+    venv = EXAMPLE_VENV.resolve()
+    if not (venv / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(venv))
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    session.run(*pip, "--force-reinstall", "--no-deps", str(wheel), external=True)
+    session.run(*pip, str(wheel), external=True)  # its dependencies, once
+    env = {"PYTHONPATH": "", "PYTEST_ADDOPTS": "", "VIRTUAL_ENV": str(venv)}
+    tool = str(venv / "bin" / "parallel-isolation")
+    pytest = [str(venv / "bin" / "pytest"), "-n", "8", "-p", "no:cacheprovider"]
+    session.chdir(EXAMPLE)
+    where = session.run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import parallel_isolation; print(parallel_isolation.__file__)",
+        external=True,
+        silent=True,
+        env=env,
+    )
+    if not str(where).strip().startswith(str(venv)):
+        session.error(f"the example imported parallel_isolation from {where!r}, not its venv")
+    backends = ["process"]
+    if _engine_answers() or _docker_required():
+        session.run(tool, "images", external=True, env=env)
+        backends.append("docker")
+    else:
+        session.log("no Docker engine: the example runs on the process backend only")
+    for backend in backends:
+        run_id = uuid.uuid4().hex[:8]
+        session.run(
+            *pytest, "--isolation-backend", backend, f"--testrunuid={run_id}", external=True, env=env
+        )
+        session.run(tool, "validate", "--run", run_id, external=True, env=env)
+    session.run(tool, "cleanup-orphans", "--dry-run", external=True, env=env)
+    session.run(tool, "runs", "--no-validate", external=True, env=env)
+
+
 # -- sessions ------------------------------------------------------------------------
 
 
@@ -165,6 +218,7 @@ def tests(session: nox.Session) -> None:
             session.log(
                 "no Docker engine: the docker-backend run of the integration suite is skipped"
             )
+        _example(session)
     finally:
         _cleanup(session, [])
 
@@ -219,6 +273,12 @@ def integration_legacy(session: nox.Session) -> None:
     _install(session)
     _images_if_engine(session)
     session.run("pytest", "tests/legacy", *LEAN, "-p", "no:xdist", *session.posargs)
+
+
+@nox.session(default=False)
+def example(session: nox.Session) -> None:
+    """The stranger project (examples/quickstart): built wheel, own venv, -n 8, validate."""
+    _example(session)
 
 
 @nox.session(default=False)

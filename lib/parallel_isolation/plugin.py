@@ -24,6 +24,11 @@ from parallel_isolation.session import runstate
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import OPTIONS, Option, SettingError
 
+DOCKER_MARKER_HELP = (
+    "docker: the test needs a Docker engine; it skips without one, and fails instead with "
+    "--require-docker"
+)
+
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:
     def parse(raw: str) -> Any:
@@ -65,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
     config.addinivalue_line("markers", recording.EXPECT_MARKER_HELP)
+    config.addinivalue_line("markers", DOCKER_MARKER_HELP)
     if state.role != "controller":
         recorder = recording.SessionRecorder.for_run(
             state.identity,
