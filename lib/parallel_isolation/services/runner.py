@@ -304,8 +304,7 @@ class ServiceRunner:
             )
         except (ServiceConfigError, ProcessStartError) as error:
             raise ServiceError(f"{error} ({_origin(spec)})") from None
-        self._serial += 1
-        log_path = self.context.artifacts.log_path(f"{spec.name}-{self._serial:03d}.log")
+        log_path = self._new_log(spec.name)
         service = ProcessService(spec, env, argv, log_path=log_path, full_env=full_env, cwd=cwd)
         try:
             service.start()
@@ -313,6 +312,14 @@ class ServiceRunner:
             msg = f"service {spec.name!r}: cannot start {argv[0]!r}: {error} ({_origin(spec)})"
             raise ServiceError(msg) from None
         return service
+
+    def _new_log(self, name: str) -> Path:
+        """A log file no earlier start in this worker used (a log readiness reads it whole)."""
+        while True:
+            self._serial += 1
+            path = self.context.artifacts.log_path(f"{name}-{self._serial:03d}.log")
+            if not path.exists():
+                return path
 
     def _wait_ready(
         self,

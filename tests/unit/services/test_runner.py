@@ -30,6 +30,7 @@ from parallel_isolation.services import (
     ServiceSpec,
 )
 from parallel_isolation.services.catalog import specs_from_project
+from parallel_isolation.services.runner import ProcessService
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
@@ -61,7 +62,9 @@ ECHO = textwrap.dedent(
     client.loop_forever()
     """
 )
-ECHO_NAMES = EnvNames(host="MQTT_HOST", port="MQTT_PORT", prefix="MQTT_TOPIC_PREFIX", client_id=None)
+ECHO_NAMES = EnvNames(
+    host="MQTT_HOST", port="MQTT_PORT", prefix="MQTT_TOPIC_PREFIX", client_id=None
+)
 
 
 @pytest.fixture
@@ -245,7 +248,8 @@ def test_bad_starts_are_clear_errors_and_leave_nothing_running(
             id="command-as-string",
         ),
         pytest.param(
-            lambda: ServiceSpec(name="x"), r"give a command \(argv\), a module, or an image",
+            lambda: ServiceSpec(name="x"),
+            r"give a command \(argv\), a module, or an image",
             id="nothing-to-run",
         ),
     ],
@@ -325,3 +329,27 @@ def test_pyproject_registration_reads_every_key(tmp_path: Path) -> None:
     }
     assert spec.ready == MqttReady(topic="pump/state", payload=None, timeout=45.0)
     assert spec.container_argv({}) == ["/app/pump"]
+
+
+def test_log_readiness_reads_this_start_only(context: ParallelTestContext, tmp_path: Path) -> None:
+    """Two tests of one worker start the same service: the second waits for its own line."""
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint('up', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    first = context.services.start(
+        ServiceSpec(name="slow", command=["{python}", str(slow), "0"], ready=LogReady("^up$"))
+    )
+    context.services.stop_all()
+    second_context = ParallelTestContext(context.worker, "tests/test_x.py::test_second")
+    try:
+        second = second_context.services.start(
+            ServiceSpec(name="slow", command=["{python}", str(slow), "1.5"], ready=LogReady("^up$"))
+        )
+        assert isinstance(second, ProcessService)
+        assert isinstance(first, ProcessService)
+        assert second.log_path != first.log_path
+        assert second.log_text().strip() == "up", "ready before its own line was written"
+    finally:
+        second_context.close()
