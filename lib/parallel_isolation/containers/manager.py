@@ -407,7 +407,7 @@ class DockerContainerManager:
                         f"docker network create {name} failed: the engine's address pools are "
                         f"used up ({getattr(error, 'explanation', text)}). Every worker of every "
                         "running test run uses one network; remove stale ones with "
-                        "`invoke cleanup-orphans` or give dockerd more default-address-pools"
+                        "`parallel-isolation cleanup-orphans` or give dockerd more default-address-pools"
                     )
                     raise DaemonError(msg) from error
                 raise _daemon_error(f"network create {name}", error) from error
