@@ -184,6 +184,7 @@ def parallel_test_context(
     context = ParallelTestContext(
         isolation_worker, request.node.nodeid, services=isolation_services
     )
+    _ = context.service_catalog  # a registration error fails the setup, before the test runs
     yield context
     errors = context.close()
     crash = isolation_worker.recover_broker()

@@ -285,6 +285,7 @@ class ParallelTestContext:
         self._cleanups: list[tuple[str, Cleanup]] = []
         self._services: ServiceRunner | None = None
         self._extra_services = tuple(services)
+        self._catalog: ServiceCatalog | None = None
         worker.events.emit("test_namespace", test=nodeid, namespace=self.namespace.prefix)
 
     # -- identity and names --------------------------------------------
@@ -420,11 +421,17 @@ class ParallelTestContext:
     def services(self) -> ServiceRunner:
         """Starts the system under test: containers on the docker backend, else processes."""
         if self._services is None:
-            catalog = self.worker.service_catalog.with_specs(self._extra_services)
             self._services = ServiceRunner(
-                self, catalog=catalog, launcher=self.worker.service_launcher()
+                self, catalog=self.service_catalog, launcher=self.worker.service_launcher()
             )
         return self._services
+
+    @property
+    def service_catalog(self) -> ServiceCatalog:
+        """The services this test can start by name: the project's and the fixture's."""
+        if self._catalog is None:
+            self._catalog = self.worker.service_catalog.with_specs(self._extra_services)
+        return self._catalog
 
     def popen(
         self,
