@@ -243,7 +243,8 @@ class ServiceRunner:
             if isinstance(spec.ready, MqttReady)
             else None
         )
-        watcher = self._watch(mqtt_topic) if wait and mqtt_topic else self.watcher
+        # Subscribed before the start: the ready message may come at once.
+        watcher = self._watch(mqtt_topic) if wait and mqtt_topic else None
         values = self.context.service_values(spec.name, in_container=container)
         env = {**spec.env_names.apply(values), **extra}
         port: int | None = None
@@ -327,7 +328,7 @@ class ServiceRunner:
         *,
         since: float,
         timeout: float,
-        watcher: NamespacedClient,
+        watcher: NamespacedClient | None,
         port: int | None,
     ) -> None:
         spec = running.spec
@@ -337,7 +338,7 @@ class ServiceRunner:
                 spec.ready,
                 service=running,
                 name=spec.name,
-                watcher=lambda _topic: watcher,
+                watcher=lambda topic: watcher or self._watch(topic),
                 since=since,
                 address=address,
                 port=port,
@@ -384,7 +385,7 @@ class ServiceRunner:
             if isinstance(spec.ready, MqttReady)
             else None
         )
-        client = watcher or (self._watch(topic) if topic else self.watcher)
+        client = watcher or (self._watch(topic) if topic else None)
         port = spec.ready.port if isinstance(spec.ready, PortReady) else None
         if isinstance(spec.ready, PortReady) and spec.ready.env is not None:
             port = int(running.env[spec.ready.env])
