@@ -211,7 +211,7 @@ def explain_artifacts_root(root: Path, start: Path | None = None) -> str:
     except ProjectError as error:
         return f"the project could not be read ({error}); {how}"
     if found.resolve() != root.resolve():
-        return f"the directory given; {how}"
+        return f"it is the directory given on the command line; {how}"
     if os.environ.get("ISOLATION_ARTIFACTS_DIR"):
         source = "from ISOLATION_ARTIFACTS_DIR"
     elif project.ini.get("isolation_artifacts"):
