@@ -234,17 +234,19 @@ def reap_orphans(root: Path, count: int = 50) -> dict[str, Any]:
 
 
 def images_check() -> dict[str, Any]:
+    from parallel_isolation import images as im
     from parallel_isolation.containers.engine import engine_problem
-    from parallel_isolation.images import core as im
+    from parallel_isolation.project import find_project
 
     problem = engine_problem()
     if problem:
         return {"images_skipped": f"no Docker engine: {problem}"}
-    stale = [s.ref for s in im.images_status()[1:] if not s.up_to_date]
-    if stale:
-        return {"images_skipped": f"not up to date: {', '.join(stale)}"}
+    project = find_project(ROOT)
+    report = im.images_status(project=project)
+    if not report.up_to_date:
+        return {"images_skipped": f"not up to date: {[s.ref for s in report.stale]}"}
     started = time.perf_counter()
-    results = im.build_images()
+    results = im.build_images(project=project)
     elapsed = time.perf_counter() - started
     if any(r.action != "up-to-date" for r in results):
         raise BenchError("build_images rebuilt an image that images_status called current")

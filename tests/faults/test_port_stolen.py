@@ -97,9 +97,7 @@ def test_a_port_stolen_after_the_probe_is_retried_elsewhere(
             identity=worker.identity,
             allocator=worker.allocator,
             workdir=worker.artifacts.logs_dir,
-            backend=worker.broker_backend(base="mqtt-broker-stolen")
-            if worker.backend_name == "docker"
-            else worker.backend_name,
+            backend=worker.broker_backend(),
             events=thief,
             name="mqtt-broker",
         )

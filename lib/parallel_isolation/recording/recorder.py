@@ -45,7 +45,7 @@ __all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "SessionRecorder"]
 EXPECT_MARKER = "isolation_expect"
 EXPECT_MARKER_HELP = (
     f"{EXPECT_MARKER}(*codes, reason=''): this test deliberately causes these validate "
-    "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
+    "findings (e.g. 'crosstalk', 'leak.thread'); parallel-isolation validate reports them as info"
 )
 _MAX_EXCERPT = 1500
 _MAX_ERROR_EVENTS = 5  # per step: a step failing for every test says so five times
