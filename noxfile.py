@@ -241,7 +241,9 @@ class _Load:
 
     def __init__(self, session: nox.Session) -> None:
         self.python = str(Path(session.bin) / "python")
-        self.out = REPORTS / "under-load"
+        # Absolute: a step of the tests session changes the working directory.
+        self.root = Path(__file__).resolve().parent
+        self.out = self.root / REPORTS / "under-load"
         self.busy: list[subprocess.Popen[bytes]] = []
         self.runs: list[dict[str, object]] = []
         self.loads: list[float] = []
@@ -291,6 +293,7 @@ class _Load:
                         f"--junitxml={self.out / f'background-{run_id}.xml'}",
                     ],
                     env=env,
+                    cwd=self.root,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -314,6 +317,8 @@ class _Load:
                 capture_output=True,
                 timeout=900,
                 check=False,
+                cwd=self.root,
+                env=env,
             )
             self.runs.append(
                 {
