@@ -21,7 +21,8 @@ from parallel_isolation.artifacts import EventLog, read_events
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
-from parallel_isolation.session.context import ParallelTestContext, WorkerContext
+from parallel_isolation.mqtt.client import connect_client, disconnect_quietly
+from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -97,21 +98,28 @@ def test_a_port_stolen_after_the_probe_is_retried_elsewhere(
             identity=worker.identity,
             allocator=worker.allocator,
             workdir=worker.artifacts.logs_dir,
-            backend=worker.broker_backend(),
+            backend=worker.docker_broker_backend(base="mqtt-broker-stolen")
+            if worker.backend_name == "docker"
+            else worker.backend_name,
             events=thief,
             name="mqtt-broker",
         )
         with broker:
             assert thief.stolen is not None, "the port was never reserved"
             assert broker.port != thief.stolen
-            context = ParallelTestContext(worker, "tests/x.py::test_after_theft")
+            assert broker.port is not None
+            client = connect_client(
+                broker.host,
+                broker.port,
+                client_id=worker.client_id("after-theft"),
+                namespace=worker.namespace.child("theft"),
+            )
             try:
-                client = context.mqtt_client()
                 client.subscribe("after/theft", qos=1)
                 client.publish("after/theft", b"1", qos=1)
                 assert client.wait_for("after/theft", timeout=30).payload == b"1"
             finally:
-                assert context.close() == []
+                disconnect_quietly([client])
         assert thief.listener is not None
         assert thief.listener.poll() is None, "the foreign listener was touched"
         events = read_events(thief.path)
