@@ -49,7 +49,9 @@ def test_validate_catches_the_real_faults(
     crosstalk = findings(result, "crosstalk")
     topics = {f["message"].split("'")[1] for f in crosstalk}
     assert "fire/detection" in topics
-    assert any(t.startswith("system/fire_consensus/") for t in topics), "the service had no prefix"
+    assert any(t.startswith("system/fire_consensus/") for t in topics), (
+        f"the service had no prefix, yet its topics were not cross-talk: {result.output}"
+    )
     bare = [f for f in crosstalk if "'fire/detection'" in f["message"]]
     assert all(
         "test_unsafe_suite.py::test_bare_topics" in f"{f['test']} {f['also']}" for f in bare
