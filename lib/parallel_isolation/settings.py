@@ -16,9 +16,18 @@ from typing import Any
 
 from parallel_isolation.host.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
 
-__all__ = ["OPTIONS", "Option", "SettingError", "Settings", "parse_bool"]
+__all__ = [
+    "FAIL_ON_CHOICES",
+    "OPTIONS",
+    "Option",
+    "SettingError",
+    "Settings",
+    "parse_bool",
+    "parse_fail_on",
+]
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
+FAIL_ON_CHOICES = ("never", "error", "warning")
 
 
 class SettingError(ValueError):
@@ -39,6 +48,14 @@ def parse_backend(raw: str) -> str:
     value = raw.strip().lower()
     if value not in BACKEND_CHOICES:
         msg = f"expected one of {', '.join(BACKEND_CHOICES)}, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
+def parse_fail_on(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in FAIL_ON_CHOICES:
+        msg = f"expected one of {', '.join(FAIL_ON_CHOICES)}, got {raw!r}"
         raise ValueError(msg)
     return value
 
@@ -166,6 +183,16 @@ OPTIONS: tuple[Option, ...] = (
         "the longest tests start first and each worker queues one test ahead. Empty: "
         "xdist's own order. Relative to the rootdir.",
     ),
+    Option(
+        "fail_on",
+        "--isolation-fail-on",
+        "ISOLATION_FAIL_ON",
+        "isolation_fail_on",
+        "error",
+        parse_fail_on,
+        "Which isolation findings of the run's end-of-run verdict fail the session: never, "
+        "error (cross-talk, leaks, leftovers: the results cannot be trusted) or warning.",
+    ),
 )
 
 
@@ -182,6 +209,7 @@ class Settings:
     publish_host: str = "127.0.0.1"
     fork_workers: bool = False
     durations_file: str = ""
+    fail_on: str = "error"
 
     @classmethod
     def resolve(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parallel_isolation.console import natural_key, natural_sorted
 from parallel_isolation.identity import Owner
 from parallel_isolation.mqtt.spy import CROSSTALK_FILE
 from parallel_isolation.recording.snapshots import SNAPSHOTS_FILE
@@ -19,10 +20,12 @@ __all__ = [
     "CLEANUP_FILE",
     "Record",
     "RunData",
+    "RunInfo",
     "TestSpan",
     "ValidationError",
     "WorkerData",
     "default_artifacts_root",
+    "list_runs",
     "load_run",
     "resolve_run_dir",
 ]
@@ -48,27 +51,87 @@ def default_artifacts_root(cwd: Path | None = None) -> Path:
     return base / ".isolation" / "runs"
 
 
+def _run_dirs(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
     if not root.is_dir():
-        msg = f"no artifacts directory at {root} (run the tests with the plugin first, or pass --artifacts)"
+        msg = (
+            f"no artifacts directory at {root}: no run was recorded there "
+            "(run the tests with the plugin first, or pass --artifacts)"
+        )
         raise ValidationError(msg)
     if run == "latest":
         marker = root / "latest"
         if not marker.exists():
-            msg = f"{marker} does not exist: no finished run recorded under {root}; pass --run ID"
+            msg = f"no finished run recorded under {root} ({marker} is missing); pass --run ID"
             raise ValidationError(msg)
         run = marker.read_text().strip()
     direct = root / run
     if direct.is_dir():
         return direct
-    matches = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(run))
+    matches = natural_sorted(p.name for p in _run_dirs(root) if p.name.startswith(run))
     if len(matches) == 1:
-        return matches[0]
-    known = ", ".join(p.name for p in sorted(root.iterdir()) if p.is_dir()) or "none"
-    what = "is ambiguous" if matches else "was not found"
-    msg = f"run {run!r} {what} under {root} (runs: {known})"
+        return root / matches[0]
+    if matches:
+        msg = f"run {run!r} is ambiguous under {root}: it matches {', '.join(matches)}"
+        raise ValidationError(msg)
+    count = len(_run_dirs(root))
+    msg = f"run {run!r} was not found under {root} ({count} runs there; `runs` lists them)"
     raise ValidationError(msg)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One recorded run, as the ``runs`` listing shows it."""
+
+    run_id: str
+    path: Path
+    started: float | None
+    duration_s: float | None
+    workers: int
+    exitstatus: int | None
+    recorded: bool
+    """``run.json`` exists (the controller finished)."""
+    latest: bool
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """The runs under ``root``, newest first (by start, else by directory time)."""
+    if not root.is_dir():
+        msg = f"no artifacts directory at {root}: no run was recorded there (pass --artifacts)"
+        raise ValidationError(msg)
+    marker = root / "latest"
+    latest = marker.read_text().strip() if marker.is_file() else ""
+    runs = []
+    for path in _run_dirs(root):
+        record: dict[str, Any] = {}
+        try:
+            loaded = json.loads((path / "run.json").read_text())
+            record = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            record = {}
+        started = record.get("started")
+        finished = record.get("finished")
+        begin = float(started) if isinstance(started, int | float) else None
+        end = float(finished) if isinstance(finished, int | float) else None
+        exitstatus = record.get("exitstatus")
+        runs.append(
+            RunInfo(
+                run_id=path.name,
+                path=path,
+                started=begin if begin is not None else path.stat().st_mtime,
+                duration_s=None if begin is None or end is None else round(end - begin, 3),
+                workers=sum(1 for w in path.iterdir() if w.is_dir()),
+                exitstatus=exitstatus if isinstance(exitstatus, int) else None,
+                recorded=bool(record),
+                latest=path.name == latest,
+            )
+        )
+    runs.sort(key=lambda info: info.started or 0.0, reverse=True)
+    return runs
 
 
 @dataclass(frozen=True)
@@ -121,6 +184,10 @@ class TestSpan:
     outcome: str = "unknown"
     overhead_ms: float | None = None
     leaks: int = 0
+    failure: str = ""
+    file: str | None = None
+    line: int | None = None
+    """Where the test's ``test_finished`` event is (relative to the run directory)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +311,7 @@ class WorkerData:
                 self.owner = _owner_of(event.data)
             elif kind == "test_started":
                 span = TestSpan(self.worker_id, str(event.get("test")), event.ts)
+                span.file, span.line = event.file, event.line
                 open_spans[span.test] = span
                 spans.append(span)
             elif kind == "test_finished":
@@ -259,6 +327,8 @@ class WorkerData:
                 overhead = event.get("overhead_ms")
                 found.overhead_ms = float(overhead) if isinstance(overhead, int | float) else None
                 found.leaks = int(event.get("leaks", 0) or 0)
+                found.failure = str(event.get("failure") or "")
+                found.file, found.line = event.file, event.line
             elif kind in {"broker_paused", "broker_crashed"} and down_since is None:
                 down_since = event.ts
             elif kind in {"broker_restarted", "broker_started"} and down_since is not None:
@@ -320,7 +390,10 @@ class RunData:
                 yield worker, event
 
     def spans(self) -> list[TestSpan]:
-        return sorted((s for w in self.workers.values() for s in w.spans), key=lambda s: s.start)
+        return sorted(
+            (s for w in self.workers.values() for s in w.spans),
+            key=lambda s: (s.start, natural_key(s.worker)),
+        )
 
     def reaped(self) -> list[Record]:
         return [r for r in self.cleanup if r.get("action") == "removed"]
@@ -341,7 +414,7 @@ def load_run(run_dir: Path) -> RunData:
             raise ValidationError(msg) from None
         record = loaded if isinstance(loaded, dict) else None
     workers: dict[str, WorkerData] = {}
-    for path in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+    for path in natural_sorted((p for p in run_dir.iterdir() if p.is_dir()), key=lambda p: p.name):
         worker = WorkerData(path.name, path)
         worker.events = list(iter_jsonl(path / EVENTS_FILE, run_dir))
         worker.snapshots = list(iter_jsonl(path / SNAPSHOTS_FILE, run_dir))

@@ -330,7 +330,7 @@ def test_fail_on_threshold(
     ("setup", "message"),
     [
         ("missing-root", "no artifacts directory"),
-        ("no-latest", "does not exist"),
+        ("no-latest", "no finished run recorded"),
         ("unknown-run", "was not found"),
         ("empty-run", "holds no worker artifacts"),
     ],
