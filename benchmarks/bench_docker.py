@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from parallel_isolation.containers.engine import engine_problem
-from parallel_isolation.containers.manager import API_SLOTS_ENV
+from parallel_isolation.containers.slots import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
@@ -58,9 +58,8 @@ def _broker_times(runs: int, root: Path) -> tuple[float, list[float]]:
                 identity=worker.identity,
                 allocator=worker.allocator,
                 workdir=worker.artifacts.logs_dir,
-                backend="docker",
+                backend=worker.broker_backend(),
                 events=worker.events,
-                backend_options=worker.backend_options(),
             )
             started = time.perf_counter()
             broker.start()

@@ -9,22 +9,47 @@ workers (``workerinput``), so every worker of a run agrees.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation.host.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
-
 __all__ = [
+    "DEFAULT_ARTIFACTS",
+    "DEFAULT_BASE",
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_BROKER_IMAGE",
+    "DEFAULT_FAIL_ON",
+    "DEFAULT_PUBLISH_HOST",
     "FAIL_ON_CHOICES",
     "OPTIONS",
+    "STATE_DIR_ENV",
     "Option",
     "SettingError",
     "Settings",
+    "default_state_dir",
     "parse_bool",
     "parse_fail_on",
 ]
+
+# Every default lives here; the modules that use them import them from here.
+DEFAULT_BASE = 20000
+DEFAULT_BLOCK_SIZE = 100
+DEFAULT_ARTIFACTS = ".isolation/runs"
+DEFAULT_PUBLISH_HOST = "127.0.0.1"
+DEFAULT_BROKER_IMAGE = "parallel-isolation/mosquitto:latest"
+DEFAULT_FAIL_ON = "error"
+STATE_DIR_ENV = "ISOLATION_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """Host-wide shared state: ``$ISOLATION_STATE_DIR`` or ``<tmp>/parallel-isolation``."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / "parallel-isolation"
+
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
 FAIL_ON_CHOICES = ("never", "error", "warning")
@@ -127,14 +152,14 @@ OPTIONS: tuple[Option, ...] = (
         "--isolation-artifacts",
         "ISOLATION_ARTIFACTS_DIR",
         "isolation_artifacts",
-        ".isolation/runs",
+        DEFAULT_ARTIFACTS,
         _text,
         "Directory of per-run artifacts (logs, events, snapshots); relative to the rootdir.",
     ),
     Option(
         "state_dir",
         "--isolation-state-dir",
-        "ISOLATION_STATE_DIR",
+        STATE_DIR_ENV,
         "isolation_state_dir",
         "",
         _text,
@@ -155,7 +180,7 @@ OPTIONS: tuple[Option, ...] = (
         "--isolation-publish-host",
         "ISOLATION_PUBLISH_HOST",
         "isolation_publish_host",
-        "127.0.0.1",
+        DEFAULT_PUBLISH_HOST,
         _text,
         "Address container ports are published on and clients connect to; set it to the "
         "engine host's address when DOCKER_HOST points at a remote engine.",
@@ -188,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
         "--isolation-fail-on",
         "ISOLATION_FAIL_ON",
         "isolation_fail_on",
-        "error",
+        DEFAULT_FAIL_ON,
         parse_fail_on,
         "Which isolation findings of the run's end-of-run verdict fail the session: never, "
         "error (cross-talk, leaks, leftovers: the results cannot be trusted) or warning.",
@@ -203,13 +228,13 @@ class Settings:
     backend: str = "auto"
     port_base: int = DEFAULT_BASE
     block_size: int = DEFAULT_BLOCK_SIZE
-    artifacts: str = ".isolation/runs"
+    artifacts: str = DEFAULT_ARTIFACTS
     state_dir: str = ""
     require_docker: bool = False
-    publish_host: str = "127.0.0.1"
+    publish_host: str = DEFAULT_PUBLISH_HOST
     fork_workers: bool = False
     durations_file: str = ""
-    fail_on: str = "error"
+    fail_on: str = DEFAULT_FAIL_ON
 
     @classmethod
     def resolve(

@@ -113,10 +113,12 @@ def test_html_is_self_contained_escaped_and_linked(dirty_run: RunBuilder, scan_e
     for worker in ("gw0", "gw2", "gw10"):
         assert f">{worker}</text>" in page
     assert page.index(">gw2</text>") < page.index(">gw10</text>"), "natural worker order"
-    assert "tests: failed (3)" in page and "isolation: findings" in page
+    assert "tests: failed (3)" in page
+    assert "isolation: findings" in page
     assert "href='gw0/crosstalk.jsonl'" in page, "findings link to the file beside the report"
     assert "href='gw0/logs/camera_detector-001.log'" in page, "failed tests link to their logs"
-    assert "Slowest tests" in page and "run duration" in page
+    assert "Slowest tests" in page
+    assert "run duration" in page
     assert "target ≤ 5 ms" in page
 
 
@@ -138,7 +140,8 @@ def test_text_report_is_literal_grouped_and_unwrapped(
     assert "fire/<b>trigger</b> [red]x[/red]" in text, "user data stays literal"
     assert "boom :100:" in text, "no emoji codes replaced"
     crosstalk = [line for line in text.splitlines() if "crosstalk" in line and "ERROR" in line]
-    assert len(crosstalk) == 1 and "x3" in crosstalk[0], "three findings, one group"
+    assert len(crosstalk) == 1, "three findings, one group"
+    assert "x3" in crosstalk[0]
     places = [line.strip() for line in text.splitlines() if "crosstalk.jsonl:" in line]
     assert [p.split()[0] for p in places] == ["gw0", "gw2", "gw10"], "natural worker order"
     assert all(p.endswith("crosstalk.jsonl:1") for p in places), "file:line never cut"
