@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from invoke import Context, Exit, task
-from rich.console import Console
-
-console = Console(stderr=True)
 
 
 @task(help={"skip_install": "only start the engine, do not apt-get install anything"})
@@ -28,24 +25,31 @@ def images(
     c: Context, force: bool = False, source: str = "", status: bool = False, verbose: bool = False
 ) -> None:
     """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
-    from parallel_isolation.images import core as lib
-    from parallel_isolation.images.progress import image_progress, image_status_table
+    import sys
 
+    from parallel_isolation.console import EXIT_COULD_NOT, Out
+    from parallel_isolation.images import core as lib
+    from parallel_isolation.images.progress import image_progress, print_image_status
+
+    progress = Out(sys.stderr)
     try:
         if status:
             rows = lib.images_status(source=source or None)
-            console.print(image_status_table(rows))
+            print_image_status(rows, Out(sys.stdout))
             if any(not row.up_to_date for row in rows):
                 raise Exit("some images are missing or stale: run `invoke images`", code=1)
             return
         results = lib.build_images(
-            force=force, source=source or None, progress=image_progress(console, verbose)
+            force=force, source=source or None, progress=image_progress(progress, verbose)
         )
     except (lib.ImagesError, lib.EngineUnavailableError) as error:
-        raise Exit(str(error), code=1) from None
+        raise Exit(str(error), code=EXIT_COULD_NOT) from None
     built = [r for r in results if r.action != "up-to-date"]
-    console.print(
-        f"[green]images ready[/green] ({len(built)} built, {len(results) - len(built)} current)"
+    progress.segments(
+        [
+            ("images ready", "green"),
+            (f" ({len(built)} built, {len(results) - len(built)} current)", None),
+        ]
     )
 
 

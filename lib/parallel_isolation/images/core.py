@@ -1566,8 +1566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{item.ref:48} {size}  {item.source or '-':8}  {item.reason}")
         return 0 if all(s.up_to_date for s in statuses[1:]) else 1
     except (ImagesError, EngineUnavailableError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"images: error: {exc}", file=sys.stderr)
+        return 2  # could not (1 is "some image is missing or stale")
 
 
 if __name__ == "__main__":

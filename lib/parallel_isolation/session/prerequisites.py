@@ -114,11 +114,11 @@ def check(settings: Settings, *, workers: int, probes: Prerequisites = DEFAULT_P
         engine = probes.engine()
         if engine:
             why = (
-                "the docker backend needs a Docker engine"
+                "the docker backend cannot run"
                 if settings.backend == "docker"
                 else "Docker is required (--require-docker)"
             )
-            problems.append(f"{why}, but {engine}")
+            problems.append(f"{why}: {engine}")
         elif settings.backend == "docker":
             images = probes.images()
             if images:

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from parallel_isolation.console import Out, natural_sorted
 
 __all__ = ["MergedVerdict", "ShardReport", "main", "merge_reports"]
 
@@ -95,20 +94,24 @@ def merge_reports(paths: list[Path]) -> MergedVerdict:
     return MergedVerdict(shards=shards, exit_code=exit_code, problems=problems)
 
 
-def _table(merged: MergedVerdict) -> Table:
-    table = Table(title=f"shards: {merged.verdict} (exit {merged.exit_code})")
-    for column in ("report", "run", "verdict", *_SEVERITIES):
-        table.add_column(column)
-    for shard in merged.shards:
-        table.add_row(
+def _print(merged: MergedVerdict, out: Out, errors: Out) -> None:
+    """One line per shard (natural order of report names), the totals, then the verdict."""
+    rows = [
+        [
             shard.path.name,
             shard.run_id,
             shard.verdict,
-            *(str(shard.counts.get(severity, 0)) for severity in _SEVERITIES),
-        )
+            *(shard.counts.get(severity, 0) for severity in _SEVERITIES),
+        ]
+        for shard in natural_sorted(merged.shards, key=lambda s: s.path.name)
+    ]
     totals = merged.counts()
-    table.add_row("all", "", merged.verdict, *(str(totals[s]) for s in _SEVERITIES))
-    return table
+    rows.append(["all", "", merged.verdict, *(totals[s] for s in _SEVERITIES)])
+    out.table(["report", "run", "verdict", *_SEVERITIES], rows, right=[3, 4, 5])
+    style = {0: "bold green", 1: "bold red"}.get(merged.exit_code, "bold magenta")
+    out.line(f"shards: {merged.verdict} (exit {merged.exit_code})", style)
+    for problem in merged.problems:
+        errors.line(f"validate-merge: problem: {problem}", "bold magenta")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     else:
-        console = Console()
-        console.print(_table(merged))
-        for problem in merged.problems:
-            console.print(f"[red]problem:[/red] {problem}")
+        _print(merged, Out(sys.stdout), Out(sys.stderr))
     return merged.exit_code
 
 

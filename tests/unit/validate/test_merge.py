@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from parallel_isolation.validate.merge import main as merge_main
 from parallel_isolation.validate.merge import merge_reports
 
 
@@ -64,6 +65,25 @@ def test_unreadable_report_means_could_not_validate(tmp_path: Path, content: str
 
 def test_no_reports_is_an_error() -> None:
     assert merge_reports([]).exit_code == 2
+
+
+def test_cli_prints_plain_lines_in_natural_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [
+        _report(tmp_path, f"validate-shard{n}.json", f"run{n:05d}", 0, {"info": n})
+        for n in (10, 2)
+    ]
+    bad = tmp_path / "validate-shard3.json"
+    bad.write_text("[red]not json[/red]")
+    assert merge_main([str(p) for p in (*paths, bad)]) == 2
+    out, err = capsys.readouterr()
+    names = [line.split()[0] for line in out.splitlines()[1:-2]]
+    assert names == ["validate-shard2.json", "validate-shard10.json"]
+    assert out.splitlines()[-1] == "shards: could not validate (exit 2)"
+    assert "\x1b[" not in out
+    assert "validate-merge: problem:" in err
+    assert str(bad) in err
 
 
 INNER = """
