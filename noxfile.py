@@ -207,11 +207,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict) over the library and the services."""
+    """ruff, mypy (strict) and the import-layer check over the library and the services."""
     _install(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "lib", "services")
     session.run("mypy")
+    # The layers of docs/architecture.md, and no import cycle.
+    session.run("pytest", "tests/unit/core/test_layers.py", "-q", "-p", "no:xdist", *LEAN)
 
 
 @nox.session
