@@ -126,7 +126,14 @@ class XdistHooks:
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         state = node.config.stash[runstate.STATE_KEY]
-        runstate.node_down(state, str(node.gateway.id), crashed=error is not None)
+        output = getattr(node, "workeroutput", None) or {}
+        recorded = output.get(recording.RECORDED_KEY)
+        runstate.node_down(
+            state,
+            str(node.gateway.id),
+            crashed=error is not None,
+            recorded=recorded if isinstance(recorded, bool) else None,
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:

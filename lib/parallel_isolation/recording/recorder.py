@@ -35,7 +35,7 @@ from parallel_isolation.identity import Identity
 from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, LeakTracker
 from parallel_isolation.recording.snapshots import Snapshot, take_snapshot
 
-__all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "SessionRecorder"]
+__all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "RECORDED_KEY", "SessionRecorder"]
 
 EXPECT_MARKER = "isolation_expect"
 EXPECT_MARKER_HELP = (
@@ -43,6 +43,8 @@ EXPECT_MARKER_HELP = (
     "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
 )
 _MAX_EXCERPT = 1500
+RECORDED_KEY = "parallel_isolation_recorded"
+"""Key of the worker's ``workeroutput``: did the recorder write the worker's directory?"""
 
 
 def _excerpt(report: pytest.TestReport) -> str:
@@ -124,6 +126,11 @@ class SessionRecorder:
         # that what the end snapshot shows is really still referenced.
         gc.collect()
         self.snapshot("session_end", full=True)
+        # An xdist worker tells the controller whether it left a directory
+        # (validate then knows a missing one is evidence lost, not "unused").
+        output = getattr(session.config, "workeroutput", None)
+        if isinstance(output, dict):
+            output[RECORDED_KEY] = self.writer.wrote
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(

@@ -61,8 +61,8 @@ class RunState:
     closing_errors: list[str] = field(default_factory=list)
     zygote: Any = None  # the controller's zygote.Zygote, with --isolation-fork-workers
     zygote_problem: str | None = None
-    nodes: dict[str, str] = field(default_factory=dict)
-    """Controller: xdist worker id -> "running", "finished" or "crashed"."""
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Controller: xdist worker id -> ``{"status": running|finished|crashed, "recorded": bool}``."""
     verdict: Any = None  # the run's validate.verdict.RunVerdict, once judged
     verdict_seconds: float = 0.0
 
@@ -236,17 +236,22 @@ def finish(state: RunState, exitstatus: int) -> None:
             "settings": state.settings.as_dict(),
             "argv": sys.argv,
             "cwd": os.getcwd(),
-            "workers": dict(state.nodes) if state.role == "controller" else {MASTER: "finished"},
+            "workers": (
+                dict(state.nodes)
+                if state.role == "controller"
+                else {MASTER: {"status": "finished", "recorded": True}}
+            ),
         }
     )
 
 
 def node_up(state: RunState, worker_id: str) -> None:
-    state.nodes[worker_id] = "running"
+    state.nodes[worker_id] = {"status": "running", "recorded": None}
 
 
-def node_down(state: RunState, worker_id: str, crashed: bool) -> None:
-    state.nodes[worker_id] = "crashed" if crashed else "finished"
+def node_down(state: RunState, worker_id: str, *, crashed: bool, recorded: bool | None) -> None:
+    """An xdist worker ended; ``recorded``: its recorder wrote its directory (None: unknown)."""
+    state.nodes[worker_id] = {"status": "crashed" if crashed else "finished", "recorded": recorded}
 
 
 def judge(state: RunState) -> Any:

@@ -10,6 +10,7 @@ from parallel_isolation.console import natural_sorted
 from parallel_isolation.validate.base import ScanEnv, Scanner
 from parallel_isolation.validate.docker_scan import scan_docker
 from parallel_isolation.validate.events import scan_crosstalk, scan_events
+from parallel_isolation.validate.evidence import scan_evidence
 from parallel_isolation.validate.logs import scan_logs
 from parallel_isolation.validate.model import Finding, Report, Severity
 from parallel_isolation.validate.outcomes import summarize_tests
@@ -24,6 +25,7 @@ from parallel_isolation.validate.rundata import (
 __all__ = ["SCANNERS", "validate_dir", "validate_run"]
 
 SCANNERS: dict[str, Scanner] = {
+    "evidence": scan_evidence,
     "events": scan_events,
     "logs": scan_logs,
     "crosstalk": scan_crosstalk,

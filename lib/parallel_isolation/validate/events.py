@@ -189,7 +189,7 @@ def scan_events(run: RunData, env: ScanEnv) -> ScanResult:
             f"the run is still in progress (workers {', '.join(sorted(in_progress))} are alive); "
             "validate it after it finished"
         )
-    if run.record is None and not in_progress:
+    if not run.recorded and not in_progress:
         result.findings.append(
             Finding(
                 Severity.WARNING,

@@ -661,8 +661,12 @@ def render_html(report: Report, *, base: Path | None = None) -> str:
     tests = report.tests
     record = report.sections.get("run", {}).get("record") or {}
     axis = _axis(report)
-    problems = "".join(
-        f"<p class='problem'>could not validate: {_e(p)}</p>" for p in report.problems
+    problems = (
+        "<div class='problem'>Not validated (exit 2):<ul>"
+        + "".join(f"<li>{_e(p)}</li>" for p in report.problems)
+        + "</ul></div>"
+        if report.problems
+        else ""
     )
     notes = "".join(f"<li>{_e(n)}</li>" for n in report.notes)
     started = record.get("started") if isinstance(record.get("started"), int | float) else None

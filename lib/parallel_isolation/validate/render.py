@@ -220,8 +220,10 @@ def _workers(report: Report) -> list[Line]:
 
 def _notes(report: Report) -> list[Line]:
     lines: list[Line] = []
+    if report.problems:
+        lines.append([("Not validated (exit 2):", "bold magenta")])
     for problem in report.problems:
-        lines.append([("could not validate: ", "bold magenta"), (problem, None)])
+        lines.append([("  - ", "bold magenta"), (problem, None)])
     overhead = report.sections.get("events", {}).get("overhead_ms") or {}
     if overhead.get("median") is not None:
         lines.append(

@@ -134,7 +134,7 @@ def summary_lines(verdict: RunVerdict, *, elapsed_s: float | None = None) -> lis
         ),
     ]
     for problem in report.problems:
-        lines.append((f"could not read: {problem}", {"purple": True}))
+        lines.append((f"  {problem}", {"purple": True}))
     groups = group_findings(f for f in report.sorted_findings() if f.severity > Severity.INFO)
     for group in groups[:TOP_GROUPS]:
         first = group.example

@@ -71,8 +71,7 @@ def test_cli_prints_plain_lines_in_natural_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = [
-        _report(tmp_path, f"validate-shard{n}.json", f"run{n:05d}", 0, {"info": n})
-        for n in (10, 2)
+        _report(tmp_path, f"validate-shard{n}.json", f"run{n:05d}", 0, {"info": n}) for n in (10, 2)
     ]
     bad = tmp_path / "validate-shard3.json"
     bad.write_text("[red]not json[/red]")

@@ -101,7 +101,9 @@ def test_exit_status_alone_makes_the_tests_verdict_failed(
     assert "pytest exited with status 2" in render_html(report)
 
 
-def test_html_is_self_contained_escaped_and_linked(dirty_run: RunBuilder, scan_env: ScanEnv) -> None:
+def test_html_is_self_contained_escaped_and_linked(
+    dirty_run: RunBuilder, scan_env: ScanEnv
+) -> None:
     page = render_html(validate_dir(dirty_run.path, env=scan_env))
     assert page.startswith("<!DOCTYPE html>")
     assert "<script" not in page, "no scripts, and test names are escaped"
@@ -256,8 +258,8 @@ def test_runs_lists_newest_first(
     latest = next(line for line in lines if line.startswith("cccc0003"))
     assert latest.rstrip().endswith("latest")
     assert "60.0 s" in latest
-    assert next(line for line in lines if line.startswith("dddd0004")).rstrip().endswith(
-        "unfinished"
+    assert (
+        next(line for line in lines if line.startswith("dddd0004")).rstrip().endswith("unfinished")
     )
     assert runs_main(["--artifacts", str(run_builder.root / "nope")]) == EXIT_UNVALIDATED
     assert "no artifacts directory" in capsys.readouterr().err
