@@ -288,6 +288,13 @@ def bench_core(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
+@nox.session(name="bench-recorder", default=False)
+def bench_recorder(session: nox.Session) -> None:
+    """The recorder's per-test cost, quiet and under process churn (target: median <= 5 ms)."""
+    _install(session)
+    session.run("python", "benchmarks/bench_recorder.py", *session.posargs)
+
+
 @nox.session(name="bench-docker", default=False)
 def bench_docker(session: nox.Session) -> None:
     """Docker backend figures: broker container start-to-ready, one stack, 12 stacks at once."""

@@ -32,7 +32,7 @@ import pytest
 from parallel_isolation.artifacts import EVENTS_FILE, SNAPSHOTS_FILE, DeferredWriter, RunArtifacts
 from parallel_isolation.host.procfs import ChildTracker
 from parallel_isolation.identity import Identity
-from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, LeakTracker
+from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, LeakMark, LeakTracker
 from parallel_isolation.recording.snapshots import Snapshot, take_snapshot
 
 __all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "RECORDED_KEY", "SessionRecorder"]
@@ -104,8 +104,15 @@ class SessionRecorder:
         }
         self.writer.write(EVENTS_FILE, record)
 
-    def snapshot(self, phase: str, test: str | None = None, *, full: bool = False) -> Snapshot:
-        snap = take_snapshot(phase, test=test, children=self.children, full=full)
+    def snapshot(
+        self,
+        phase: str,
+        test: str | None = None,
+        *,
+        full: bool = False,
+        look: LeakMark | None = None,
+    ) -> Snapshot:
+        snap = take_snapshot(phase, test=test, children=self.children, full=full, look=look)
         record = {"worker": self.identity.worker_id, **snap.as_record()}
         if full:
             record["run"] = self.identity.run_id
@@ -151,7 +158,7 @@ class SessionRecorder:
         started = time.perf_counter()
         nodeid = item.nodeid
         mark = self.leaks.begin()
-        self.snapshot("before", nodeid)
+        self.snapshot("before", nodeid, look=mark)
         expect = item.get_closest_marker(EXPECT_MARKER)
         fenced = expect is not None and "crosstalk" in expect.args
         if fenced:
@@ -173,7 +180,7 @@ class SessionRecorder:
             if not leaks:  # waiting out a leaking thread's grace is the test's cost
                 overhead += time.perf_counter() - checked
             resumed = time.perf_counter()
-            self.snapshot("after", nodeid)
+            self.snapshot("after", nodeid, look=self.leaks.after)
             for leak in leaks:
                 self.emit("leak", test=nodeid, what=leak.what, name=leak.name, **leak.detail)
             fields: dict[str, Any] = {
