@@ -236,9 +236,10 @@ class ChildTracker:
 
     Pids are allocated in increasing order (modulo ``pid_max``), so a process
     created since the last look has a pid between the last allocated pid seen
-    then and the one the kernel reports now (``/proc/loadavg``).  One read of
-    the ``/proc`` directory lists the processes alive now; only those in that
-    range are examined (their ``stat``).  The whole host allocates pids, and a
+    then and the one the kernel reports now (``/proc/loadavg``).  When this
+    process has no child at all, there is nothing to look for.  Otherwise one
+    read of the ``/proc`` directory lists the processes alive now; only those
+    in that range are examined (their ``stat``).  The whole host allocates pids, and a
     Docker run allocates hundreds per test (runtimes, shims, the containers'
     processes) that are gone a moment later: examining every pid of the range,
     as this class once did, cost a failed ``open`` each, tens of milliseconds
@@ -275,6 +276,8 @@ class ChildTracker:
             return
         if now == previous:
             return  # no process was created anywhere since the last look
+        if not self._may_have_new_descendants():
+            return
         present = pids()
         if now > previous:
             new = sorted(pid for pid in present if previous < pid <= now)
@@ -283,6 +286,23 @@ class ChildTracker:
             new += sorted(pid for pid in present if pid <= now)
         for pid in new:  # parents before their children (lower pids first)
             self._consider(pid)
+
+    def _may_have_new_descendants(self) -> bool:
+        """False when this process has no child at all (so no descendant either).
+
+        One ``waitid`` without reaping (``WNOWAIT``) answers ECHILD when there
+        is no child, alive or exited: a Docker-backend worker, whose broker
+        and services are containers, then skips the look at ``/proc``.
+        """
+        if self.known or self.pid != os.getpid():
+            return True
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        except OSError:
+            return True
+        return True
 
     def _consider(self, pid: int) -> None:
         self.examined += 1

@@ -181,23 +181,32 @@ def test_listening_socket_leak() -> None:
         listener.close()
 
 
-def test_processes_gone_before_the_next_look_are_never_examined() -> None:
+@pytest.mark.parametrize("with_child", [False, True], ids=["no-child", "a-child"])
+def test_processes_gone_before_the_next_look_are_never_examined(
+    children: list[subprocess.Popen[bytes]], with_child: bool
+) -> None:
     """The per-test cost does not grow with the pids the host allocated meanwhile.
 
     A Docker run starts and ends hundreds of processes per test (runtimes,
     shims, health checks).  The tracker reads the ``stat`` of the processes
-    started since its last look that still exist, not of every pid allocated.
-    (The time it takes is a benchmark figure: ``nox -s bench-recorder``.)
+    started since its last look that still exist, not of every pid allocated;
+    with no child at all it looks at nothing.  (The time it takes is a
+    benchmark figure: ``nox -s bench-recorder``.)
     """
+    child = spawn(children) if with_child else None
     tracker = ChildTracker()
     tracker.alive()
     examined = tracker.examined
     for _ in range(200):
         subprocess.run(["/bin/true"], check=True)
-    assert tracker.alive() == {}
-    # Other processes of the host that started meanwhile and still run are
-    # examined; the 200 that came and went are not.
-    assert tracker.examined - examined < 100, tracker.examined - examined
+    assert set(tracker.alive()) == ({child.pid} if child else set())
+    looked_at = tracker.examined - examined
+    if child is None:
+        assert looked_at == 0, "no child, no descendant: nothing to examine"
+    else:
+        # Other processes of the host that started meanwhile and still run are
+        # examined; the 200 that came and went are not.
+        assert looked_at < 100, looked_at
 
 
 def test_child_tracker_finds_a_grandchild_started_between_looks(
