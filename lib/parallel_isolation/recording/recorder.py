@@ -156,6 +156,7 @@ class SessionRecorder:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, Any, Any]:
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         nodeid = item.nodeid
         mark = self.leaks.begin()
         self.snapshot("before", nodeid, look=mark)
@@ -169,6 +170,7 @@ class SessionRecorder:
             self.emit("test_started", test=nodeid, expect=[str(code) for code in expect.args])
         began = time.time()
         overhead = time.perf_counter() - started
+        cpu = time.thread_time() - cpu_started
         try:
             return (yield)
         finally:
@@ -176,10 +178,13 @@ class SessionRecorder:
                 self._fence()
             ended = time.time()
             checked = time.perf_counter()
+            cpu_checked = time.thread_time()
             leaks = self.leaks.end(mark)
             if not leaks:  # waiting out a leaking thread's grace is the test's cost
                 overhead += time.perf_counter() - checked
+            cpu += time.thread_time() - cpu_checked
             resumed = time.perf_counter()
+            cpu_resumed = time.thread_time()
             self.snapshot("after", nodeid, look=self.leaks.after)
             for leak in leaks:
                 self.emit("leak", test=nodeid, what=leak.what, name=leak.name, **leak.detail)
@@ -193,7 +198,12 @@ class SessionRecorder:
             if failure:
                 fields["failure"] = failure
             overhead += time.perf_counter() - resumed
+            cpu += time.thread_time() - cpu_resumed
+            # Wall time is what the test waits; CPU time is what the work
+            # costs (on a loaded host the wall time also holds the waits for
+            # a CPU).
             fields["overhead_ms"] = round(overhead * 1000, 3)
+            fields["overhead_cpu_ms"] = round(cpu * 1000, 3)
             self.emit("test_finished", **fields)
 
     @pytest.hookimpl(tryfirst=True)

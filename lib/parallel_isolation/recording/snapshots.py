@@ -39,6 +39,9 @@ class Snapshot:
     listening: tuple[int, ...] | None = None
     thread_names: tuple[str, ...] | None = None
     cost_ms: float = 0.0
+    load: tuple[float, float, float] | None = None
+    """The host's load average (1, 5, 15 min) at session start and end."""
+    cpus: int | None = None
 
     def as_record(self) -> dict[str, Any]:
         record = asdict(self)
@@ -47,6 +50,10 @@ class Snapshot:
             record["listening"] = list(self.listening)
         if self.thread_names is not None:
             record["thread_names"] = list(self.thread_names)
+        if self.load is None:
+            del record["load"], record["cpus"]
+        else:
+            record["load"] = [round(value, 2) for value in self.load]
         return record
 
 
@@ -71,9 +78,11 @@ def take_snapshot(
     py_threads = look.threads
     listening: tuple[int, ...] | None = None
     names: tuple[str, ...] | None = None
+    load: tuple[float, float, float] | None = None
     if full:
         listening = tuple(procfs.listening_ports([pid, *look.children]))
         names = tuple(sorted(thread.name for thread in py_threads))
+        load = os.getloadavg()
     return Snapshot(
         ts=round(time.time(), 4),
         phase=phase,
@@ -88,4 +97,6 @@ def take_snapshot(
         listening=listening,
         thread_names=names,
         cost_ms=round((time.perf_counter() - started) * 1000, 3),
+        load=load,
+        cpus=os.cpu_count() if full else None,
     )

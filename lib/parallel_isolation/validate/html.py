@@ -1,7 +1,7 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no scripts, nothing fetched).
 
 What it shows, top to bottom: both verdicts (tests, isolation) as pills and
-cards (run duration, snapshot overhead against its target); the failed tests
+cards (run duration, the recorder's overhead against its target, the host load); the failed tests
 with their failure text and links to their logs; a per-worker timeline of the
 tests (coloured by outcome, findings marked in a strip under each lane);
 resource charts (RSS, threads, file descriptors, child processes per worker,
@@ -620,6 +620,9 @@ def _cards(report: Report) -> str:
     crosstalk = report.sections.get("crosstalk", {})
     docker = report.sections.get("docker", {})
     median = overhead.get("median")
+    cpu = (events.get("overhead_cpu_ms") or {}).get("median")
+    cpu_text = "" if cpu is None else f"; CPU {cpu:.1f} ms"
+    host = events.get("host") or {}
     cards: list[tuple[object, str, bool]] = [
         (_duration(tests.duration_s), "run duration", False),
         (len(report.sections.get("run", {}).get("workers", [])), "workers", False),
@@ -640,10 +643,18 @@ def _cards(report: Report) -> str:
         ),
         (
             "-" if median is None else f"{median:.1f} ms",
-            f"snapshot overhead / test, median (target ≤ {OVERHEAD_TARGET_MS:g} ms)",
+            f"recorder overhead / test, median{cpu_text} (target ≤ {OVERHEAD_TARGET_MS:g} ms)",
             median is not None and median > OVERHEAD_TARGET_MS,
         ),
     ]
+    if host.get("load_end") is not None:
+        cards.append(
+            (
+                f"{host['load_end']:.1f}",
+                f"host load at the end, on {host.get('cpus') or '?'} CPUs",
+                False,
+            )
+        )
     return "".join(
         f"<div class='card{' bad' if bad else ''}'><b>{_e(value)}</b><span>{_e(label)}</span></div>"
         for value, label, bad in cards

@@ -25,6 +25,7 @@ __all__ = [
     "OVERHEAD_TARGET_MS",
     "SEVERITY_STYLE",
     "VERDICT_STYLE",
+    "overhead_text",
     "print_report",
     "render_json",
     "render_text",
@@ -218,28 +219,36 @@ def _workers(report: Report) -> list[Line]:
     return lines
 
 
+def overhead_text(report: Report) -> str:
+    """The recorder's per-test overhead with its target and the host's load, or ''."""
+    events = report.sections.get("events", {})
+    wall = events.get("overhead_ms") or {}
+    if wall.get("median") is None:
+        return ""
+    cpu = events.get("overhead_cpu_ms") or {}
+    host = events.get("host") or {}
+    text = (
+        f"recorder overhead per test: median {wall['median']:.2f} ms, p95 {wall['p95']:.2f} ms "
+        f"over {wall['n']} tests"
+    )
+    if cpu.get("median") is not None:
+        text += f" (CPU: median {cpu['median']:.2f} ms)"
+    text += f"; target: median ≤ {OVERHEAD_TARGET_MS:g} ms"
+    if host.get("load_end") is not None:
+        text += f"; host load {host['load_end']:.1f} on {host.get('cpus') or '?'} CPUs at the end"
+    return text
+
+
 def _notes(report: Report) -> list[Line]:
     lines: list[Line] = []
     if report.problems:
         lines.append([("Not validated (exit 2):", "bold magenta")])
     for problem in report.problems:
         lines.append([("  - ", "bold magenta"), (problem, None)])
-    overhead = report.sections.get("events", {}).get("overhead_ms") or {}
-    if overhead.get("median") is not None:
-        lines.append(
-            [
-                ("note: ", "dim"),
-                (
-                    f"snapshot overhead per test: median {overhead['median']:.2f} ms, "
-                    f"p95 {overhead['p95']:.2f} ms over {overhead['n']} tests "
-                    f"(target: median ≤ {OVERHEAD_TARGET_MS:g} ms)",
-                    "dim",
-                ),
-            ]
-        )
+    overhead = overhead_text(report)
+    if overhead:
+        lines.append([("note: ", "dim"), (overhead, "dim")])
     for note in report.notes:
-        if note.startswith("snapshot overhead per test"):
-            continue
         lines.append([("note: ", "dim"), (note, "dim")])
     return [[], *lines] if lines else []
 
