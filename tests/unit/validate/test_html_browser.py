@@ -1,7 +1,7 @@
 """The HTML report in a real browser: headless Chromium renders it without console errors.
 
-Skips only when no Chromium is installed (CI installs Debian's ``chromium``
-through ``ci/install-system-deps.sh``).
+Skips only when no Chromium is installed (``ci/install-system-deps.sh`` installs
+Debian's ``chromium``, or uses the Chrome a CI runner already has).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from parallel_isolation.validate import ScanEnv, render_html, validate_dir
 
 from .conftest import RunBuilder
 
-BROWSER = next(
-    (found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None
-)
+# The names ci/install-system-deps.sh installs or accepts (Debian's package first).
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BROWSER = next((found for name in BROWSERS if (found := shutil.which(name))), None)
 pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no chromium on PATH (apt-get install chromium)"
+    BROWSER is None,
+    reason=f"no headless browser on PATH ({', '.join(BROWSERS)}): apt-get install chromium",
 )
 
 # Generous: Chromium starts in about 5 s here, much slower on a loaded CI host.
