@@ -121,7 +121,8 @@ def test_a_clean_run_says_so_and_passes(pytester: pytest.Pytester, base: int) ->
         (run_dir / (run_dir / "latest").read_text().strip() / "run.json").read_text()
     )
     assert set(record["workers"]) == {"gw0", "gw1"}
-    assert set(record["workers"].values()) == {"finished"}
+    assert {w["status"] for w in record["workers"].values()} == {"finished"}
+    assert any(w["recorded"] for w in record["workers"].values())
 
 
 def test_a_bad_fail_on_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
