@@ -5,7 +5,7 @@ fix) instead of a traceback in every test:
 
 * the ``process`` backend needs mosquitto;
 * the ``docker`` backend (and ``--require-docker``) needs an engine that
-  answers, and the broker image on it;
+  answers, and the broker image and the project's declared images on it;
 * the port blocks of all workers must fit below 65536.
 
 Docker-marked tests on another backend do not need an engine: without one
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from parallel_isolation.project import Project
 from parallel_isolation.settings import Settings
 
 __all__ = ["Prerequisites", "check", "port_problem"]
@@ -30,7 +31,7 @@ class Prerequisites:
 
     mosquitto: Callable[[], str | None]
     engine: Callable[[], str | None]
-    images: Callable[[], str | None]
+    images: Callable[[Project | None], str | None]
 
 
 def _mosquitto() -> str | None:
@@ -45,34 +46,28 @@ def _engine() -> str | None:
     return engine_problem()
 
 
-def _images() -> str | None:
-    """None when the broker image (and this project's images, if it has any) are on the engine."""
-    from parallel_isolation.images import core as images
+def _images(project: Project | None) -> str | None:
+    """None when the broker image and the project's declared images are on the engine.
+
+    Only missing images stop the run here: a stale one is rebuilt before its
+    first use (the container manager's image check), as ever.
+    """
+    from parallel_isolation.containers.engine import EngineUnavailableError
+    from parallel_isolation.images import ImagesError, images_status
 
     try:
-        statuses = images.images_status()
-    except images.ImagesError:
-        statuses = []  # a project without image recipes: only the broker image matters
-    missing = [status.ref for status in statuses if not status.present]
-    if not statuses:
-        from docker.client import DockerClient
-        from docker.errors import DockerException, ImageNotFound
-
-        client = DockerClient.from_env(timeout=10)
-        try:
-            client.images.get(images.MOSQUITTO_IMAGE)
-        except ImageNotFound:
-            missing = [images.MOSQUITTO_IMAGE]
-        except DockerException:
-            return None  # the engine check speaks for the engine
-        finally:
-            client.close()
+        report = images_status(project=project)
+    except EngineUnavailableError:
+        return None  # the engine check speaks for the engine
+    except ImagesError as error:
+        return f"the docker backend's images cannot be checked: {error}"
+    missing = [status.ref for status in report.images if not status.present]
     if not missing:
         return None
     return (
         f"the docker backend needs the image(s) {', '.join(missing)}, which are not on the "
-        "engine\n  fix: build them with `invoke images` (or `nox -s images`, "
-        "`python -m parallel_isolation.images build`)"
+        "engine\n  fix: build them with `parallel-isolation images build` (or `invoke images`, "
+        "`nox -s images`)"
     )
 
 
@@ -100,7 +95,13 @@ def port_problem(settings: Settings, workers: int) -> str | None:
     )
 
 
-def check(settings: Settings, *, workers: int, probes: Prerequisites = DEFAULT_PROBES) -> list[str]:
+def check(
+    settings: Settings,
+    *,
+    workers: int,
+    project: Project | None = None,
+    probes: Prerequisites = DEFAULT_PROBES,
+) -> list[str]:
     """Every problem that would make the run fail for want of something; [] when all is there."""
     problems: list[str] = []
     ports = port_problem(settings, workers)
@@ -120,7 +121,7 @@ def check(settings: Settings, *, workers: int, probes: Prerequisites = DEFAULT_P
             )
             problems.append(f"{why}: {engine}")
         elif settings.backend == "docker":
-            images = probes.images()
+            images = probes.images(project)
             if images:
                 problems.append(images)
     return problems

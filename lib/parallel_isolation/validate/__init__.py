@@ -28,13 +28,12 @@ from parallel_isolation.validate.outcomes import summarize_tests
 from parallel_isolation.validate.patterns import PATTERNS, LogPattern, register_pattern
 from parallel_isolation.validate.render import print_report, render_json, render_text
 from parallel_isolation.validate.rundata import (
-    RunInfo,
     ValidationError,
     default_artifacts_root,
-    list_runs,
     load_run,
     resolve_run_dir,
 )
+from parallel_isolation.validate.runs import RunSummary, list_runs
 
 __all__ = [
     "EXIT_CLEAN",
@@ -47,7 +46,7 @@ __all__ = [
     "FindingGroup",
     "LogPattern",
     "Report",
-    "RunInfo",
+    "RunSummary",
     "ScanEnv",
     "ScanResult",
     "Scanner",
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def runs_main(argv: list[str] | None = None) -> int:
-    """The ``runs`` listing (see :func:`parallel_isolation.validate.cli.runs_main`)."""
-    from parallel_isolation.validate.cli import runs_main as cli_runs_main
+    """The ``runs`` listing (see :mod:`parallel_isolation.validate.runs`)."""
+    from parallel_isolation.validate.runs import main as runs_cli_main
 
-    return cli_runs_main(argv)
+    return runs_cli_main(argv)

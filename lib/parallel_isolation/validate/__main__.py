@@ -1,13 +1,10 @@
-"""``python -m parallel_isolation.validate [runs] ...``."""
+"""``python -m parallel_isolation.validate``."""
 
 from __future__ import annotations
 
 import sys
 
-from parallel_isolation.validate.cli import PROG, main, runs_main
+from parallel_isolation.validate.cli import main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["runs"]:
-        sys.exit(runs_main(args[1:], prog=f"{PROG} runs"))
-    sys.exit(main(args))
+    sys.exit(main())

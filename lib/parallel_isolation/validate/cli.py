@@ -1,38 +1,30 @@
-"""``python -m parallel_isolation.validate``: the command behind ``invoke validate``.
+"""``parallel-isolation validate`` (``python -m parallel_isolation.validate``, ``invoke validate``).
 
-Two argparse entry points, each ``main(argv) -> exit code``:
-
-* :func:`main` validates one run (``validate``);
-* :func:`runs_main` lists the recorded runs (``runs``).
-
-Output follows :mod:`parallel_isolation.console`: the report (or the path
-of the HTML report) on stdout, diagnostics on stderr, exit 0 clean,
-1 findings, 2 could not validate.
+:func:`main` (``main(argv) -> exit code``) validates one run; the recorded
+runs are listed by :mod:`parallel_isolation.validate.runs`.  Output follows
+:mod:`parallel_isolation.console`: the report (or the path of the HTML
+report) on stdout, diagnostics on stderr, exit 0 clean, 1 findings, 2 could
+not validate.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from parallel_isolation.console import EXIT_CLEAN, EXIT_COULD_NOT, Out, error_text
+from parallel_isolation.console import EXIT_COULD_NOT, Out, error_text
 from parallel_isolation.validate.base import ScanEnv
 from parallel_isolation.validate.core import validate_run
 from parallel_isolation.validate.html import render_html
 from parallel_isolation.validate.model import Report, Severity
 from parallel_isolation.validate.render import print_report, render_json
-from parallel_isolation.validate.rundata import (
-    ValidationError,
-    default_artifacts_root,
-    list_runs,
-)
+from parallel_isolation.validate.rundata import default_artifacts_root
 
-__all__ = ["build_parser", "build_runs_parser", "main", "runs_main"]
+__all__ = ["build_parser", "main"]
 
-PROG = "python -m parallel_isolation.validate"
+PROG = "parallel-isolation validate"
 DESCRIPTION = (
     "Validate a finished run: its tests' outcomes, and its isolation (logs, events, cross-talk, "
     "snapshots, the Docker objects and processes carrying its labels). "
@@ -52,7 +44,8 @@ def _artifacts_option(parser: argparse.ArgumentParser) -> None:
         "--artifacts",
         type=Path,
         default=None,
-        help="artifacts root [$ISOLATION_ARTIFACTS_DIR or ./.isolation/runs]",
+        help="artifacts root [found like the plugin: isolation_artifacts of the pytest "
+        "rootdir's ini file, $ISOLATION_ARTIFACTS_DIR, default <rootdir>/.isolation/runs]",
     )
 
 
@@ -180,59 +173,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
 
 def _print(report: Report, out: Out, args: argparse.Namespace) -> None:
     print_report(report, out, min_severity=args.min_severity, details=args.details)
-
-
-# -- runs ---------------------------------------------------------------------------
-
-
-def build_runs_parser(prog: str = f"{PROG} runs") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="List the runs recorded under the artifacts root, newest first.",
-    )
-    _artifacts_option(parser)
-    parser.add_argument(
-        "--limit", type=int, default=20, help="show at most this many runs (0: all) [20]"
-    )
-    parser.add_argument("--prefix", default="", help="only runs whose id starts with this prefix")
-    return parser
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def runs_main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
-    """``runs``: one line per recorded run (id, start, duration, workers, pytest exit, latest)."""
-    args = _parse(build_runs_parser(prog or f"{PROG} runs"), argv)
-    if isinstance(args, int):
-        return args
-    root = args.artifacts or default_artifacts_root()
-    try:
-        runs = list_runs(root)
-    except ValidationError as error:
-        Out(sys.stderr).line(f"runs: error: {error}", "bold magenta")
-        return EXIT_COULD_NOT
-    runs = [run for run in runs if run.run_id.startswith(args.prefix)]
-    shown = runs if args.limit <= 0 else runs[: args.limit]
-    out = Out(sys.stdout)
-    out.table(
-        ["run", "started", "took", "workers", "pytest exit", ""],
-        [
-            [
-                run.run_id,
-                _when(run.started),
-                "-" if run.duration_s is None else f"{run.duration_s:.1f} s",
-                run.workers,
-                "-" if run.exitstatus is None else run.exitstatus,
-                "latest" if run.latest else ("unfinished" if not run.recorded else ""),
-            ]
-            for run in shown
-        ],
-        right=[3, 4],
-    )
-    if len(shown) < len(runs):
-        Out(sys.stderr).line(f"runs: {len(runs) - len(shown)} older runs not shown (--limit 0)")
-    return EXIT_CLEAN

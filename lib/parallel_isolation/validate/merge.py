@@ -139,9 +139,9 @@ def _print(merged: MergedVerdict, out: Out, errors: Out) -> None:
         errors.line(f"validate-merge: problem: {problem}", "bold magenta")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "parallel-isolation merge") -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "reports", nargs="*", type=Path, help="validate-<run>.json files, one per shard"

@@ -20,19 +20,17 @@ from parallel_isolation.artifacts import (
 )
 from parallel_isolation.console import natural_key, natural_sorted
 from parallel_isolation.identity import Owner
-from parallel_isolation.settings import Settings
+from parallel_isolation.project import artifacts_root, explain_artifacts_root
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
     "EvidenceIssue",
     "Record",
     "RunData",
-    "RunInfo",
     "TestSpan",
     "ValidationError",
     "WorkerData",
     "default_artifacts_root",
-    "list_runs",
     "load_run",
     "resolve_run_dir",
 ]
@@ -47,8 +45,8 @@ class ValidationError(RuntimeError):
 
 
 def default_artifacts_root(cwd: Path | None = None) -> Path:
-    """The artifacts root the settings give (environment, else the default) under ``cwd``."""
-    return Settings.resolve(cli={}, rootdir=cwd or Path.cwd()).artifacts_root
+    """The plugin's artifacts root for the project ``cwd`` is in (pytest rootdir + ini/env)."""
+    return artifacts_root(cwd)
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -59,8 +57,8 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
     if not root.is_dir():
         msg = (
-            f"no artifacts directory at {root}: no run was recorded there "
-            "(run the tests with the plugin first, or pass --artifacts)"
+            f"no artifacts directory at {root}: run the tests with the plugin first; "
+            f"{explain_artifacts_root(root)}"
         )
         raise ValidationError(msg)
     if run == "latest":
@@ -81,57 +79,6 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     count = len(_run_dirs(root))
     msg = f"run {run!r} was not found under {root} ({count} runs there; `runs` lists them)"
     raise ValidationError(msg)
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One recorded run, as the ``runs`` listing shows it."""
-
-    run_id: str
-    path: Path
-    started: float | None
-    duration_s: float | None
-    workers: int
-    exitstatus: int | None
-    recorded: bool
-    """``run.json`` exists (the controller finished)."""
-    latest: bool
-
-
-def list_runs(root: Path) -> list[RunInfo]:
-    """The runs under ``root``, newest first (by start, else by directory time)."""
-    if not root.is_dir():
-        msg = f"no artifacts directory at {root}: no run was recorded there (pass --artifacts)"
-        raise ValidationError(msg)
-    marker = root / LATEST_FILE
-    latest = marker.read_text().strip() if marker.is_file() else ""
-    runs = []
-    for path in _run_dirs(root):
-        record: dict[str, Any] = {}
-        try:
-            loaded = json.loads((path / RUN_FILE).read_text())
-            record = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            record = {}
-        started = record.get("started")
-        finished = record.get("finished")
-        begin = float(started) if isinstance(started, int | float) else None
-        end = float(finished) if isinstance(finished, int | float) else None
-        exitstatus = record.get("exitstatus")
-        runs.append(
-            RunInfo(
-                run_id=path.name,
-                path=path,
-                started=begin if begin is not None else path.stat().st_mtime,
-                duration_s=None if begin is None or end is None else round(end - begin, 3),
-                workers=sum(1 for w in path.iterdir() if w.is_dir()),
-                exitstatus=exitstatus if isinstance(exitstatus, int) else None,
-                recorded=bool(record),
-                latest=path.name == latest,
-            )
-        )
-    runs.sort(key=lambda info: info.started or 0.0, reverse=True)
-    return runs
 
 
 @dataclass(frozen=True)

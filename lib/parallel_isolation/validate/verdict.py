@@ -102,7 +102,7 @@ def judge(
 
 def full_report_command(run_id: str, artifacts_root: Path) -> str:
     """The exact command that prints the full report of ``run_id``."""
-    command = f"python -m parallel_isolation.validate --run {run_id}"
+    command = f"parallel-isolation validate --run {run_id}"
     if artifacts_root.absolute() != default_artifacts_root().absolute():
         command += f" --artifacts {artifacts_root}"
     return command

@@ -92,7 +92,7 @@ def test_findings_are_in_pytests_summary_and_fail_the_session(
     assert "'bare/alarm'" in text
     assert "'forgotten-timer'" in text
     assert f"artifacts: {pytester.path / '.isolation' / 'runs' / run_id}" in text
-    assert f"full report: python -m parallel_isolation.validate --run {run_id}" in text
+    assert f"full report: parallel-isolation validate --run {run_id}" in text
     assert "the session fails on these findings (--isolation-fail-on error;" in text
 
 

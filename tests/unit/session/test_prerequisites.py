@@ -7,7 +7,7 @@ import pytest
 from parallel_isolation.session.prerequisites import Prerequisites, check, port_problem
 from parallel_isolation.settings import Settings
 
-ALL_THERE = Prerequisites(mosquitto=lambda: None, engine=lambda: None, images=lambda: None)
+ALL_THERE = Prerequisites(mosquitto=lambda: None, engine=lambda: None, images=lambda _: None)
 
 
 def probes(**missing: str) -> Prerequisites:
@@ -17,7 +17,7 @@ def probes(**missing: str) -> Prerequisites:
     return Prerequisites(
         mosquitto=lambda: answer("mosquitto"),
         engine=lambda: answer("engine"),
-        images=lambda: answer("images"),
+        images=lambda _project: answer("images"),
     )
 
 
@@ -39,7 +39,7 @@ def test_process_backend_without_mosquitto() -> None:
 def test_docker_backend_without_an_engine_skips_the_image_check() -> None:
     asked: list[str] = []
 
-    def images() -> str | None:
+    def images(_project: object) -> str | None:
         asked.append("images")
         return "no images"
 

@@ -239,27 +239,26 @@ def test_ambiguous_prefix_lists_only_the_matches(
     assert "ffff0000" not in err
 
 
-def test_runs_lists_newest_first(
+def test_runs_lists_newest_first_with_both_verdicts(
     run_builder: RunBuilder, dead_owner: Owner, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for index, run_id in enumerate(("aaaa0001", "bbbb0002", "cccc0003")):
         run = RunBuilder(run_builder.root, run_id=run_id, started=1_700_000_000 + index * 100)
-        for worker_id in ("gw0", "gw1"):
-            run.worker(worker_id, dead_owner).finish()
-        run.record(exitstatus=index)
-    unfinished = RunBuilder(run_builder.root, run_id="dddd0004", started=1_600_000_000)
-    unfinished.worker("gw0", dead_owner)
+        for worker_id in ("gw10", "gw2"):
+            worker = run.worker(worker_id, dead_owner)
+            worker.test(f"t.py::test_{worker_id}", outcome="failed" if index == 1 else "passed")
+            worker.finish()
+        run.record(exitstatus=1 if index == 1 else 0)
     assert runs_main(["--artifacts", str(run_builder.root)]) == EXIT_CLEAN
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["run", "started", "took"]
-    ids = [line.split()[0] for line in lines[1:]]
-    # The unfinished run has no run.json: its directory's time (now) places it first.
-    assert ids == ["dddd0004", "cccc0003", "bbbb0002", "aaaa0001"]
-    latest = next(line for line in lines if line.startswith("cccc0003"))
-    assert latest.rstrip().endswith("latest")
-    assert "60.0 s" in latest
-    assert (
-        next(line for line in lines if line.startswith("dddd0004")).rstrip().endswith("unfinished")
-    )
+    assert lines[0].split() == [
+        "run", "started", "backend", "workers", "pytest", "tests", "isolation"
+    ]  # fmt: skip
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert [line.split()[0] for line in lines[1:]] == ["cccc0003", "bbbb0002", "aaaa0001"]
+    assert rows["cccc0003"].rstrip().endswith("latest")
+    assert " passed " in rows["cccc0003"]
+    assert " failed " in rows["bbbb0002"]
+    assert "\x1b[" not in "\n".join(lines), "plain when not a terminal"
     assert runs_main(["--artifacts", str(run_builder.root / "nope")]) == EXIT_UNVALIDATED
     assert "no artifacts directory" in capsys.readouterr().err

@@ -92,9 +92,7 @@ def test_summary_lists_the_top_groups_and_the_command(
     assert any(t.startswith("  WARNING event.lock-timeout x2: ") for t in texts)
     assert f"artifacts: {run.path}" in texts
     assert any(
-        t.startswith(
-            f"full report: python -m parallel_isolation.validate --run {run.run_id} --artifacts "
-        )
+        t.startswith(f"full report: parallel-isolation validate --run {run.run_id} --artifacts ")
         for t in texts
     )
     assert texts[-1].startswith("the session fails on these findings (--isolation-fail-on error;")
@@ -106,10 +104,7 @@ def test_the_command_names_the_artifacts_root_only_when_it_is_not_the_default(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ISOLATION_ARTIFACTS_DIR", raising=False)
     default = tmp_path / ".isolation" / "runs"
-    assert (
-        full_report_command("ab12cd34", default)
-        == "python -m parallel_isolation.validate --run ab12cd34"
-    )
+    assert full_report_command("ab12cd34", default) == "parallel-isolation validate --run ab12cd34"
     assert full_report_command("ab12cd34", tmp_path / "elsewhere").endswith(
         f"--run ab12cd34 --artifacts {tmp_path / 'elsewhere'}"
     )
