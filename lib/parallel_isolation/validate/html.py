@@ -65,7 +65,7 @@ PLOT = WIDTH - LEFT - RIGHT
 LANE = 26
 BAR = 15
 CHART_HEIGHT = 120
-MARKER_GAP = 7.0  # markers closer than this (px) in one lane are drawn as one, with a count
+MARKER_GAP = 14.0  # markers closer than this (px) in one lane are drawn as one, with a count
 
 CSS = """
 :root { --fg:#1d2329; --muted:#5f6b76; --line:#e3e7eb; --bg:#f7f9fa; }
@@ -537,7 +537,8 @@ def _findings(report: Report, links: _Links) -> str:
         count = sum(group.count for group in groups)
         is_open = " open" if severity >= Severity.WARNING else ""
         blocks.append(
-            f"<details{is_open}><summary>{count} {severity.label} in {len(groups)} groups"
+            f"<details{is_open}><summary>{count} {severity.label} in {len(groups)} "
+            f"group{'s' if len(groups) != 1 else ''}"
             "</summary><div class='panel'><table><tr><th>sev</th><th>code</th><th>count</th>"
             f"<th>what, and where</th></tr>{''.join(body)}</table></div></details>"
         )

@@ -178,7 +178,7 @@ def _findings(report: Report, min_severity: Severity, details: bool) -> list[Lin
     if not report.findings:
         return [[], [("Findings: none", "bold")]]
     groups = group_findings(visible)
-    title = f"Findings ({len(visible)} in {len(groups)} groups"
+    title = f"Findings ({len(visible)} in {len(groups)} group{'s' if len(groups) != 1 else ''}"
     if hidden:
         title += f"; {hidden} below {min_severity.label} hidden"
     title += ")"
