@@ -75,10 +75,7 @@ def broker(isolation_worker, network):
 @pytest.fixture(scope="module")
 def monitor(broker, namespace, isolation_worker):
     client = connect_client(
-        broker.host,
-        broker.port,
-        client_id=isolation_worker.client_id("docker-e2e-monitor"),
-        namespace=namespace,
+        broker.host, broker.port, client_id=isolation_worker.client_id("docker-e2e-monitor"), namespace=namespace
     )
     client.subscribe("#", qos=1)
     yield client
@@ -149,9 +146,7 @@ def test_discovery_consensus_and_pump_in_containers(monitor, stack):
             monitor.publish("frigate/events", json.dumps(frigate_event(camera, box)), qos=1)
     trigger = monitor.wait_for("fire/trigger", timeout=20).json()
     assert sorted(trigger["consensus_cameras"]) == ["cam1", "cam2"]
-    monitor.wait_for(
-        "system/trigger_telemetry", lambda m: m.json()["state"] == "RUNNING", timeout=20
-    )
+    monitor.wait_for("system/trigger_telemetry", lambda m: m.json()["state"] == "RUNNING", timeout=20)
     monitor.wait_for("system/trigger_telemetry", lambda m: m.json()["state"] == "IDLE", timeout=20)
 
 

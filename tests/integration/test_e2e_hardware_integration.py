@@ -31,16 +31,7 @@ PUMP_TIMINGS = {
     "MAX_ENGINE_RUNTIME": "30",
     "HEALTH_INTERVAL": "1",
 }
-FULL_CYCLE = [
-    "PRIMING",
-    "STARTING",
-    "RUNNING",
-    "REDUCING_RPM",
-    "STOPPING",
-    "REFILLING",
-    "COOLDOWN",
-    "IDLE",
-]
+FULL_CYCLE = ["PRIMING", "STARTING", "RUNNING", "REDUCING_RPM", "STOPPING", "REFILLING", "COOLDOWN", "IDLE"]
 # The second trigger must reach the pump while it refills: the telemetry's way
 # to this test and the trigger's way back take well over 0.4 s on a loaded
 # 2-core machine (-n 24 on the docker backend), so this test refills for 1.6 s
@@ -53,9 +44,7 @@ PUMP_TIMING_OVERRIDES = {
 class Telemetry:
     """Records the pump's state changes from system/trigger_telemetry."""
 
-    def __init__(
-        self, client_id: str, *, mqtt_broker: TestMQTTBroker, topic_namespace: TopicNamespace
-    ) -> None:
+    def __init__(self, client_id: str, *, mqtt_broker: TestMQTTBroker, topic_namespace: TopicNamespace) -> None:
         self.states: list[str] = []
         self.events: list[dict] = []
         self.cond = threading.Condition()
@@ -115,18 +104,12 @@ def pump(mqtt_broker, parallel_test_context, topic_namespace, request):
 
 @pytest.fixture
 def telemetry(pump, mqtt_broker, parallel_test_context, topic_namespace):
-    recorder = Telemetry(
-        parallel_test_context.client_id("e2e-hw-telemetry"),
-        mqtt_broker=mqtt_broker,
-        topic_namespace=topic_namespace,
-    )
+    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-telemetry"), mqtt_broker=mqtt_broker, topic_namespace=topic_namespace)
     yield recorder
     recorder.close()
 
 
-def test_trigger_runs_full_pump_cycle(
-    pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_trigger_runs_full_pump_cycle(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
     client = publisher(parallel_test_context.client_id("e2e-hw-publisher"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("RUNNING")
@@ -137,18 +120,14 @@ def test_trigger_runs_full_pump_cycle(
     client.disconnect()
 
 
-def test_emergency_stop_while_running(
-    pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_emergency_stop_while_running(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
     client = publisher(parallel_test_context.client_id("e2e-hw-emergency"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("RUNNING")
     client.publish(topic_namespace.topic("fire/emergency"), json.dumps({"command": "stop"}), qos=1)
     assert telemetry.wait_for_state("STOPPING")
     assert "REDUCING_RPM" not in telemetry.states
-    assert telemetry.wait_for_event(
-        lambda e: e["event"] == "state_change" and not e["pins"]["MAIN_VALVE"]
-    )
+    assert telemetry.wait_for_event(lambda e: e["event"] == "state_change" and not e["pins"]["MAIN_VALVE"])
     assert not pump.gpio.read("MAIN_VALVE")
     client.disconnect()
 
@@ -166,18 +145,10 @@ def test_max_runtime_stops_the_engine(mqtt_broker, parallel_test_context, topic_
     service = GpioTrigger(GpioTriggerConfig.from_env(env))
     service.start()
     assert service.wait_ready(10), "the pump controller did not connect"
-    recorder = Telemetry(
-        parallel_test_context.client_id("e2e-hw-maxruntime"),
-        mqtt_broker=mqtt_broker,
-        topic_namespace=topic_namespace,
-    )
-    client = publisher(
-        parallel_test_context.client_id("e2e-hw-maxruntime-pub"), mqtt_broker=mqtt_broker
-    )
+    recorder = Telemetry(parallel_test_context.client_id("e2e-hw-maxruntime"), mqtt_broker=mqtt_broker, topic_namespace=topic_namespace)
+    client = publisher(parallel_test_context.client_id("e2e-hw-maxruntime-pub"), mqtt_broker=mqtt_broker)
     try:
-        client.publish(
-            topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1
-        )
+        client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
         assert recorder.wait_for_state("RUNNING")
         assert recorder.wait_for_state("REDUCING_RPM", timeout=10)
         reasons = [e["reason"] for e in recorder.events if e.get("state") == "REDUCING_RPM"]
@@ -188,9 +159,7 @@ def test_max_runtime_stops_the_engine(mqtt_broker, parallel_test_context, topic_
         service.stop()
 
 
-def test_trigger_during_refill_is_refused(
-    pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_trigger_during_refill_is_refused(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
     client = publisher(parallel_test_context.client_id("e2e-hw-refill"), mqtt_broker=mqtt_broker)
     client.publish(topic_namespace.topic("fire/trigger"), json.dumps({"action": "trigger"}), qos=1)
     assert telemetry.wait_for_state("REFILLING", timeout=15)
@@ -201,9 +170,7 @@ def test_trigger_during_refill_is_refused(
     client.disconnect()
 
 
-def test_consensus_in_process_drives_the_pump(
-    pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_consensus_in_process_drives_the_pump(pump, telemetry, mqtt_broker, parallel_test_context, topic_namespace):
     env = {
         "MQTT_BROKER": mqtt_broker.host,
         "MQTT_PORT": str(mqtt_broker.port),
@@ -219,18 +186,10 @@ def test_consensus_in_process_drives_the_pump(
     client = publisher(parallel_test_context.client_id("e2e-hw-cameras"), mqtt_broker=mqtt_broker)
     try:
         for camera in ("cam1", "cam2"):
-            client.publish(
-                topic_namespace.topic("system/camera_telemetry"),
-                json.dumps(telemetry_payload(camera)),
-                qos=1,
-            )
+            client.publish(topic_namespace.topic("system/camera_telemetry"), json.dumps(telemetry_payload(camera)), qos=1)
         for box in growing_boxes(8, start_area=0.01, growth=1.2):
             for camera in ("cam1", "cam2"):
-                client.publish(
-                    topic_namespace.topic("frigate/events"),
-                    json.dumps(frigate_event(camera, box)),
-                    qos=1,
-                )
+                client.publish(topic_namespace.topic("frigate/events"), json.dumps(frigate_event(camera, box)), qos=1)
         assert telemetry.wait_for_state("RUNNING")
         assert consensus.engine.trigger_count == 1
     finally:

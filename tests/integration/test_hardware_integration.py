@@ -121,16 +121,11 @@ def test_same_device_users_take_turns(exclusive_resource):
 
 
 @pytest.mark.hardware
-def test_gpio_state_is_published(
-    mqtt_broker, parallel_test_context, topic_namespace, exclusive_resource
-):
+def test_gpio_state_is_published(mqtt_broker, parallel_test_context, topic_namespace, exclusive_resource):
     received = []
     done = threading.Event()
     subscribed = threading.Event()
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=parallel_test_context.client_id("hardware-gpio-monitor"),
-    )
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=parallel_test_context.client_id("hardware-gpio-monitor"))
     client.on_message = lambda c, u, m: (received.append(json.loads(m.payload)), done.set())
     client.on_subscribe = lambda *_: subscribed.set()
     client.connect(mqtt_broker.host, mqtt_broker.port)
@@ -139,26 +134,20 @@ def test_gpio_state_is_published(
     assert subscribed.wait(5)
     with exclusive_resource("gpio"), SimulatedDevice(GPIO_DEVICE, "gpio") as gpio:
         gpio.operate(1)
-        client.publish(
-            topic_namespace.topic("gpio/status"), json.dumps({"pins": {"MAIN_VALVE": True}}), qos=1
-        )
+        client.publish(topic_namespace.topic("gpio/status"), json.dumps({"pins": {"MAIN_VALVE": True}}), qos=1)
     assert done.wait(5)
     assert received[0]["pins"]["MAIN_VALVE"] is True
     client.disconnect()
     client.loop_stop()
 
 
-@pytest.mark.skipif(
-    not real_device_present("gpio"), reason="no GPIO hardware (/dev/gpiomem missing)"
-)
+@pytest.mark.skipif(not real_device_present("gpio"), reason="no GPIO hardware (/dev/gpiomem missing)")
 def test_real_gpio_bank_opens(exclusive_resource):
     with exclusive_resource("gpio"):
         assert Path("/dev/gpiomem").stat().st_size >= 0
 
 
-@pytest.mark.skipif(
-    not real_device_present("coral"), reason="no Coral accelerator (/dev/apex_0 missing)"
-)
+@pytest.mark.skipif(not real_device_present("coral"), reason="no Coral accelerator (/dev/apex_0 missing)")
 def test_real_accelerator_opens(exclusive_resource):
     with exclusive_resource("coral"):
         assert Path("/dev/apex_0").exists()

@@ -62,13 +62,7 @@ class MessageLog:
         with self.cond:
             return [p for t, p in self.messages if mqtt.topic_matches_sub(topic_filter, t)]
 
-    def wait_for(
-        self,
-        topic_filter: str,
-        predicate=lambda payload: True,
-        timeout: float = 15.0,
-        skip: int = 0,
-    ) -> bytes:
+    def wait_for(self, topic_filter: str, predicate=lambda payload: True, timeout: float = 15.0, skip: int = 0) -> bytes:
         def found():
             return next((p for p in self.matching(topic_filter)[skip:] if predicate(p)), None)
 
@@ -105,43 +99,25 @@ def stack(parallel_test_context):
 def bus(stack, mqtt_broker, parallel_test_context, topic_namespace):
     log = MessageLog(
         parallel_test_context.client_id("e2e-test-monitor"),
-        [
-            topic_namespace.filter("system/+/health"),
-            topic_namespace.filter("system/+/lwt"),
-            topic_namespace.filter("camera/#"),
-            topic_namespace.filter("frigate/config/cameras"),
-            topic_namespace.filter("fire/trigger"),
-            topic_namespace.filter("system/trigger_telemetry"),
-        ],
+        [topic_namespace.filter("system/+/health"), topic_namespace.filter("system/+/lwt"), topic_namespace.filter("camera/#"), topic_namespace.filter("frigate/config/cameras"), topic_namespace.filter("fire/trigger"), topic_namespace.filter("system/trigger_telemetry")],
         mqtt_broker=mqtt_broker,
     )
     yield log
     log.close()
 
 
-def announce_cameras(
-    bus: MessageLog, cameras: list[str], *, topic_namespace: TopicNamespace
-) -> None:
+def announce_cameras(bus: MessageLog, cameras: list[str], *, topic_namespace: TopicNamespace) -> None:
     for index, camera in enumerate(cameras, start=1):
         bus.publish(topic_namespace.topic(f"camera/announce/{camera}"), announcement(camera, index))
     for camera in cameras:
         bus.wait_for(topic_namespace.filter(f"camera/discovery/{camera}"))
 
 
-def grow_fire(
-    bus: MessageLog,
-    cameras: list[str],
-    object_suffix: str = "1",
-    *,
-    topic_namespace: TopicNamespace,
-) -> int:
+def grow_fire(bus: MessageLog, cameras: list[str], object_suffix: str = "1", *, topic_namespace: TopicNamespace) -> int:
     sent = 0
     for box in growing_boxes(8, start_area=0.01, growth=1.2):
         for camera in cameras:
-            bus.publish(
-                topic_namespace.topic("frigate/events"),
-                frigate_event(camera, box, object_id=f"{camera}-fire-{object_suffix}"),
-            )
+            bus.publish(topic_namespace.topic("frigate/events"), frigate_event(camera, box, object_id=f"{camera}-fire-{object_suffix}"))
             sent += 1
     return sent
 
@@ -151,23 +127,15 @@ def test_services_start_in_order_and_report_health(bus, topic_namespace):
         health = json.loads(bus.wait_for(topic_namespace.filter(f"system/{service}/health")))
         assert health["service"] == service
         assert health["mqtt_connected"] is True
-    assert (
-        json.loads(bus.wait_for(topic_namespace.filter("system/gpio_trigger/health")))["state"]
-        == "IDLE"
-    )
+    assert json.loads(bus.wait_for(topic_namespace.filter("system/gpio_trigger/health")))["state"] == "IDLE"
 
 
 def test_camera_announcement_reaches_discovery_and_frigate_config(bus, topic_namespace):
     announce_cameras(bus, ["cam1", "cam2"], topic_namespace=topic_namespace)
     discovery = json.loads(bus.wait_for(topic_namespace.filter("camera/discovery/cam1")))
     assert discovery["camera"]["id"] == "cam1"
-    config = bus.wait_for(
-        topic_namespace.filter("frigate/config/cameras"),
-        lambda p: {"cam1", "cam2"} <= set(json.loads(p)["cameras"]),
-    )
-    assert json.loads(config)["cameras"]["cam2"]["ffmpeg"]["inputs"][0]["path"].startswith(
-        "rtsp://"
-    )
+    config = bus.wait_for(topic_namespace.filter("frigate/config/cameras"), lambda p: {"cam1", "cam2"} <= set(json.loads(p)["cameras"]))
+    assert json.loads(config)["cameras"]["cam2"]["ffmpeg"]["inputs"][0]["path"].startswith("rtsp://")
 
 
 def test_two_growing_cameras_trigger_the_pump_until_fire_is_out(bus, topic_namespace):
@@ -191,50 +159,28 @@ def test_cooldown_blocks_a_second_trigger(bus, topic_namespace):
     first = grow_fire(bus, ["cam1", "cam2"], object_suffix="1", topic_namespace=topic_namespace)
     bus.wait_for(topic_namespace.filter("fire/trigger"))
     second = grow_fire(bus, ["cam1", "cam2"], object_suffix="2", topic_namespace=topic_namespace)
-    health = json.loads(
-        bus.wait_for(
-            topic_namespace.filter("system/fire_consensus/health"),
-            processed_at_least(first + second),
-        )
-    )
+    health = json.loads(bus.wait_for(topic_namespace.filter("system/fire_consensus/health"), processed_at_least(first + second)))
     assert health["in_cooldown"] is True
     assert len(bus.matching(topic_namespace.filter("fire/trigger"))) == 1
 
 
-def test_broker_restart_every_service_reconnects(
-    bus, mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_broker_restart_every_service_reconnects(bus, mqtt_broker, parallel_test_context, topic_namespace):
     for service in SERVICES:
         bus.wait_for(topic_namespace.filter(f"system/{service}/health"))
     mqtt_broker.restart()  # same port; the fresh broker holds no retained messages
-    watcher = MessageLog(
-        parallel_test_context.client_id("e2e-test-after-restart"),
-        [topic_namespace.filter("system/+/health")],
-        mqtt_broker=mqtt_broker,
-    )
+    watcher = MessageLog(parallel_test_context.client_id("e2e-test-after-restart"), [topic_namespace.filter("system/+/health")], mqtt_broker=mqtt_broker)
     try:
         for service in SERVICES:
-            health = json.loads(
-                watcher.wait_for(topic_namespace.filter(f"system/{service}/health"))
-            )
+            health = json.loads(watcher.wait_for(topic_namespace.filter(f"system/{service}/health")))
             assert health["mqtt_connected"] is True
     finally:
         watcher.close()
 
 
-def test_killed_service_goes_offline_and_comes_back(
-    stack, bus, topic_namespace, parallel_test_context
-):
+def test_killed_service_goes_offline_and_comes_back(stack, bus, topic_namespace, parallel_test_context):
     bus.wait_for(topic_namespace.filter("system/fire_consensus/lwt"), lambda p: p == b"online")
     stack["fire_consensus"].kill()
-    bus.wait_for(
-        topic_namespace.filter("system/fire_consensus/lwt"), lambda p: p == b"offline", timeout=60
-    )
+    bus.wait_for(topic_namespace.filter("system/fire_consensus/lwt"), lambda p: p == b"offline", timeout=60)
     seen = len(bus.matching(topic_namespace.filter("system/fire_consensus/lwt")))
     parallel_test_context.services.restart(stack["fire_consensus"])
-    assert (
-        bus.wait_for(
-            topic_namespace.filter("system/fire_consensus/lwt"), lambda p: p == b"online", skip=seen
-        )
-        == b"online"
-    )
+    assert bus.wait_for(topic_namespace.filter("system/fire_consensus/lwt"), lambda p: p == b"online", skip=seen) == b"online"

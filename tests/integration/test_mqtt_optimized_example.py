@@ -33,9 +33,7 @@ class Inbox:
             return self.cond.wait_for(lambda: len(self.messages) >= count, timeout)
 
 
-def connect(
-    client_id: str, inbox: Inbox | None = None, *, mqtt_broker: TestMQTTBroker
-) -> mqtt.Client:
+def connect(client_id: str, inbox: Inbox | None = None, *, mqtt_broker: TestMQTTBroker) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     if inbox is not None:
         client.on_message = inbox
@@ -59,9 +57,7 @@ def close(*clients: mqtt.Client) -> None:
 
 def test_publish_subscribe_round_trip(mqtt_broker, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(
-        parallel_test_context.client_id("optimized-subscriber"), inbox, mqtt_broker=mqtt_broker
-    )
+    sub = connect(parallel_test_context.client_id("optimized-subscriber"), inbox, mqtt_broker=mqtt_broker)
     pub = connect(parallel_test_context.client_id("optimized-publisher"), mqtt_broker=mqtt_broker)
     try:
         subscribe(sub, topic_namespace.filter("test/roundtrip"), qos=1)
@@ -76,12 +72,8 @@ def test_publish_subscribe_round_trip(mqtt_broker, parallel_test_context, topic_
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_qos_levels(mqtt_broker, qos, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(
-        parallel_test_context.client_id("optimized-qos-subscriber"), inbox, mqtt_broker=mqtt_broker
-    )
-    pub = connect(
-        parallel_test_context.client_id("optimized-qos-publisher"), mqtt_broker=mqtt_broker
-    )
+    sub = connect(parallel_test_context.client_id("optimized-qos-subscriber"), inbox, mqtt_broker=mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-qos-publisher"), mqtt_broker=mqtt_broker)
     try:
         subscribe(sub, topic_namespace.filter("test/qos"), qos=qos)
         for index in range(10):
@@ -96,12 +88,8 @@ def test_qos_levels(mqtt_broker, qos, parallel_test_context, topic_namespace):
 @pytest.mark.parametrize("size", [100, 1024, 64 * 1024, 256 * 1024])
 def test_payload_sizes(mqtt_broker, size, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    sub = connect(
-        parallel_test_context.client_id("optimized-size-subscriber"), inbox, mqtt_broker=mqtt_broker
-    )
-    pub = connect(
-        parallel_test_context.client_id("optimized-size-publisher"), mqtt_broker=mqtt_broker
-    )
+    sub = connect(parallel_test_context.client_id("optimized-size-subscriber"), inbox, mqtt_broker=mqtt_broker)
+    pub = connect(parallel_test_context.client_id("optimized-size-publisher"), mqtt_broker=mqtt_broker)
     payload = os.urandom(size)
     try:
         subscribe(sub, topic_namespace.filter("test/payload"), qos=1)
@@ -112,19 +100,11 @@ def test_payload_sizes(mqtt_broker, size, parallel_test_context, topic_namespace
         close(sub, pub)
 
 
-def test_retained_message_reaches_late_subscriber(
-    mqtt_broker, parallel_test_context, topic_namespace
-):
-    pub = connect(
-        parallel_test_context.client_id("optimized-retain-publisher"), mqtt_broker=mqtt_broker
-    )
-    pub.publish(
-        topic_namespace.topic("test/retained/state"), b"ARMED", qos=1, retain=True
-    ).wait_for_publish(5)
+def test_retained_message_reaches_late_subscriber(mqtt_broker, parallel_test_context, topic_namespace):
+    pub = connect(parallel_test_context.client_id("optimized-retain-publisher"), mqtt_broker=mqtt_broker)
+    pub.publish(topic_namespace.topic("test/retained/state"), b"ARMED", qos=1, retain=True).wait_for_publish(5)
     inbox = Inbox()
-    late = connect(
-        parallel_test_context.client_id("optimized-retain-late"), inbox, mqtt_broker=mqtt_broker
-    )
+    late = connect(parallel_test_context.client_id("optimized-retain-late"), inbox, mqtt_broker=mqtt_broker)
     try:
         subscribe(late, topic_namespace.filter("test/retained/#"), qos=1)
         assert inbox.wait(1)
@@ -137,14 +117,9 @@ def test_retained_message_reaches_late_subscriber(
 
 def test_last_will_on_abrupt_disconnect(mqtt_broker, parallel_test_context, topic_namespace):
     inbox = Inbox()
-    watcher = connect(
-        parallel_test_context.client_id("optimized-will-watcher"), inbox, mqtt_broker=mqtt_broker
-    )
+    watcher = connect(parallel_test_context.client_id("optimized-will-watcher"), inbox, mqtt_broker=mqtt_broker)
     subscribe(watcher, topic_namespace.filter("test/clients/+/status"), qos=1)
-    doomed = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=parallel_test_context.client_id("optimized-will-doomed"),
-    )
+    doomed = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=parallel_test_context.client_id("optimized-will-doomed"))
     doomed.will_set(topic_namespace.topic("test/clients/doomed/status"), b"offline", qos=1)
     connected = threading.Event()
     doomed.on_connect = lambda *_: connected.set()
@@ -161,16 +136,10 @@ def test_last_will_on_abrupt_disconnect(mqtt_broker, parallel_test_context, topi
         close(watcher)
 
 
-def test_two_clients_do_not_hear_each_others_topics(
-    mqtt_broker, parallel_test_context, topic_namespace
-):
+def test_two_clients_do_not_hear_each_others_topics(mqtt_broker, parallel_test_context, topic_namespace):
     alpha, beta = Inbox(), Inbox()
-    client_a = connect(
-        parallel_test_context.client_id("optimized-alpha"), alpha, mqtt_broker=mqtt_broker
-    )
-    client_b = connect(
-        parallel_test_context.client_id("optimized-beta"), beta, mqtt_broker=mqtt_broker
-    )
+    client_a = connect(parallel_test_context.client_id("optimized-alpha"), alpha, mqtt_broker=mqtt_broker)
+    client_b = connect(parallel_test_context.client_id("optimized-beta"), beta, mqtt_broker=mqtt_broker)
     try:
         subscribe(client_a, topic_namespace.filter("test/alpha/#"), qos=1)
         subscribe(client_b, topic_namespace.filter("test/beta/#"), qos=1)

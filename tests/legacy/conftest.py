@@ -89,9 +89,7 @@ class LegacyServices:
             **env,
         }
         log = (LOG_DIR / f"{client_id}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module], env=full_env, stdout=log, stderr=log
-        )
+        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=log, stderr=log)
         self.procs[client_id] = proc
         time.sleep(1.0)  # give it time to connect
         return proc

@@ -83,12 +83,7 @@ def stack(docker_client, network, broker):
                 command=["python3", "-m", f"wildfire.{service}"],
                 name=name,
                 network=NETWORK_NAME,
-                environment={
-                    "MQTT_BROKER": BROKER_NAME,
-                    "MQTT_PORT": "1883",
-                    "MQTT_CLIENT_ID": name,
-                    **SERVICE_ENV,
-                },
+                environment={"MQTT_BROKER": BROKER_NAME, "MQTT_PORT": "1883", "MQTT_CLIENT_ID": name, **SERVICE_ENV},
                 detach=True,
             )
         time.sleep(3)
@@ -116,16 +111,10 @@ class Monitor:
             self.messages.append((message.topic, message.payload))
             self.cond.notify_all()
 
-    def wait_for(
-        self, topic_filter: str, predicate=lambda payload: True, timeout: float = 20.0
-    ) -> bytes:
+    def wait_for(self, topic_filter: str, predicate=lambda payload: True, timeout: float = 20.0) -> bytes:
         def found():
             return next(
-                (
-                    p
-                    for t, p in self.messages
-                    if mqtt.topic_matches_sub(topic_filter, t) and predicate(p)
-                ),
+                (p for t, p in self.messages if mqtt.topic_matches_sub(topic_filter, t) and predicate(p)),
                 None,
             )
 

@@ -103,15 +103,11 @@ def test_gpio_state_is_published(mqtt_broker):
     client.loop_stop()
 
 
-@pytest.mark.skipif(
-    not real_device_present("gpio"), reason="no GPIO hardware (/dev/gpiomem missing)"
-)
+@pytest.mark.skipif(not real_device_present("gpio"), reason="no GPIO hardware (/dev/gpiomem missing)")
 def test_real_gpio_bank_opens():
     assert Path("/dev/gpiomem").stat().st_size >= 0
 
 
-@pytest.mark.skipif(
-    not real_device_present("coral"), reason="no Coral accelerator (/dev/apex_0 missing)"
-)
+@pytest.mark.skipif(not real_device_present("coral"), reason="no Coral accelerator (/dev/apex_0 missing)")
 def test_real_accelerator_opens():
     assert Path("/dev/apex_0").exists()

@@ -68,9 +68,7 @@ class MessageLog:
         with self.cond:
             return [p for t, p in self.messages if mqtt.topic_matches_sub(topic_filter, t)]
 
-    def wait_for(
-        self, topic_filter: str, predicate=lambda payload: True, timeout: float = 15.0
-    ) -> bytes:
+    def wait_for(self, topic_filter: str, predicate=lambda payload: True, timeout: float = 15.0) -> bytes:
         def found():
             return next((p for p in self.matching(topic_filter) if predicate(p)), None)
 
@@ -105,14 +103,7 @@ def stack(legacy_services):
 def bus(stack):
     log = MessageLog(
         "e2e-test-monitor",
-        [
-            "system/+/health",
-            "system/+/lwt",
-            "camera/#",
-            "frigate/config/cameras",
-            "fire/trigger",
-            "system/trigger_telemetry",
-        ],
+        ["system/+/health", "system/+/lwt", "camera/#", "frigate/config/cameras", "fire/trigger", "system/trigger_telemetry"],
     )
     yield log
     log.close()
@@ -129,10 +120,7 @@ def grow_fire(bus: MessageLog, cameras: list[str], object_suffix: str = "1") -> 
     sent = 0
     for box in growing_boxes(8, start_area=0.01, growth=1.2):
         for camera in cameras:
-            bus.publish(
-                "frigate/events",
-                frigate_event(camera, box, object_id=f"{camera}-fire-{object_suffix}"),
-            )
+            bus.publish("frigate/events", frigate_event(camera, box, object_id=f"{camera}-fire-{object_suffix}"))
             sent += 1
     return sent
 
@@ -149,12 +137,8 @@ def test_camera_announcement_reaches_discovery_and_frigate_config(bus):
     announce_cameras(bus, ["cam1", "cam2"])
     discovery = json.loads(bus.wait_for("camera/discovery/cam1"))
     assert discovery["camera"]["id"] == "cam1"
-    config = bus.wait_for(
-        "frigate/config/cameras", lambda p: {"cam1", "cam2"} <= set(json.loads(p)["cameras"])
-    )
-    assert json.loads(config)["cameras"]["cam2"]["ffmpeg"]["inputs"][0]["path"].startswith(
-        "rtsp://"
-    )
+    config = bus.wait_for("frigate/config/cameras", lambda p: {"cam1", "cam2"} <= set(json.loads(p)["cameras"]))
+    assert json.loads(config)["cameras"]["cam2"]["ffmpeg"]["inputs"][0]["path"].startswith("rtsp://")
 
 
 def test_two_growing_cameras_trigger_the_pump_until_fire_is_out(bus):

@@ -136,7 +136,7 @@ class TestBrokerAddress(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI101 left as is: "localhost": module-level code runs before any fixture exists',
+                "PI101 left as is: \"localhost\": module-level code runs before any fixture exists",
                 "PI102 left as is: 1883: 1 of its 1 uses cannot be rewritten to mqtt_broker.port",
             ],
         )
@@ -238,7 +238,7 @@ class TestContainerName(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI104 left as is: "broker-ut": unittest.TestCase methods cannot receive '
+                "PI104 left as is: \"broker-ut\": unittest.TestCase methods cannot receive "
                 "pytest fixtures"
             ],
         )
@@ -304,7 +304,7 @@ class TestNetworkName(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI105 left as is: "shared-net": module-level code runs before any fixture exists'
+                "PI105 left as is: \"shared-net\": module-level code runs before any fixture exists"
             ],
         )
 
@@ -368,7 +368,7 @@ class TestClientId(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI110 left as is: "keyed-client": start(client_id) also uses the value for '
+                "PI110 left as is: \"keyed-client\": start(client_id) also uses the value for "
                 "something else; migrate by hand"
             ],
         )
@@ -429,7 +429,7 @@ class TestServiceEnvPrefix(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI115 left as is: {"MQTT_BROKER": mqtt_broker.host}: the module-scoped fixture '
+                "PI115 left as is: {\"MQTT_BROKER\": mqtt_broker.host}: the module-scoped fixture "
                 "env outlives each test's topic namespace"
             ],
         )
@@ -564,9 +564,9 @@ class TestTopicNamespace(CodemodTest):
             code,
             code,
             expected_warnings=[
-                'PI107 left as is: "fire/trigger": module-level code runs before any fixture '
+                "PI107 left as is: \"fire/trigger\": module-level code runs before any fixture "
                 "exists",
-                'PI107 left as is: "config/cameras": the session-scoped fixture '
+                "PI107 left as is: \"config/cameras\": the session-scoped fixture "
                 "retained_config outlives each test's topic namespace",
             ],
         )

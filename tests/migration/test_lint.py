@@ -12,232 +12,89 @@ PAHO = "import paho.mqtt.client as mqtt\n"
 
 CASES = [
     # -- PI101 / PI102 broker host and port ---------------------------------------
-    (
-        "connect-literals",
-        PAHO + "def test_x():\n    c = mqtt.Client()\n    c.connect('localhost', 1883)\n",
-        [(4, "PI101"), (4, "PI102")],
-    ),
-    (
-        "connect-any-literal-port",
-        "def test_x(c):\n    c.connect('broker', 18834)\n",
-        [(2, "PI101"), (2, "PI102")],
-    ),
-    (
-        "host-constant-reported-once",
-        PAHO + "MQTT_HOST = '127.0.0.1'\nMQTT_PORT = 8883\n"
-        "def test_x(c):\n    c.connect(MQTT_HOST, MQTT_PORT)\n    c.connect(MQTT_HOST, MQTT_PORT)\n",
-        [(2, "PI101"), (3, "PI102")],
-    ),
-    (
-        "env-dict",
-        "def test_x():\n    env = {'MQTT_BROKER': 'localhost', 'MQTT_PORT': '1883', 'TOPIC_PREFIX': 'p'}\n",
-        [(2, "PI101"), (2, "PI102")],
-    ),
-    (
-        "env-strings",
-        "def test_x():\n    env = ['MQTT_BROKER=localhost', 'MQTT_PORT=18833']\n",
-        [(2, "PI101"), (2, "PI102")],
-    ),
-    (
-        "setenv",
-        "def test_x(monkeypatch):\n    monkeypatch.setenv('MQTT_PORT', '1883')\n",
-        [(2, "PI102")],
-    ),
-    (
-        "os-environ",
-        "import os\ndef test_x():\n    os.environ['MQTT_BROKER'] = 'localhost'\n",
-        [(3, "PI101")],
-    ),
-    (
-        "known-port-anywhere",
-        "def test_x():\n    start(['mosquitto', '-p', '1883'], port_hint=8883)\n",
-        [(2, "PI102"), (2, "PI102")],
-    ),
-    (
-        "sqlite-connect-is-not-a-broker",
-        "import sqlite3\ndef test_x():\n    sqlite3.connect(':memory:')\n",
-        [],
-    ),
-    (
-        "safe-broker",
-        PAHO
-        + "def test_x(mqtt_broker):\n    c = mqtt.Client()\n    c.connect(mqtt_broker.host, mqtt_broker.port)\n",
-        [],
-    ),
+    ("connect-literals", PAHO + "def test_x():\n    c = mqtt.Client()\n    c.connect('localhost', 1883)\n",
+     [(4, "PI101"), (4, "PI102")]),
+    ("connect-any-literal-port", "def test_x(c):\n    c.connect('broker', 18834)\n", [(2, "PI101"), (2, "PI102")]),
+    ("host-constant-reported-once", PAHO + "MQTT_HOST = '127.0.0.1'\nMQTT_PORT = 8883\n"
+     "def test_x(c):\n    c.connect(MQTT_HOST, MQTT_PORT)\n    c.connect(MQTT_HOST, MQTT_PORT)\n",
+     [(2, "PI101"), (3, "PI102")]),
+    ("env-dict", "def test_x():\n    env = {'MQTT_BROKER': 'localhost', 'MQTT_PORT': '1883', 'TOPIC_PREFIX': 'p'}\n",
+     [(2, "PI101"), (2, "PI102")]),
+    ("env-strings", "def test_x():\n    env = ['MQTT_BROKER=localhost', 'MQTT_PORT=18833']\n",
+     [(2, "PI101"), (2, "PI102")]),
+    ("setenv", "def test_x(monkeypatch):\n    monkeypatch.setenv('MQTT_PORT', '1883')\n", [(2, "PI102")]),
+    ("os-environ", "import os\ndef test_x():\n    os.environ['MQTT_BROKER'] = 'localhost'\n", [(3, "PI101")]),
+    ("known-port-anywhere", "def test_x():\n    start(['mosquitto', '-p', '1883'], port_hint=8883)\n",
+     [(2, "PI102"), (2, "PI102")]),
+    ("sqlite-connect-is-not-a-broker", "import sqlite3\ndef test_x():\n    sqlite3.connect(':memory:')\n", []),
+    ("safe-broker", PAHO + "def test_x(mqtt_broker):\n    c = mqtt.Client()\n    c.connect(mqtt_broker.host, mqtt_broker.port)\n", []),
     # -- PI103 published ports ----------------------------------------------------------
-    (
-        "ports-mapping",
-        "def test_x(d):\n    d.containers.run('m', ports={'1883/tcp': 1883, 8080: ('127.0.0.1', 8080)})\n",
-        [(2, "PI103"), (2, "PI103")],
-    ),
-    (
-        "ports-random-ok",
-        "def test_x(d):\n    d.containers.run('m', ports={'1883/tcp': None})\n",
-        [],
-    ),
-    (
-        "docker-cli-publish",
-        "import subprocess\ndef test_x():\n    subprocess.run(['docker', 'run', '-p', '1883:1883', 'm'])\n",
-        [(3, "PI103")],
-    ),
+    ("ports-mapping", "def test_x(d):\n    d.containers.run('m', ports={'1883/tcp': 1883, 8080: ('127.0.0.1', 8080)})\n",
+     [(2, "PI103"), (2, "PI103")]),
+    ("ports-random-ok", "def test_x(d):\n    d.containers.run('m', ports={'1883/tcp': None})\n", []),
+    ("docker-cli-publish", "import subprocess\ndef test_x():\n    subprocess.run(['docker', 'run', '-p', '1883:1883', 'm'])\n",
+     [(3, "PI103")]),
     # -- PI104 / PI105 / PI106 docker names ---------------------------------------------------------
-    (
-        "container-name",
-        "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    d.containers.get('mqtt-broker-test')\n",
-        [(2, "PI104"), (3, "PI104")],
-    ),
-    (
-        "container-name-in-string",
-        "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    url = 'tcp://mqtt-broker-test:1883'\n",
-        [(2, "PI104")],
-    ),
-    (
-        "network-name",
-        "def test_x(d):\n    n = d.networks.create('test-net')\n    d.containers.run('m', network='test-net')\n",
-        [(2, "PI105"), (3, "PI105")],
-    ),
-    (
-        "host-network",
-        "def test_x(d):\n    d.containers.run('m', network_mode='host')\n",
-        [(2, "PI106")],
-    ),
-    (
-        "safe-names",
-        "def test_x(d, parallel_test_context):\n    d.containers.run('m', name=parallel_test_context.container_name('b'), network='bridge')\n",
-        [],
-    ),
+    ("container-name", "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    d.containers.get('mqtt-broker-test')\n",
+     [(2, "PI104"), (3, "PI104")]),
+    ("container-name-in-string", "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    url = 'tcp://mqtt-broker-test:1883'\n",
+     [(2, "PI104")]),
+    ("network-name", "def test_x(d):\n    n = d.networks.create('test-net')\n    d.containers.run('m', network='test-net')\n",
+     [(2, "PI105"), (3, "PI105")]),
+    ("host-network", "def test_x(d):\n    d.containers.run('m', network_mode='host')\n", [(2, "PI106")]),
+    ("safe-names", "def test_x(d, parallel_test_context):\n    d.containers.run('m', name=parallel_test_context.container_name('b'), network='bridge')\n", []),
     # -- PI107 / PI108 topics ---------------------------------------------------------------------------
-    (
-        "bare-topics",
-        PAHO
-        + "def test_x():\n    c = mqtt.Client()\n    c.publish('a/b')\n    c.subscribe('a/#')\n    c.will_set('a/lwt')\n    c.message_callback_add('a/+', print)\n",
-        [(4, "PI107"), (5, "PI107"), (6, "PI107"), (7, "PI107")],
-    ),
-    (
-        "built-topics",
-        PAHO
-        + "def test_x(c, cam):\n    c.publish(f'frigate/{cam}/fire')\n    c.publish('a/' + cam)\n    c.publish('a/%s' % cam)\n    c.publish('a/{}'.format(cam))\n",
-        [(3, "PI108"), (4, "PI108"), (5, "PI108"), (6, "PI108")],
-    ),
-    (
-        "no-client-library-means-plugin-clients",
-        "def test_x(bus, cam):\n    bus.publish('a/b')\n    bus.publish(f'c/{cam}')\n",
-        [],
-    ),
-    (
-        "namespaced-wrapper-class",
-        PAHO + "from parallel_isolation import NamespacedClient\n"
-        "class Log:\n    def __init__(self, client: NamespacedClient):\n        self.client = client\n"
-        "    def publish(self, topic):\n        self.client.publish(topic)\n"
-        "def test_x(bus: Log):\n    bus.publish('a/b')\n    mqtt.Client().publish('a/b')\n",
-        [(10, "PI107")],
-    ),
+    ("bare-topics", PAHO + "def test_x():\n    c = mqtt.Client()\n    c.publish('a/b')\n    c.subscribe('a/#')\n    c.will_set('a/lwt')\n    c.message_callback_add('a/+', print)\n",
+     [(4, "PI107"), (5, "PI107"), (6, "PI107"), (7, "PI107")]),
+    ("built-topics", PAHO + "def test_x(c, cam):\n    c.publish(f'frigate/{cam}/fire')\n    c.publish('a/' + cam)\n    c.publish('a/%s' % cam)\n    c.publish('a/{}'.format(cam))\n",
+     [(3, "PI108"), (4, "PI108"), (5, "PI108"), (6, "PI108")]),
+    ("no-client-library-means-plugin-clients", "def test_x(bus, cam):\n    bus.publish('a/b')\n    bus.publish(f'c/{cam}')\n", []),
+    ("namespaced-wrapper-class", PAHO + "from parallel_isolation import NamespacedClient\n"
+     "class Log:\n    def __init__(self, client: NamespacedClient):\n        self.client = client\n"
+     "    def publish(self, topic):\n        self.client.publish(topic)\n"
+     "def test_x(bus: Log):\n    bus.publish('a/b')\n    mqtt.Client().publish('a/b')\n", [(10, "PI107")]),
     ("prefixed-f-string-ok", "def test_x(c, prefix):\n    c.publish(f'{prefix}/fire')\n", []),
     ("sys-topics-ok", "def test_x(c):\n    c.subscribe('$SYS/#')\n", []),
     ("unknown-topic-ok", "def test_x(c, topic):\n    c.publish(topic)\n", []),
     ("namespaced-ok", "def test_x(mqtt_client):\n    mqtt_client.publish('a/b')\n", []),
-    (
-        "shadowed-mqtt-client-flagged",
-        "import pytest\n@pytest.fixture\ndef mqtt_client():\n    return object()\n"
-        "def test_x(mqtt_client):\n    mqtt_client.publish('a/b')\n",
-        [(3, "PI114"), (6, "PI107")],
-    ),
-    (
-        "publish-single",
-        "from paho.mqtt import publish\ndef test_x():\n    publish.single('a/b', 'x', hostname='localhost', port=1883)\n",
-        [(3, "PI107"), (3, "PI101"), (3, "PI102")],
-    ),
+    ("shadowed-mqtt-client-flagged", "import pytest\n@pytest.fixture\ndef mqtt_client():\n    return object()\n"
+     "def test_x(mqtt_client):\n    mqtt_client.publish('a/b')\n", [(3, "PI114"), (6, "PI107")]),
+    ("publish-single", "from paho.mqtt import publish\ndef test_x():\n    publish.single('a/b', 'x', hostname='localhost', port=1883)\n",
+     [(3, "PI107"), (3, "PI101"), (3, "PI102")]),
     # -- PI109 incoming topics ---------------------------------------------------------------
-    (
-        "incoming",
-        PAHO + "def on(c, u, msg):\n    return msg.topic == 'a/b' or msg.topic.startswith('a/')\n",
-        [(3, "PI109"), (3, "PI109")],
-    ),
+    ("incoming", PAHO + "def on(c, u, msg):\n    return msg.topic == 'a/b' or msg.topic.startswith('a/')\n",
+     [(3, "PI109"), (3, "PI109")]),
     ("incoming-without-paho-ok", "def test_x(m):\n    assert m.topic == 'a/b'\n", []),
     # -- PI110 client ids ------------------------------------------------------------------------
-    (
-        "client-ids",
-        PAHO
-        + "def test_x():\n    mqtt.Client(client_id='a')\n    mqtt.Client('b')\n    mqtt.Client(client_id='')\n",
-        [(3, "PI110"), (4, "PI110")],
-    ),
-    (
-        "aiomqtt",
-        "import aiomqtt\nasync def test_x():\n    async with aiomqtt.Client(hostname='localhost', port=1883, identifier='gw') as c:\n        await c.publish('g/cmd')\n",
-        [(3, "PI101"), (3, "PI102"), (3, "PI110"), (4, "PI107")],
-    ),
+    ("client-ids", PAHO + "def test_x():\n    mqtt.Client(client_id='a')\n    mqtt.Client('b')\n    mqtt.Client(client_id='')\n",
+     [(3, "PI110"), (4, "PI110")]),
+    ("aiomqtt", "import aiomqtt\nasync def test_x():\n    async with aiomqtt.Client(hostname='localhost', port=1883, identifier='gw') as c:\n        await c.publish('g/cmd')\n",
+     [(3, "PI101"), (3, "PI102"), (3, "PI110"), (4, "PI107")]),
     # -- PI111 cleanup by name ---------------------------------------------------------------------
-    (
-        "cleanup-loop",
-        "def teardown(d):\n    for c in d.containers.list(all=True):\n        if 'test' in c.name:\n            c.remove(force=True)\n",
-        [(2, "PI111")],
-    ),
-    (
-        "cleanup-comprehension",
-        "def teardown(d):\n    [c.remove() for c in d.containers.list() if c.name.startswith('e2e')]\n",
-        [(2, "PI111")],
-    ),
-    (
-        "cleanup-by-label-ok",
-        "def teardown(d, run):\n    for c in d.containers.list(filters={'label': f'run={run}'}):\n        c.remove()\n",
-        [],
-    ),
-    (
-        "prune-pkill",
-        "import os, subprocess\ndef teardown(d):\n    d.networks.prune()\n    subprocess.run(['pkill', '-f', 'mosquitto'])\n    os.system('killall mosquitto')\n",
-        [(3, "PI111"), (4, "PI111"), (5, "PI111")],
-    ),
-    (
-        "process-iter",
-        "import psutil\ndef teardown():\n    for p in psutil.process_iter():\n        if 'mosquitto' in p.name():\n            p.kill()\n",
-        [(3, "PI111")],
-    ),
+    ("cleanup-loop", "def teardown(d):\n    for c in d.containers.list(all=True):\n        if 'test' in c.name:\n            c.remove(force=True)\n",
+     [(2, "PI111")]),
+    ("cleanup-comprehension", "def teardown(d):\n    [c.remove() for c in d.containers.list() if c.name.startswith('e2e')]\n",
+     [(2, "PI111")]),
+    ("cleanup-by-label-ok", "def teardown(d, run):\n    for c in d.containers.list(filters={'label': f'run={run}'}):\n        c.remove()\n", []),
+    ("prune-pkill", "import os, subprocess\ndef teardown(d):\n    d.networks.prune()\n    subprocess.run(['pkill', '-f', 'mosquitto'])\n    os.system('killall mosquitto')\n",
+     [(3, "PI111"), (4, "PI111"), (5, "PI111")]),
+    ("process-iter", "import psutil\ndef teardown():\n    for p in psutil.process_iter():\n        if 'mosquitto' in p.name():\n            p.kill()\n",
+     [(3, "PI111")]),
     # -- PI112 sleeps ----------------------------------------------------------------------------------
-    (
-        "sleep",
-        "import time\nfrom time import sleep\ndef test_x():\n    time.sleep(2)\n    sleep(1)\n",
-        [(4, "PI112"), (5, "PI112")],
-    ),
-    (
-        "sleep-in-poll-loop-ok",
-        "import time\ndef test_x(ready):\n    while not ready():\n        time.sleep(0.1)\n",
-        [],
-    ),
+    ("sleep", "import time\nfrom time import sleep\ndef test_x():\n    time.sleep(2)\n    sleep(1)\n", [(4, "PI112"), (5, "PI112")]),
+    ("sleep-in-poll-loop-ok", "import time\ndef test_x(ready):\n    while not ready():\n        time.sleep(0.1)\n", []),
     # -- PI113 temp paths -----------------------------------------------------------------------------------
-    (
-        "tmp-paths",
-        "from pathlib import Path\nLOG = Path('/tmp/legacy.log')\ndef test_x(run):\n    open(f'/tmp/out-{run}.txt')\n",
-        [(2, "PI113"), (4, "PI113")],
-    ),
+    ("tmp-paths", "from pathlib import Path\nLOG = Path('/tmp/legacy.log')\ndef test_x(run):\n    open(f'/tmp/out-{run}.txt')\n",
+     [(2, "PI113"), (4, "PI113")]),
     ("tmp-unique-ok", "import os\ndef test_x():\n    open(f'/tmp/out-{os.getpid()}.txt')\n", []),
     # -- PI114 / PI115 -------------------------------------------------------------------------------
-    (
-        "shadowed-broker",
-        "import pytest\n@pytest.fixture(scope='session')\ndef mqtt_broker():\n    yield None\n",
-        [(3, "PI114")],
-    ),
-    (
-        "env-without-prefix",
-        "def test_x(mqtt_broker):\n    env = {'MQTT_BROKER': mqtt_broker.host}\n",
-        [(2, "PI115")],
-    ),
-    (
-        "env-with-service-env-ok",
-        "def test_x(mqtt_broker, parallel_test_context):\n"
-        "    env = {**parallel_test_context.service_env('s'), 'MQTT_BROKER': mqtt_broker.host}\n",
-        [],
-    ),
+    ("shadowed-broker", "import pytest\n@pytest.fixture(scope='session')\ndef mqtt_broker():\n    yield None\n", [(3, "PI114")]),
+    ("env-without-prefix", "def test_x(mqtt_broker):\n    env = {'MQTT_BROKER': mqtt_broker.host}\n", [(2, "PI115")]),
+    ("env-with-service-env-ok", "def test_x(mqtt_broker, parallel_test_context):\n"
+     "    env = {**parallel_test_context.service_env('s'), 'MQTT_BROKER': mqtt_broker.host}\n", []),
     # -- suppressions ----------------------------------------------------------------------------------
-    (
-        "suppressed-one-code",
-        "import time\ndef test_x():\n    time.sleep(3)  # isolation: ignore[PI112] waits for nothing\n",
-        [],
-    ),
-    (
-        "suppressed-other-code",
-        "import time\ndef test_x():\n    time.sleep(3)  # isolation: ignore[PI113]\n",
-        [(3, "PI112")],
-    ),
+    ("suppressed-one-code", "import time\ndef test_x():\n    time.sleep(3)  # isolation: ignore[PI112] waits for nothing\n", []),
+    ("suppressed-other-code", "import time\ndef test_x():\n    time.sleep(3)  # isolation: ignore[PI113]\n", [(3, "PI112")]),
     ("suppressed-all", "def test_x(c):\n    c.publish('a/b')  # isolation: ignore\n", []),
 ]
 

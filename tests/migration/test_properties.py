@@ -59,9 +59,7 @@ def functions(draw: st.DrawFn, index: int) -> str:
     params = draw(st.lists(st.sampled_from(["n", "msg", "client", "stack"]), unique=True))
     defaults = draw(st.booleans()) and bool(params)
     multiline = draw(st.booleans())
-    rendered = [
-        f"{p}=None" if defaults and i == len(params) - 1 else p for i, p in enumerate(params)
-    ]
+    rendered = [f"{p}=None" if defaults and i == len(params) - 1 else p for i, p in enumerate(params)]
     if multiline and rendered:
         signature = "(\n    " + ",\n    ".join(rendered) + ",\n)"
     else:

@@ -22,93 +22,31 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 EXPECTED = {
     "async_gateway/test_gateway_async.py": [
-        (17, "PI101"),
-        (17, "PI102"),
-        (17, "PI110"),
-        (18, "PI107"),
-        (30, "PI101"),
-        (30, "PI102"),
-        (30, "PI110"),
-        (31, "PI107"),
-        (32, "PI107"),
-        (33, "PI112"),
-        (40, "PI101"),
-        (42, "PI108"),
+        (17, "PI101"), (17, "PI102"), (17, "PI110"), (18, "PI107"), (30, "PI101"), (30, "PI102"),
+        (30, "PI110"), (31, "PI107"), (32, "PI107"), (33, "PI112"), (40, "PI101"), (42, "PI108"),
     ],
     "compose_cli/test_compose_stack.py": [
-        (14, "PI113"),
-        (23, "PI105"),
-        (24, "PI105"),
-        (25, "PI105"),
-        (31, "PI104"),
-        (31, "PI105"),
-        (31, "PI103"),
-        (34, "PI112"),
-        (35, "PI104"),
-        (36, "PI111"),
-        (42, "PI110"),
-        (43, "PI101"),
-        (43, "PI102"),
-        (50, "PI105"),
-        (50, "PI104"),
-        (57, "PI107"),
-        (58, "PI104"),
-        (59, "PI112"),
+        (14, "PI113"), (23, "PI105"), (24, "PI105"), (25, "PI105"), (31, "PI104"), (31, "PI105"),
+        (31, "PI103"), (34, "PI112"), (35, "PI104"), (36, "PI111"), (42, "PI110"), (43, "PI101"),
+        (43, "PI102"), (50, "PI105"), (50, "PI104"), (57, "PI107"), (58, "PI104"), (59, "PI112"),
         (63, "PI111"),
     ],
     "sensor_module_client/test_sensor_readings.py": [
-        (12, "PI101"),
-        (13, "PI102"),
-        (21, "PI109"),
-        (26, "PI110"),
-        (33, "PI108"),
-        (44, "PI107"),
-        (46, "PI107"),
-        (57, "PI110"),
-        (59, "PI107"),
-        (61, "PI108"),
-        (67, "PI108"),
+        (12, "PI101"), (13, "PI102"), (21, "PI109"), (26, "PI110"), (33, "PI108"), (44, "PI107"),
+        (46, "PI107"), (57, "PI110"), (59, "PI107"), (61, "PI108"), (67, "PI108"),
     ],
     "sensorhub/conftest.py": [
-        (14, "PI102"),
-        (25, "PI111"),
-        (28, "PI111"),
-        (31, "PI104"),
-        (32, "PI103"),
-        (35, "PI112"),
-        (38, "PI111"),
-        (42, "PI114"),
-        (43, "PI110"),
-        (44, "PI101"),
-        (58, "PI108"),
-        (61, "PI107"),
+        (14, "PI102"), (25, "PI111"), (28, "PI111"), (31, "PI104"), (32, "PI103"), (35, "PI112"),
+        (38, "PI111"), (42, "PI114"), (43, "PI110"), (44, "PI101"), (58, "PI108"), (61, "PI107"),
     ],
     "sensorhub/test_hub_pipeline.py": [
-        (24, "PI109"),
-        (29, "PI107"),
-        (35, "PI107"),
-        (51, "PI104"),
-        (52, "PI106"),
-        (53, "PI115"),
-        (53, "PI101"),
-        (53, "PI102"),
-        (57, "PI107"),
+        (24, "PI109"), (29, "PI107"), (35, "PI107"), (51, "PI104"), (52, "PI106"), (53, "PI115"),
+        (53, "PI101"), (53, "PI102"), (57, "PI107"),
     ],
     "thermostat_unittest/test_thermostat.py": [
-        (14, "PI101"),
-        (15, "PI102"),
-        (19, "PI110"),
-        (31, "PI107"),
-        (32, "PI112"),
-        (35, "PI109"),
-        (39, "PI107"),
-        (40, "PI112"),
-        (44, "PI107"),
-        (45, "PI110"),
-        (46, "PI101"),
-        (46, "PI102"),
-        (47, "PI107"),
-        (48, "PI112"),
+        (14, "PI101"), (15, "PI102"), (19, "PI110"), (31, "PI107"), (32, "PI112"), (35, "PI109"),
+        (39, "PI107"), (40, "PI112"), (44, "PI107"), (45, "PI110"), (46, "PI101"), (46, "PI102"),
+        (47, "PI107"), (48, "PI112"),
     ],
 }
 
@@ -116,9 +54,9 @@ EXPECTED = {
 REWRITTEN = {
     "async_gateway/test_gateway_async.py": [
         "async def gateway(mqtt_broker, parallel_test_context, topic_namespace):",
-        "async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier="
+        'async with aiomqtt.Client(mqtt_broker.host, mqtt_broker.port, identifier='
         'parallel_test_context.client_id("gateway-probe")) as probe:',
-        'await probe.publish(topic_namespace.topic(GATEWAY_TOPIC), json.dumps({"cmd": "ping"}))',
+        "await probe.publish(topic_namespace.topic(GATEWAY_TOPIC), json.dumps({\"cmd\": \"ping\"}))",
     ],
     "compose_cli/test_compose_stack.py": [
         "def network(isolation_worker):",
@@ -153,20 +91,12 @@ LEFT = {
     "compose_cli/test_compose_stack.py": ["PI103", "PI111", "PI111", "PI112", "PI112", "PI113"],
     "sensor_module_client/test_sensor_readings.py": ["PI101", "PI102", "PI109", "PI110"],
     "sensorhub/conftest.py": [
-        "PI102",
-        "PI103",
-        "PI107",
-        "PI108",
-        "PI111",
-        "PI111",
-        "PI111",
-        "PI112",
-        "PI114",
+        "PI102", "PI103", "PI107", "PI108", "PI111", "PI111", "PI111", "PI112", "PI114",
     ],
     "sensorhub/test_hub_pipeline.py": ["PI106"],
-    "thermostat_unittest/test_thermostat.py": sorted(
-        c for _, c in EXPECTED["thermostat_unittest/test_thermostat.py"]
-    ),
+    "thermostat_unittest/test_thermostat.py": sorted(c for _, c in EXPECTED[
+        "thermostat_unittest/test_thermostat.py"
+    ]),
 }
 
 
@@ -178,7 +108,9 @@ def test_findings_on_unseen_projects() -> None:
     found: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for finding in check_paths([FIXTURES], jobs=1):
         found[_relative(finding.path, FIXTURES)].append((finding.line, finding.code))
-    assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in EXPECTED.items()}
+    assert {k: sorted(v) for k, v in found.items()} == {
+        k: sorted(v) for k, v in EXPECTED.items()
+    }
 
 
 @pytest.fixture

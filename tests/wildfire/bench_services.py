@@ -60,7 +60,9 @@ def private_broker() -> Iterator[tuple[str, int]]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="wildfire-bench-") as tmp:
         conf = Path(tmp) / "mosquitto.conf"
-        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
         proc = subprocess.Popen(
             [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -160,12 +162,8 @@ def bench_startup(host: str, port: int, service: str, runs: int) -> StartupResul
             began = time.monotonic()
             proc = spawn(
                 service,
-                {
-                    "MQTT_BROKER": host,
-                    "MQTT_PORT": str(port),
-                    "TOPIC_PREFIX": prefix,
-                    "LOG_LEVEL": "WARNING",
-                },
+                {"MQTT_BROKER": host, "MQTT_PORT": str(port), "TOPIC_PREFIX": prefix,
+                 "LOG_LEVEL": "WARNING"},
             )
             arrived, _, _ = watcher.wait(lambda _t, payload: payload == b"online", 10)
             timings.append((arrived - began) * 1000)
@@ -217,14 +215,8 @@ def bench_load(host: str, port: int, rate: float, seconds: float) -> LoadResult:
     watcher = Watcher(host, port, f"{prefix}/system/#")
     proc = spawn(
         "fire_consensus",
-        {
-            "MQTT_BROKER": host,
-            "MQTT_PORT": str(port),
-            "TOPIC_PREFIX": prefix,
-            "HEALTH_INTERVAL": "0.5",
-            "LOG_LEVEL": "WARNING",
-            "CAMERA_TIMEOUT": "600",
-        },
+        {"MQTT_BROKER": host, "MQTT_PORT": str(port), "TOPIC_PREFIX": prefix,
+         "HEALTH_INTERVAL": "0.5", "LOG_LEVEL": "WARNING", "CAMERA_TIMEOUT": "600"},
     )
     result = LoadResult(rate, seconds)
     publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
@@ -239,7 +231,9 @@ def bench_load(host: str, port: int, rate: float, seconds: float) -> LoadResult:
                 json.dumps({"camera_id": camera, "status": "online"}),
                 qos=1,
             ).wait_for_publish(5)
-        watcher.wait(lambda t, p: t == health_topic and json.loads(p)["cameras_online"] == 4, 10)
+        watcher.wait(
+            lambda t, p: t == health_topic and json.loads(p)["cameras_online"] == 4, 10
+        )
         cpu_before = cpu_seconds(proc.pid)
         sent_at: list[tuple[float, int]] = []
         began = time.monotonic()

@@ -80,7 +80,9 @@ def start_service(service_env: Callable[..., dict[str, str]]) -> Iterator[Servic
     """
     started: list[MqttService] = []
 
-    def start(cls: type[S], *, prefix: str | None = None, ready: bool = True, **knobs: Any) -> S:
+    def start(
+        cls: type[S], *, prefix: str | None = None, ready: bool = True, **knobs: Any
+    ) -> S:
         env = service_env(cls.SERVICE_NAME, **knobs)
         if prefix is not None:
             env["TOPIC_PREFIX"] = prefix
@@ -168,7 +170,9 @@ def wildfire_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def log_lines(caplog: pytest.LogCaptureFixture, text: str, level: int = 0) -> list[str]:
-    return [r.getMessage() for r in caplog.records if text in r.getMessage() and r.levelno >= level]
+    return [
+        r.getMessage() for r in caplog.records if text in r.getMessage() and r.levelno >= level
+    ]
 
 
 @pytest.fixture

@@ -23,11 +23,7 @@ from wildfire.common import BadPayload
 
 def test_parse_announcement() -> None:
     info = parse_announcement("cam1", announcement("cam1", 3))
-    assert (info.id, info.ip, info.rtsp_url) == (
-        "cam1",
-        "192.0.2.4",
-        "rtsp://192.0.2.4:554/stream1",
-    )
+    assert (info.id, info.ip, info.rtsp_url) == ("cam1", "192.0.2.4", "rtsp://192.0.2.4:554/stream1")
     assert info.capabilities == ("h264", "onvif")
     minimal = parse_announcement("c", {"ip": "::1", "rtsp_url": "rtsps://x/y"})
     assert (minimal.id, minimal.name, minimal.capabilities) == ("c", "c", ())
@@ -87,12 +83,8 @@ def test_frigate_config_shape() -> None:
 @pytest.fixture
 def detector(start_service: Any, mqtt_client: Any) -> Any:
     def start(**knobs: Any) -> CameraDetector:
-        for topic in (
-            "camera/discovery/+",
-            "camera/status/+",
-            "frigate/config/cameras",
-            "system/camera_telemetry",
-        ):
+        for topic in ("camera/discovery/+", "camera/status/+", "frigate/config/cameras",
+                      "system/camera_telemetry"):
             mqtt_client.subscribe(topic, qos=1)
         service: CameraDetector = start_service(CameraDetector, **knobs)
         return service
@@ -133,7 +125,9 @@ def test_silent_camera_goes_offline(detector: Any, mqtt_client: Any, wait_until:
     service = detector(CAMERA_OFFLINE_TIMEOUT=0.3)
     announce(mqtt_client, "cam1")
     mqtt_client.wait_for("camera/status/cam1", lambda m: m.json()["status"] == "online")
-    offline = mqtt_client.wait_for("camera/status/cam1", lambda m: m.json()["status"] == "offline")
+    offline = mqtt_client.wait_for(
+        "camera/status/cam1", lambda m: m.json()["status"] == "offline"
+    )
     assert offline.retain is False  # live delivery; the broker keeps it retained
     mqtt_client.wait_for("frigate/config/cameras", lambda m: m.json()["cameras"] == {})
     assert not service.registry.is_online("cam1")

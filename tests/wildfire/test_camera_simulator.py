@@ -69,17 +69,13 @@ def test_simulated_fire_reaches_consensus(start_service: Any, mqtt_client: Any) 
     start_service(FireConsensus)
     start_service(CameraDetector)
     start_service(
-        CameraSimulator,
-        NUM_CAMERAS=2,
-        ANNOUNCE_INTERVAL=0.5,
-        SIMULATE_FIRE="cam1,cam2",
+        CameraSimulator, NUM_CAMERAS=2, ANNOUNCE_INTERVAL=0.5, SIMULATE_FIRE="cam1,cam2",
         FIRE_INTERVAL=0.05,
     )
     trigger = mqtt_client.wait_for("fire/trigger").json()
     assert trigger["consensus_cameras"] == ["cam1", "cam2"]
     assert {m.json()["after"]["camera"] for m in mqtt_client.messages("frigate/events")} == {
-        "cam1",
-        "cam2",
+        "cam1", "cam2",
     }
 
 

@@ -231,31 +231,13 @@ def test_engine_refuses_threshold_below_one() -> None:
 @pytest.mark.parametrize(
     ("topic", "payload", "camera", "object_id"),
     [
-        (
-            "fire/detection",
-            {"camera_id": "c1", "confidence": 0.8, "bbox": [0, 0, 0.1, 0.1]},
-            "c1",
-            "fire",
-        ),
-        (
-            "fire/detection/c2",
-            {"confidence": 0.8, "box": [0, 0, 0.1, 0.1], "object_id": 7},
-            "c2",
-            "7",
-        ),
-        (
-            "fire/detection/c3",
-            {
-                "camera_id": "c3",
-                "confidence": 1,
-                "object": "smoke",
-                "bounding_box": [0, 0, 64, 36],
-                "frame_width": 640,
-                "frame_height": 360,
-            },
-            "c3",
-            "smoke",
-        ),
+        ("fire/detection", {"camera_id": "c1", "confidence": 0.8, "bbox": [0, 0, 0.1, 0.1]},
+         "c1", "fire"),
+        ("fire/detection/c2", {"confidence": 0.8, "box": [0, 0, 0.1, 0.1], "object_id": 7},
+         "c2", "7"),
+        ("fire/detection/c3", {"camera_id": "c3", "confidence": 1, "object": "smoke",
+                               "bounding_box": [0, 0, 64, 36], "frame_width": 640,
+                               "frame_height": 360}, "c3", "smoke"),
     ],
 )
 def test_parse_fire_detection(
@@ -278,10 +260,8 @@ def test_parse_fire_detection(
         ("fire/detection", {"camera_id": "c1", "confidence": 0.9, "bbox": "big"}),
         ("fire/detection", {"camera_id": 5, "confidence": 0.9, "bbox": [0, 0, 0.1, 0.1]}),
         ("fire/detection", {"camera_id": "a/b", "confidence": 0.9, "bbox": [0, 0, 0.1, 0.1]}),
-        (
-            "fire/detection",
-            {"camera_id": "c1", "confidence": 0.9, "bbox": [0, 0, 0.1, 0.1], "object_id": [1]},
-        ),
+        ("fire/detection", {"camera_id": "c1", "confidence": 0.9, "bbox": [0, 0, 0.1, 0.1],
+                            "object_id": [1]}),
     ],
 )
 def test_parse_fire_detection_rejects(topic: str, payload: dict[str, Any]) -> None:
@@ -295,17 +275,9 @@ def test_parse_fire_detection_ignores_other_labels() -> None:
 
 
 def test_parse_frigate_event() -> None:
-    event = {
-        "type": "new",
-        "after": {
-            "camera": "c1",
-            "label": "fire",
-            "top_score": 0.8,
-            "box": [0, 0, 128, 72],
-            "id": "ev1",
-            "frame_shape": [720, 1280],
-        },
-    }
+    event = {"type": "new", "after": {"camera": "c1", "label": "fire", "top_score": 0.8,
+                                      "box": [0, 0, 128, 72], "id": "ev1",
+                                      "frame_shape": [720, 1280]}}
     kind, detection, camera = parse_frigate_event(event)
     assert (kind, camera) == ("new", "c1")
     assert detection is not None
@@ -323,16 +295,8 @@ def test_parse_frigate_event() -> None:
         {"after": {"label": "fire", "top_score": 0.9, "box": [0, 0, 0.1, 0.1]}},  # no camera
         {"after": {"camera": "c1", "label": "fire", "box": [0, 0, 0.1, 0.1]}},  # no score
         {"after": {"camera": "c1", "label": "fire", "top_score": 0.9, "box": [0, 0, 10, 10]}},
-        {
-            "after": {
-                "camera": "c1",
-                "label": "fire",
-                "top_score": 0.9,
-                "box": [0, 0, 10, 10],
-                "frame_width": "640",
-                "frame_height": 360,
-            }
-        },
+        {"after": {"camera": "c1", "label": "fire", "top_score": 0.9, "box": [0, 0, 10, 10],
+                   "frame_width": "640", "frame_height": 360}},
     ],
 )
 def test_parse_frigate_event_rejects(payload: dict[str, Any]) -> None:

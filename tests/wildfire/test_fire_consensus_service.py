@@ -63,8 +63,7 @@ def cameras_online(client: Any, count: int, *, known: int | None = None) -> None
     def match(message: Any) -> bool:
         health = message.json()
         return bool(
-            health["cameras_online"] == count
-            and (known is None or health["cameras_known"] == known)
+            health["cameras_online"] == count and (known is None or health["cameras_known"] == known)
         )
 
     client.wait_for(HEALTH, match)
@@ -253,7 +252,9 @@ def test_prefix_isolation_between_two_instances(
             mqtt_client.publish("site-a/frigate/events", event, qos=1)
             sent += 1
     mqtt_client.wait_for("site-a/fire/trigger")
-    mqtt_client.wait_for(f"site-a/{HEALTH}", lambda m: m.json()["detections_processed"] >= sent)
+    mqtt_client.wait_for(
+        f"site-a/{HEALTH}", lambda m: m.json()["detections_processed"] >= sent
+    )
     assert mqtt_client.messages("site-b/fire/trigger") == []
     assert (a.detections_received, b.detections_received) == (sent, 0)
     assert b.engine.trigger_count == 0

@@ -21,24 +21,11 @@ from wildfire.gpio_trigger import (
 
 S, E = PumpState, PumpEvent
 TIMINGS = PumpTimings(
-    prime=1.0,
-    start=1.0,
-    rpm_reduction=1.0,
-    stop=1.0,
-    refill=5.0,
-    cooldown=2.0,
-    fire_off_delay=10.0,
-    max_engine_runtime=100.0,
+    prime=1.0, start=1.0, rpm_reduction=1.0, stop=1.0, refill=5.0, cooldown=2.0,
+    fire_off_delay=10.0, max_engine_runtime=100.0,
 )
 FULL_CYCLE = [
-    S.PRIMING,
-    S.STARTING,
-    S.RUNNING,
-    S.REDUCING_RPM,
-    S.STOPPING,
-    S.REFILLING,
-    S.COOLDOWN,
-    S.IDLE,
+    S.PRIMING, S.STARTING, S.RUNNING, S.REDUCING_RPM, S.STOPPING, S.REFILLING, S.COOLDOWN, S.IDLE,
 ]
 
 
@@ -108,18 +95,8 @@ def test_trigger_during_rpm_reduction_returns_to_running() -> None:
 
 
 def test_max_runtime_is_a_hard_limit() -> None:
-    m = machine(
-        PumpTimings(
-            prime=1,
-            start=1,
-            rpm_reduction=1,
-            stop=1,
-            refill=1,
-            cooldown=1,
-            fire_off_delay=50,
-            max_engine_runtime=5,
-        )
-    )
+    m = machine(PumpTimings(prime=1, start=1, rpm_reduction=1, stop=1, refill=1, cooldown=1,
+                            fire_off_delay=50, max_engine_runtime=5))
     m.handle(E.TRIGGER, 0.0)
     for now in (2.5, 3.5, 4.5, 5.5):  # triggers keep coming
         m.advance(now)

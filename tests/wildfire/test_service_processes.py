@@ -52,7 +52,9 @@ def test_sigint_stops_too(spawn_service: Any, mqtt_client: Any) -> None:
     assert child.proc.wait(2.0) == 0
 
 
-def test_bad_environment_exits_2_naming_the_variable(spawn_service: Any, service_env: Any) -> None:
+def test_bad_environment_exits_2_naming_the_variable(
+    spawn_service: Any, service_env: Any
+) -> None:
     env = service_env("fire_consensus", MIN_CONFIDENCE="very high")
     child = spawn_service("fire_consensus", env=env)
     assert child.proc.wait(10) == 2
@@ -74,7 +76,9 @@ def test_help_lists_the_knobs() -> None:
 def test_killed_process_leaves_the_last_will(spawn_service: Any, mqtt_client: Any) -> None:
     mqtt_client.subscribe("system/camera_detector/lwt", qos=1)
     child = spawn_service("camera_detector", MQTT_KEEPALIVE=1)
-    mqtt_client.wait_for("system/camera_detector/lwt", lambda m: m.payload == b"online", timeout=15)
+    mqtt_client.wait_for(
+        "system/camera_detector/lwt", lambda m: m.payload == b"online", timeout=15
+    )
     child.proc.kill()
     child.proc.wait(5)
     # the broker publishes the will once it notices the dead connection
@@ -90,14 +94,17 @@ def test_whole_chain_from_simulated_cameras_to_the_pump(
     mqtt_client.subscribe("fire/trigger", qos=1)
     mqtt_client.subscribe("system/trigger_telemetry", qos=1)
     mqtt_client.subscribe("system/fire_consensus/health")
-    pump = start_service(GpioTrigger, PRIME_DURATION=0.05, START_DURATION=0.05, FIRE_OFF_DELAY=30)
+    pump = start_service(GpioTrigger, PRIME_DURATION=0.05, START_DURATION=0.05,
+                         FIRE_OFF_DELAY=30)
     start_service(FireConsensus, DETECTION_COOLDOWN=60)
     start_service(CameraDetector)
     simulator: CameraSimulator = start_service(
         CameraSimulator, NUM_CAMERAS=3, ANNOUNCE_INTERVAL=0.5
     )
     # the detector forwards each announcement as camera telemetry to consensus
-    mqtt_client.wait_for("system/fire_consensus/health", lambda m: m.json()["cameras_online"] == 3)
+    mqtt_client.wait_for(
+        "system/fire_consensus/health", lambda m: m.json()["cameras_online"] == 3
+    )
     simulator.publish_growing_fire(["cam1", "cam3"], steps=8)
     trigger = mqtt_client.wait_for("fire/trigger").json()
     assert trigger["consensus_cameras"] == ["cam1", "cam3"]

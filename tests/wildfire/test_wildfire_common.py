@@ -272,17 +272,11 @@ def test_health_is_published_retained_right_after_connect(
 
 
 def test_health_failure_is_logged_when_disconnected_and_when_client_is_gone(
-    start_service: Any,
-    dead_port: int,
-    wildfire_log: pytest.LogCaptureFixture,
-    wait_until: Any,
-    find_log: Any,
+    start_service: Any, dead_port: int, wildfire_log: pytest.LogCaptureFixture,
+    wait_until: Any, find_log: Any,
 ) -> None:
     service = start_service(
-        GpioTrigger,
-        ready=False,
-        MQTT_BROKER="127.0.0.1",
-        MQTT_PORT=dead_port,
+        GpioTrigger, ready=False, MQTT_BROKER="127.0.0.1", MQTT_PORT=dead_port,
         HEALTH_INTERVAL=0.05,
     )
     wait_until(
@@ -295,16 +289,14 @@ def test_health_failure_is_logged_when_disconnected_and_when_client_is_gone(
     assert time.monotonic() - started < 2.0
     assert service.publish_health() is False
     assert any(
-        r.levelno == logging.ERROR
-        and r.getMessage() == f"{HEALTH_FAILURE}: client is gone (service stopped)"
+        r.levelno == logging.ERROR and r.getMessage() == f"{HEALTH_FAILURE}: client is gone "
+        "(service stopped)"
         for r in wildfire_log.records
     )
 
 
 def test_no_timer_fires_after_stop(
-    start_service: Any,
-    mqtt_client: Any,
-    wildfire_log: pytest.LogCaptureFixture,
+    start_service: Any, mqtt_client: Any, wildfire_log: pytest.LogCaptureFixture,
     wait_until: Any,
 ) -> None:
     """The upstream bug: a leaked health timer fired after its client was torn down."""
@@ -392,12 +384,8 @@ def test_handler_bug_does_not_escape_the_callback(
 
 
 def test_reconnects_after_broker_restart(
-    start_service: Any,
-    mqtt_broker: Any,
-    mqtt_client: Any,
-    wait_until: Any,
-    wildfire_log: pytest.LogCaptureFixture,
-    find_log: Any,
+    start_service: Any, mqtt_broker: Any, mqtt_client: Any, wait_until: Any,
+    wildfire_log: pytest.LogCaptureFixture, find_log: Any,
 ) -> None:
     """The broker goes away and comes back: online again, subscriptions restored."""
     service = start_service(GpioTrigger, PRIME_DURATION=30)
