@@ -137,7 +137,7 @@ def _validate(session: nox.Session, run: str) -> None:
 
 
 def _cleanup(session: nox.Session, args: list[str]) -> None:
-    session.run("python", "-m", "parallel_isolation.orphans", *args)
+    session.run("python", "-m", "parallel_isolation.reap", *args)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def bench(session: nox.Session) -> None:
 def validate_merge(session: nox.Session) -> None:
     """One verdict from several shards' validation reports (JSON files after --)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.shards", *session.posargs)
+    session.run("python", "-m", "parallel_isolation.validate.merge", *session.posargs)
 
 
 @nox.session(default=False)

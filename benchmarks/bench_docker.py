@@ -45,11 +45,11 @@ from rich.console import Console
 from rich.table import Table
 
 from parallel_isolation import images
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.containers import API_SLOTS_ENV
-from parallel_isolation.context import ParallelTestContext, WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
+from parallel_isolation.containers.manager import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
@@ -329,9 +329,9 @@ def _process_kind(frames: list[str]) -> str:
     """From py-spy's process frames (controller; zygote; forked worker): what the process is."""
     chain = [f for f in frames if f.startswith("process ")]
     last = chain[-1] if chain else ""
-    if "_zygote.py launch" in last:
+    if "zygote.py launch" in last:
         return "launcher"
-    if "_zygote.py serve" in last:
+    if "zygote.py serve" in last:
         return "worker" if len(chain) >= 3 else "zygote"
     if "-m pytest" in last:
         return "controller" if len(chain) == 1 else "worker (not forked)"

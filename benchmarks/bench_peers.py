@@ -57,10 +57,10 @@ from rich.console import Console
 from rich.table import Table
 
 from parallel_isolation import images
-from parallel_isolation.brokers import TestMQTTBroker, find_mosquitto
-from parallel_isolation.context import ParallelTestContext, WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
 TARGET_DOCKER_VS_PEER = 0.8  # toolkit docker broker start-to-ready <= 0.8 x testcontainers'
@@ -132,7 +132,7 @@ class ToolkitBroker(Contender):
         self.broker: TestMQTTBroker | None = None
         if backend == "docker":
             # The steady state of a run: the worker's network exists, images were checked.
-            from parallel_isolation.containers import manager_for
+            from parallel_isolation.containers.manager import manager_for
 
             manager = manager_for(self.worker)
             manager.ensure_images([images.MOSQUITTO_IMAGE])

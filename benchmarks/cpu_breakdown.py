@@ -314,11 +314,11 @@ class ProcSampler:
         if self._in_tree(proc, by_pid):
             if proc.pid == self.root_pid:
                 return "pytest controller"
-            if comm == "mosquitto" or "_embedded_broker" in proc.cmdline:
+            if comm == "mosquitto" or "mqtt.embedded" in proc.cmdline:
                 return "brokers (process)"
             if "-m wildfire." in proc.cmdline:
                 return "services (process)"
-            if "_zygote" in proc.cmdline:
+            if "zygote.py serve" in proc.cmdline or "zygote.py launch" in proc.cmdline:
                 # Forked workers keep the zygote's command line: the zygote and the
                 # launchers are the controller's children, the workers the zygote's.
                 parent = by_pid.get(proc.ppid)

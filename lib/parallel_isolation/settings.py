@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
+from parallel_isolation.host.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
 
 __all__ = ["OPTIONS", "Option", "SettingError", "Settings", "parse_bool"]
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from parallel_isolation import naming
-from parallel_isolation._proc import marker_env
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
+from parallel_isolation.host.proc import marker_env
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.orphans import owned_tempdir
+from parallel_isolation.reap.orphans import owned_tempdir
+from parallel_isolation.session.context import WorkerContext
 
 from .conftest import Project, cleanup
 from .test_foreign_occupants import ForeignMosquitto
@@ -106,7 +106,7 @@ def test_leaves_alone_what_is_not_a_dead_owners(
     try:
         # The default sweep (dry run: in a test we remove only what we made).
         dry = subprocess.run(
-            [sys.executable, "-m", "parallel_isolation.orphans", "--dry-run", "--format", "json"],
+            [sys.executable, "-m", "parallel_isolation.reap", "--dry-run", "--format", "json"],
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         import json

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from parallel_isolation import naming
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity
 
 from .conftest import SUITES, Project, cleanup, validate

@@ -16,8 +16,8 @@ import json
 import pytest
 
 from parallel_isolation import naming
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.mqtt import connect_client
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.mqtt.client import connect_client
 from wildfire.camera_simulator import announcement, frigate_event, growing_boxes
 
 # One worker builds the module's stack once (--dist loadgroup keeps the group together).
@@ -45,7 +45,7 @@ SERVICE_ENV = {
 
 @pytest.fixture(scope="module")
 def docker_manager(isolation_worker):
-    from parallel_isolation.containers import manager_for  # the Docker SDK only where it is used
+    from parallel_isolation.containers.manager import manager_for  # the Docker SDK only where it is used
 
     return manager_for(isolation_worker)
 

@@ -8,8 +8,8 @@ so both see exactly the same objects:
 * processes whose environment carries ``ISOLATION_MARKER=parallel-isolation``
   and the owner variables (:func:`find_marked_processes`);
 * temporary directories under ``<state>/tmp`` holding an owner file
-  (:data:`OWNER_FILE`, see :func:`parallel_isolation.orphans.owned_tempdir`);
-* port reservations (``parallel_isolation.ports.read_reservations``).
+  (:data:`OWNER_FILE`, see :func:`parallel_isolation.reap.orphans.owned_tempdir`);
+* port reservations (``parallel_isolation.host.ports.read_reservations``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from parallel_isolation import naming
-from parallel_isolation._proc import MARKER_ENV
+from parallel_isolation.host.proc import MARKER_ENV
 from parallel_isolation.identity import Owner
 
 __all__ = [

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from parallel_isolation.identity import Owner
-from parallel_isolation.snapshots import SNAPSHOTS_FILE
-from parallel_isolation.spy import CROSSTALK_FILE
+from parallel_isolation.mqtt.spy import CROSSTALK_FILE
+from parallel_isolation.recording.snapshots import SNAPSHOTS_FILE
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.brokers import BrokerBackend, BrokerCrashedError
-from parallel_isolation.containers import DockerBrokerBackend, manager_for
-from parallel_isolation.context import ParallelTestContext
+from parallel_isolation.containers.manager import DockerBrokerBackend, manager_for
+from parallel_isolation.mqtt.brokers import BrokerBackend, BrokerCrashedError
+from parallel_isolation.session.context import ParallelTestContext
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ import pytest
 from docker.errors import APIError, NotFound
 
 from parallel_isolation import naming
-from parallel_isolation.containers import (
+from parallel_isolation.containers.manager import (
     DaemonError,
     DockerContainerManager,
     EngineUnavailableError,
@@ -18,8 +18,8 @@ from parallel_isolation.containers import (
     connect_engine,
     manager_for,
 )
+from parallel_isolation.host.ports import PortAllocator, is_port_conflict
 from parallel_isolation.identity import Identity
-from parallel_isolation.ports import PortAllocator, is_port_conflict
 
 pytestmark = pytest.mark.docker
 

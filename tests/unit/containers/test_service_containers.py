@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from parallel_isolation import naming
-from parallel_isolation.containers import ContainerService
-from parallel_isolation.context import ParallelTestContext
-from parallel_isolation.services import RunningService
+from parallel_isolation.containers.manager import ContainerService
+from parallel_isolation.services.runner import RunningService
+from parallel_isolation.session.context import ParallelTestContext
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,8 @@ import paho.mqtt.client as paho
 import pytest
 
 from parallel_isolation.artifacts import EventLog, read_events
-from parallel_isolation.brokers import (
+from parallel_isolation.host.ports import PortAllocator
+from parallel_isolation.mqtt.brokers import (
     BACKENDS,
     BrokerBackend,
     BrokerCrashedError,
@@ -19,8 +20,7 @@ from parallel_isolation.brokers import (
     find_mosquitto,
     resolve_backend_name,
 )
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.ports import PortAllocator
+from parallel_isolation.session.context import WorkerContext
 
 LOCAL_BACKENDS = ["process", "embedded"]
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="process backend needs mosquitto")
@@ -231,9 +231,9 @@ def test_retained_messages_reach_only_matching_subscriptions(backend: str, make_
 _OWNER_SCRIPT = """
 import sys, time
 from pathlib import Path
-from parallel_isolation.brokers import TestMQTTBroker
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.identity import Identity
-from parallel_isolation.ports import PortAllocator
+from parallel_isolation.host.ports import PortAllocator
 ident = Identity.resolve(run_id="deadbeef", worker_id="gw0")
 allocator = PortAllocator(ident, base=int(sys.argv[2]), block_size=20, state_dir=Path(sys.argv[1]) / "state")
 broker = TestMQTTBroker(identity=ident, allocator=allocator, workdir=Path(sys.argv[1]) / "logs", backend=sys.argv[3])
@@ -244,7 +244,9 @@ time.sleep(120)
 
 
 @pytest.mark.parametrize("backend", LOCAL_BACKENDS)
-def test_a_sigkilled_owner_takes_its_broker_along(backend: str, tmp_path: Path, isolation_worker: WorkerContext) -> None:
+def test_a_sigkilled_owner_takes_its_broker_along(
+    backend: str, tmp_path: Path, isolation_worker: WorkerContext
+) -> None:
     import signal
     import subprocess
     import sys
@@ -253,7 +255,9 @@ def test_a_sigkilled_owner_takes_its_broker_along(backend: str, tmp_path: Path, 
 
     base = 36000 + isolation_worker.identity.worker_number * 40
     owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER_SCRIPT, str(tmp_path), str(base), backend], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _OWNER_SCRIPT, str(tmp_path), str(base), backend],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         broker_pid = int(owner.stdout.readline())  # type: ignore[union-attr]

@@ -4,14 +4,14 @@ import threading
 
 import pytest
 
-from parallel_isolation.context import ParallelTestContext
-from parallel_isolation.mqtt import (
+from parallel_isolation.mqtt.client import (
     MessageRecorder,
     MessageTimeout,
     NamespacedClient,
     ReceivedMessage,
 )
-from parallel_isolation.topics import TopicError, TopicNamespace
+from parallel_isolation.mqtt.topics import TopicError, TopicNamespace
+from parallel_isolation.session.context import ParallelTestContext
 
 
 def test_prefixes_out_and_strips_in(
@@ -74,7 +74,9 @@ def test_retained_messages_stay_in_their_test(parallel_test_context: ParallelTes
     assert same.wait_for("state/pump", timeout=5).retain
 
 
-@pytest.mark.isolation_expect("crosstalk")  # the raw client publishes outside any namespace on purpose
+@pytest.mark.isolation_expect(
+    "crosstalk"
+)  # the raw client publishes outside any namespace on purpose
 def test_foreign_messages_are_dropped(parallel_test_context: ParallelTestContext) -> None:
     client = parallel_test_context.mqtt_client("strict")
     client.client.subscribe("#", 1)  # raw, so the broker sends us everything

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from parallel_isolation.artifacts import EventLog, read_events
-from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.ports import (
+from parallel_isolation.host.ports import (
     PortAllocator,
     PortExhaustedError,
     Reservation,
     is_port_conflict,
     read_reservations,
 )
+from parallel_isolation.identity import Identity, Owner
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ _ALLOCATE_MANY = """
 import json, sys
 from pathlib import Path
 from parallel_isolation.identity import Identity
-from parallel_isolation.ports import PortAllocator
+from parallel_isolation.host.ports import PortAllocator
 state, base, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 allocator = PortAllocator(Identity.resolve(run_id="aaaabbbb", worker_id="gw0"), base=base, block_size=100, state_dir=Path(state))
 print(json.dumps([allocator.allocate("stress") for _ in range(count)]), flush=True)
@@ -254,5 +254,7 @@ def test_released_port_cools_down_before_reuse(state: Path, base: int) -> None:
     assert cooling.released is not None
     other_run = PortAllocator(_ident("gw0", "22222222"), base=base, block_size=10, state_dir=state)
     assert other_run.allocate("broker") == port + 1, "not handed out while cooling down"
-    impatient = PortAllocator(_ident("gw0", "33333333"), base=base, block_size=10, state_dir=state, release_cooldown=0.0)
+    impatient = PortAllocator(
+        _ident("gw0", "33333333"), base=base, block_size=10, state_dir=state, release_cooldown=0.0
+    )
     assert impatient.allocate("broker") == port, "reclaimed once the cool-down is over"

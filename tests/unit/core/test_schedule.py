@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.schedule import (
+from parallel_isolation.session.context import WorkerContext
+from parallel_isolation.session.schedule import (
     DurationsError,
     base_nodeid,
     load_durations,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.shards import merge_reports
+from parallel_isolation.validate.merge import merge_reports
 
 
 def _report(

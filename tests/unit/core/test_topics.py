@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parallel_isolation.identity import Identity
-from parallel_isolation.topics import (
+from parallel_isolation.mqtt.topics import (
     MAX_TOPIC_BYTES,
     TopicError,
     TopicNamespace,

@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from parallel_isolation import _zygote
-from parallel_isolation._zygote import Zygote, ZygoteError
-from parallel_isolation.context import WorkerContext
+from parallel_isolation.session import zygote as zygote_module
+from parallel_isolation.session.context import WorkerContext
+from parallel_isolation.session.zygote import Zygote, ZygoteError
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_a_zygote_that_cannot_start_says_so(tmp_path: Path) -> None:
 
 def test_launcher_refuses_a_command_without_code() -> None:
     done = subprocess.run(
-        [sys.executable, "-S", "-E", _zygote.__file__, "launch", "/nonexistent", "-u"],
+        [sys.executable, "-S", "-E", zygote_module.__file__, "launch", "/nonexistent", "-u"],
         capture_output=True,
         timeout=30,
         check=False,
@@ -185,7 +185,7 @@ def _cmdline(pid):
 
 def test_where_am_i(worker_id, mqtt_client):
     assert worker_id in {"gw0", "gw1"}
-    assert ("_zygote.py" in _cmdline(os.getpid())) == (os.environ["EXPECT_FORKED"] == "1")
+    assert ("session/zygote.py" in _cmdline(os.getpid())) == (os.environ["EXPECT_FORKED"] == "1")
     mqtt_client.subscribe("probe", qos=1)
     mqtt_client.publish("probe", b"round trip", qos=1)
     assert mqtt_client.wait_for("probe", timeout=10).payload == b"round trip"

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import images as im
+from parallel_isolation.images import core as im
 from parallel_isolation.naming import TOOL_LABEL, TOOL_VALUE
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -392,7 +392,7 @@ def test_step_timeout_kills_and_reports() -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    from parallel_isolation.engine import engine_problem
+    from parallel_isolation.containers.engine import engine_problem
 
     problem = engine_problem()
     if problem is not None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from parallel_isolation._proc import marker_env
+from parallel_isolation.host.proc import marker_env
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.orphans import (
+from parallel_isolation.reap.orphans import (
     KEEP,
     REMOVE,
     Criteria,
@@ -35,7 +35,7 @@ from .conftest import make_dead_owner
 WAIT_STDIN = [sys.executable, "-c", "import sys; sys.stdin.read()"]
 LAUNCHER = """
 import os, subprocess, sys
-from parallel_isolation._proc import marker_env
+from parallel_isolation.host.proc import marker_env
 from parallel_isolation.identity import Identity
 identity = Identity.resolve(run_id=sys.argv[1], worker_id=sys.argv[2])
 child = subprocess.Popen([sys.executable, "-c", sys.argv[4]], env={**os.environ, **marker_env(identity, sys.argv[3])})

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from parallel_isolation._proc import MARKER_ENV
-from parallel_isolation.snapshots import (
+from parallel_isolation.host.proc import MARKER_ENV
+from parallel_isolation.recording.snapshots import (
     SESSION_THREAD_PREFIX,
     ChildTracker,
     LeakTracker,

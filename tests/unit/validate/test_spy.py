@@ -10,10 +10,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation.brokers import TestMQTTBroker, find_mosquitto
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.snapshots import SESSION_THREAD_PREFIX
-from parallel_isolation.spy import CrossTalkSpy
+from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
+from parallel_isolation.mqtt.spy import CrossTalkSpy
+from parallel_isolation.recording.snapshots import SESSION_THREAD_PREFIX
+from parallel_isolation.session.context import WorkerContext
 
 BACKEND = "process" if find_mosquitto() else "embedded"
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from parallel_isolation._proc import ChildProcess, marker_env, tail
-from parallel_isolation.mqtt import MessageTimeout, NamespacedClient
+from parallel_isolation.host.proc import ChildProcess, marker_env, tail
+from parallel_isolation.mqtt.client import MessageTimeout, NamespacedClient
 
 if TYPE_CHECKING:
-    from parallel_isolation.context import ParallelTestContext
+    from parallel_isolation.session.context import ParallelTestContext
 
 __all__ = [
     "WILDFIRE_SERVICES",
@@ -223,7 +223,7 @@ class ServiceRunner:
     def _launch(self, spec: ServiceSpec, env: dict[str, str]) -> RunningService:
         if self.mode == "container":
             if not _CONTAINER_LAUNCHER:
-                msg = "container mode needs parallel_isolation.containers (imported by the plugin on the docker backend)"
+                msg = "container mode needs parallel_isolation.containers.manager (imported by the plugin on the docker backend)"
                 raise ServiceError(msg)
             return _CONTAINER_LAUNCHER[0](self, spec, env)
         self._serial += 1

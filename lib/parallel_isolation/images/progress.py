@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterable
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation.images import ImageStatus, ProgressEvent
+from parallel_isolation.images.core import ImageStatus, ProgressEvent
 
 __all__ = ["image_progress", "image_status_table"]
 
 
 def image_progress(console: Console, verbose: bool = False) -> Callable[[ProgressEvent], None]:
-    """A progress callback for :func:`parallel_isolation.images.build_images`."""
+    """A progress callback for :func:`parallel_isolation.images.core.build_images`."""
 
     def show(event: ProgressEvent) -> None:
         where = f" [cyan]{event.image}[/cyan]" if event.image else ""

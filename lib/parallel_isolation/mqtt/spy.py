@@ -11,7 +11,7 @@ namespace, or a foreign client publishing into this broker.  Findings go to
 The spy stays out of the way: it publishes nothing but its own flush canary
 when it stops (under ``_isolation/``), ignores the toolkit's canaries, never counts ``$`` topics (``#`` does not match
 them), reconnects after a broker restart, and its network thread's name
-starts with :data:`~parallel_isolation.snapshots.SESSION_THREAD_PREFIX` so the
+starts with :data:`~parallel_isolation.recording.snapshots.SESSION_THREAD_PREFIX` so the
 leak detector knows it belongs to the session.  A spy that cannot start
 records ``spy_failed`` and the run goes on.
 """
@@ -33,11 +33,15 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.artifacts import EventLog
-from parallel_isolation.snapshots import SESSION_THREAD_PREFIX, register_flusher, unregister_flusher
+from parallel_isolation.recording.snapshots import (
+    SESSION_THREAD_PREFIX,
+    register_flusher,
+    unregister_flusher,
+)
 
 if TYPE_CHECKING:
-    from parallel_isolation.brokers import TestMQTTBroker
-    from parallel_isolation.context import WorkerContext
+    from parallel_isolation.mqtt.brokers import TestMQTTBroker
+    from parallel_isolation.session.context import WorkerContext
 
 __all__ = ["CROSSTALK_FILE", "IGNORED_PREFIXES", "CrossTalkSpy", "watch"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from parallel_isolation.artifacts import RunArtifacts
-from parallel_isolation.context import WorkerContext
 from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
+from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
 __all__ = [
@@ -53,7 +53,7 @@ class RunState:
     docker_problem: str | None = None
     docker_checked: bool = False
     closing_errors: list[str] = field(default_factory=list)
-    zygote: Any = None  # the controller's _zygote.Zygote, with --isolation-fork-workers
+    zygote: Any = None  # the controller's zygote.Zygote, with --isolation-fork-workers
     zygote_problem: str | None = None
 
 
@@ -95,7 +95,7 @@ def configure(config: pytest.Config) -> RunState:
         config.option.testrunuid = given
         run_id = normalize_run_id(given)
     if settings.durations_file:
-        from parallel_isolation.schedule import load_durations
+        from parallel_isolation.session.schedule import load_durations
 
         load_durations(Path(settings.durations_file))  # a bad file is a usage error, once
     role = "standalone"
@@ -129,11 +129,13 @@ def spawn_zygote(state: RunState) -> None:
     """
     if state.role != "controller" or not state.settings.fork_workers or state.zygote is not None:
         return
-    from parallel_isolation._proc import marker_env
-    from parallel_isolation._zygote import Zygote
+    from parallel_isolation.host.proc import marker_env
+    from parallel_isolation.session.zygote import Zygote
 
     # Every worker of a docker-backend run imports the Docker SDK: once is enough.
-    preload = ("parallel_isolation.containers",) if state.settings.backend == "docker" else ()
+    preload = (
+        ("parallel_isolation.containers.manager",) if state.settings.backend == "docker" else ()
+    )
     zygote = Zygote(
         env={**os.environ, **marker_env(state.identity, "worker-zygote")}, preload=preload
     )
@@ -151,7 +153,7 @@ def fork_workers_from_zygote(state: RunState, specs: list[Any]) -> str | None:
     Returns a message for the terminal when the zygote is not there and the
     workers start the usual way, else None.
     """
-    from parallel_isolation._zygote import ZygoteError
+    from parallel_isolation.session.zygote import ZygoteError
 
     plain = [spec for spec in specs if spec.popen and not spec.python and not spec.via]
     zygote = state.zygote
@@ -178,7 +180,7 @@ def stop_zygote(state: RunState) -> None:
 def require_docker_or_skip(state: RunState) -> None:
     """Skip a Docker test without an engine, or fail it when Docker is required."""
     if not state.docker_checked:
-        from parallel_isolation.engine import engine_problem
+        from parallel_isolation.containers.engine import engine_problem
 
         state.docker_problem = engine_problem()
         state.docker_checked = True

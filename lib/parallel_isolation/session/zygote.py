@@ -307,7 +307,7 @@ class Zygote:
         import tempfile
         from pathlib import Path
 
-        from parallel_isolation._proc import _die_with_parent
+        from parallel_isolation.host.proc import _die_with_parent
 
         self.directory = Path(tempfile.mkdtemp(prefix="isolation-zygote-"))
         self.process = subprocess.Popen(
@@ -362,7 +362,5 @@ if __name__ == "__main__":
     elif len(sys.argv) >= 3 and sys.argv[1] == "launch":
         sys.exit(launch(sys.argv[2], sys.argv[3:]))
     else:
-        sys.stderr.write(
-            "usage: _zygote.py serve SOCKET [MODULE...] | launch SOCKET [-u] -c CODE\n"
-        )
+        sys.stderr.write("usage: zygote.py serve SOCKET [MODULE...] | launch SOCKET [-u] -c CODE\n")
         sys.exit(2)

@@ -542,7 +542,7 @@ def find_project_root(start: Path | None = None) -> Path:
     env = os.environ.get(ROOT_ENV)
     if env:
         candidates.append(Path(env))
-    candidates.append(Path(__file__).resolve().parents[2])
+    candidates.append(Path(__file__).resolve().parents[3])
     cwd = Path.cwd()
     candidates += [cwd, *cwd.parents]
     for candidate in candidates:

@@ -50,8 +50,8 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation._proc import MARKER_ENV
 from parallel_isolation.artifacts import RunArtifacts
+from parallel_isolation.host.proc import MARKER_ENV
 from parallel_isolation.identity import Identity
 
 __all__ = [

@@ -17,7 +17,7 @@ run and, for that run only, also removes what cannot be proven alive or dead
 everything younger than the given age.  Every decision is printed with its
 reason; ``--dry-run`` decides without removing.
 
-``python -m parallel_isolation.orphans`` is the command behind
+``python -m parallel_isolation.reap`` is the command behind
 ``invoke cleanup-orphans``.
 """
 
@@ -45,9 +45,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from parallel_isolation.host.ports import Reservation, default_state_dir, read_reservations
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.ports import Reservation, default_state_dir, read_reservations
-from parallel_isolation.snapshots import wait_exit
+from parallel_isolation.recording.snapshots import wait_exit
 from parallel_isolation.validate.discover import (
     OWNER_FILE,
     DockerObject,
@@ -521,7 +521,7 @@ def _duration(raw: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m parallel_isolation.orphans",
+        prog="python -m parallel_isolation.reap",
         description="Remove containers, networks, volumes, processes, port reservations and "
         "temp dirs that carry parallel-isolation labels/markers and whose owner is dead.",
     )

@@ -16,17 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation import naming, spy
+from parallel_isolation import naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
-from parallel_isolation.brokers import TestMQTTBroker, resolve_backend_name
+from parallel_isolation.host.locks import ResourceLocks
+from parallel_isolation.host.ports import PortAllocator
 from parallel_isolation.identity import Identity
-from parallel_isolation.locks import ResourceLocks
-from parallel_isolation.mqtt import NamespacedClient, connect_client
-from parallel_isolation.ports import PortAllocator
-from parallel_isolation.services import ServiceRunner
+from parallel_isolation.mqtt import spy
+from parallel_isolation.mqtt.brokers import TestMQTTBroker, resolve_backend_name
+from parallel_isolation.mqtt.client import NamespacedClient, connect_client
+from parallel_isolation.mqtt.spy import CrossTalkSpy
+from parallel_isolation.mqtt.topics import TopicNamespace
+from parallel_isolation.services.runner import ServiceRunner
 from parallel_isolation.settings import Settings
-from parallel_isolation.spy import CrossTalkSpy
-from parallel_isolation.topics import TopicNamespace
 
 __all__ = ["ParallelTestContext", "WorkerContext"]
 
@@ -132,7 +133,7 @@ class WorkerContext:
         """Extra constructor arguments of the broker backend (docker needs some)."""
         if self.backend_name == "docker":
             # Registers the docker broker backend and the service container launcher.
-            import parallel_isolation.containers  # noqa: F401
+            import parallel_isolation.containers.manager  # noqa: F401
 
             return {"worker": self}
         return {}

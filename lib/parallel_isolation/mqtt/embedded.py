@@ -1,6 +1,6 @@
 """Child-process entry point of the ``embedded`` backend: amqtt on 127.0.0.1.
 
-``python -m parallel_isolation._embedded_broker --port N`` runs until SIGTERM
+``python -m parallel_isolation.mqtt.embedded --port N`` runs until SIGTERM
 or SIGINT, then shuts the broker down gracefully.  Logs go to stderr, which
 the parent redirects into the worker's broker log.
 """

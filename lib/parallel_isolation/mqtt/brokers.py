@@ -10,7 +10,7 @@ Backends:
     what ``auto`` picks when mosquitto is not installed.
 ``docker``
     mosquitto in a container on the worker's network (registered by
-    :mod:`parallel_isolation.containers`).
+    :mod:`parallel_isolation.containers.manager`).
 
 Readiness is a real MQTT round trip on a canary topic, never a TCP poll or a
 sleep.  ``restart()`` keeps the port.  Stopping is graceful, then forced, and
@@ -34,10 +34,10 @@ from typing import Any, Protocol, runtime_checkable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation._proc import ChildProcess, marker_env, tail
 from parallel_isolation.artifacts import EventLog
+from parallel_isolation.host.ports import PortAllocator
+from parallel_isolation.host.proc import ChildProcess, marker_env, tail
 from parallel_isolation.identity import Identity
-from parallel_isolation.ports import PortAllocator
 
 __all__ = [
     "BACKENDS",
@@ -205,12 +205,12 @@ class ProcessBackend(_ChildBackend):
 
 
 class EmbeddedBackend(_ChildBackend):
-    """amqtt in a child Python process (see ``parallel_isolation._embedded_broker``)."""
+    """amqtt in a child Python process (see ``parallel_isolation.mqtt.embedded``)."""
 
     name = "embedded"
 
     def argv(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "parallel_isolation._embedded_broker", "--port", str(port)]
+        return [sys.executable, "-m", "parallel_isolation.mqtt.embedded", "--port", str(port)]
 
 
 BackendFactory = Callable[..., BrokerBackend]
@@ -334,7 +334,7 @@ class TestMQTTBroker:
         if factory is None:
             msg = (
                 f"broker backend {self.backend_name!r} is not available: "
-                "import parallel_isolation.containers (the pytest plugin does) to register it"
+                "import parallel_isolation.containers.manager (the pytest plugin does) to register it"
             )
             raise BrokerError(msg)
         self.backend: BrokerBackend = factory(

@@ -6,7 +6,7 @@ and decides: the worst exit code wins (2 "could not validate" over 1
 "findings" over 0 "clean"); shards that share a run id are themselves a
 finding, since run ids key every label and namespace.
 
-``python -m parallel_isolation.shards report.json...`` prints a table and exits
+``python -m parallel_isolation.validate.merge report.json...`` prints a table and exits
 with the merged code.
 """
 

@@ -23,7 +23,7 @@ every container and network the worker uses, and only those:
 
 Importing this module registers the ``docker`` broker backend
 (:class:`DockerBrokerBackend`) and the container launcher of
-:class:`~parallel_isolation.services.ServiceRunner`.
+:class:`~parallel_isolation.services.runner.ServiceRunner`.
 """
 
 from __future__ import annotations
@@ -43,16 +43,17 @@ import filelock
 from docker.client import DockerClient
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from parallel_isolation import images, naming
+from parallel_isolation import naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
-from parallel_isolation.brokers import register_backend
+from parallel_isolation.host.ports import default_state_dir, is_port_conflict
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.ports import default_state_dir, is_port_conflict
-from parallel_isolation.services import ServiceSpec, register_container_launcher
+from parallel_isolation.images import core as images
+from parallel_isolation.mqtt.brokers import register_backend
+from parallel_isolation.services.runner import ServiceSpec, register_container_launcher
 
 if TYPE_CHECKING:
-    from parallel_isolation.context import WorkerContext
-    from parallel_isolation.services import ServiceRunner
+    from parallel_isolation.services.runner import ServiceRunner
+    from parallel_isolation.session.context import WorkerContext
 
 __all__ = [
     "API_SLOTS_ENV",

@@ -20,7 +20,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from parallel_isolation.topics import TopicError, TopicNamespace, validate_filter
+from parallel_isolation.mqtt.topics import TopicError, TopicNamespace, validate_filter
 
 __all__ = [
     "MessageRecorder",
