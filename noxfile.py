@@ -262,6 +262,14 @@ def bench_peers(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_peers.py", *session.posargs)
 
 
+@nox.session(name="bench-ab", default=False)
+def bench_ab(session: nox.Session) -> None:
+    """Two versions of the library on the docker backend, interleaved: -- --a main [--b REV]."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_ab.py", *session.posargs)
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Serial vs -n 4/12/24 of the integration suite per backend: table, JSON, PNG chart."""

@@ -44,10 +44,10 @@ from bench_suite import BASE_ARGS, ROOT, SUITE_ENV, _junit
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation import images
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.containers.manager import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
@@ -248,13 +248,30 @@ def _suite_argv(workers: int, run_id: str, junit: Path) -> list[str]:
     ]
 
 
-def _suite_env(ops_dir: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(BENCH_DIR), SUITE_ENV.get("PYTHONPATH", "")) if p)
-    return {**SUITE_ENV, docker_ops.ENV: str(ops_dir), "PYTHONPATH": path}
+def _suite_env(ops_dir: Path, library: Path | None = None) -> dict[str, str]:
+    """The suite's environment; ``library`` (a ``lib`` directory) shadows the installed one."""
+    entries = [str(library)] if library is not None else []
+    entries += [str(BENCH_DIR), SUITE_ENV.get("PYTHONPATH", "")]
+    return {
+        **SUITE_ENV,
+        docker_ops.ENV: str(ops_dir),
+        "PYTHONPATH": os.pathsep.join(e for e in entries if e),
+    }
 
 
-def _suite_run(workers: int, root: Path, interval: float, console: Console) -> dict[str, Any]:
-    """One docker-backend run of the integration suite, sampled and counted."""
+def _suite_run(
+    workers: int,
+    root: Path,
+    interval: float,
+    console: Console,
+    *,
+    library: Path | None = None,
+) -> dict[str, Any]:
+    """One docker-backend run of the integration suite, sampled and counted.
+
+    ``library``: run another version of the library (its ``lib`` directory),
+    for A/B comparisons; the tests are this checkout's.
+    """
     run_id = new_run_id()
     ops_dir = root / f"ops-{run_id}"
     junit = root / f"suite-docker-n{workers}-{run_id}.xml"
@@ -263,7 +280,7 @@ def _suite_run(workers: int, root: Path, interval: float, console: Console) -> d
     proc = subprocess.Popen(
         _suite_argv(workers, run_id, junit),
         cwd=ROOT,
-        env=_suite_env(ops_dir),
+        env=_suite_env(ops_dir, library),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -56,9 +56,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation import images
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings

@@ -7,10 +7,14 @@ contributes the CPU it used inside the window:
 
 * a process alive at the start counts from its first sample, one born during
   the window from zero; one that exits counts up to its last sample;
-* what a parent's ``cutime + cstime`` grew by beyond the CPU of its children
-  seen exiting is the CPU of children never sampled (short-lived helpers such
-  as ``iptables`` under dockerd or ``runc`` under a shim) and is put under the
-  parent's class as "unsampled children";
+* short-lived helpers are never sampled (``iptables`` and the netns setup
+  dockerd runs, ``runc`` and its hooks under a shim): what dockerd's and
+  containerd's ``cutime + cstime`` grew by beyond the CPU of their children
+  seen exiting is theirs ("unsampled children"); a shim reaps runc *and* the
+  container's processes, so its runc share is what it reaped minus the
+  container's cgroup usage.  Shims are re-parented to init, which nobody
+  samples, so a second loop reads them (and their containers' cgroups) every
+  50 ms;
 * a container's CPU is its cgroup's ``cpuacct.usage`` (every process it ever
   ran, down to the last sample); the per-process container figures are kept
   only to show which programs inside used it.
@@ -53,6 +57,7 @@ NET_HELPERS = {"iptables", "ip6tables", "iptables-legacy", "iptables-nft", "xtab
 # Whose short-lived children a parent's reaped-children CPU is (when never sampled).
 _UNSAMPLED_CHILDREN = {
     "dockerd": "dockerd children (iptables, proxy, netns)",
+    "containerd": "containerd",
     "containerd-shim": "runc (+ hooks)",
 }
 ORDER = [
@@ -224,6 +229,11 @@ class ProcSampler:
                 del self._shims[pid]
                 continue
             proc.cpu, proc.children = stat[3], stat[4]
+            if proc.shim_of is not None:
+                text = _read_text(f"{CPUACCT_DOCKER}/{proc.shim_of}/cpuacct.usage").strip()
+                if text:
+                    self.cgroups_first.setdefault(proc.shim_of, 0.0)
+                    self.cgroups_last[proc.shim_of] = int(text) / 1e9
         self.sweep_s += time.perf_counter() - started
 
     def _sweep(self, *, first: bool = False) -> None:
@@ -327,6 +337,25 @@ class ProcSampler:
             return "pytest workers"
         return "other processes (not this run)"
 
+    def _unsampled_children(self, proc: Proc, exited_children: dict[int, float]) -> float:
+        """CPU of ``proc``'s reaped children that no sample saw (daemons only).
+
+        For dockerd and containerd: what their ``cutime + cstime`` grew by
+        minus what their children seen exiting had used.  A shim reaps runc
+        and the container's own processes: its runc share is what it reaped
+        minus the container's cgroup usage (which the container's line has).
+        Other parents are left alone: a child's late-reaped descendants would
+        be counted twice.
+        """
+        if proc.klass not in _UNSAMPLED_CHILDREN:
+            return 0.0
+        if proc.klass == "containerd-shim" and proc.shim_of is not None:
+            inside = self.cgroups_last.get(proc.shim_of, 0.0) - self.cgroups_first.get(
+                proc.shim_of, 0.0
+            )
+            return max(0.0, proc.reaped - inside)
+        return max(0.0, proc.reaped - exited_children.get(proc.pid, 0.0))
+
     def report(self, roles: dict[str, str]) -> dict[str, Any]:
         """CPU seconds per class (and per program inside containers) for this window.
 
@@ -356,13 +385,9 @@ class ProcSampler:
                 programs[label] = programs.get(label, 0.0) + proc.own
             else:
                 classes[proc.klass] += proc.own
-            unsampled = proc.reaped - exited_children.get(proc.pid, 0.0)
-            if unsampled > 0.005 and proc.container is None:
-                key = (
-                    proc.klass
-                    if proc.klass.startswith("other")
-                    else _UNSAMPLED_CHILDREN.get(proc.klass, proc.klass)
-                )
+            unsampled = self._unsampled_children(proc, exited_children)
+            if unsampled > 0.005:
+                key = _UNSAMPLED_CHILDREN[proc.klass]
                 classes[key] += unsampled
                 label = f"{proc.klass}: unsampled children"
                 programs[label] = programs.get(label, 0.0) + unsampled
