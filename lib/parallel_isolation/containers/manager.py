@@ -29,6 +29,7 @@ Importing this module registers the ``docker`` broker backend
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import threading
@@ -45,6 +46,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from parallel_isolation import naming
 from parallel_isolation.artifacts import EventLog, RunArtifacts
+from parallel_isolation.containers.logstream import LogFollower
 from parallel_isolation.host.ports import default_state_dir, is_port_conflict
 from parallel_isolation.identity import Identity, Owner
 from parallel_isolation.images import core as images
@@ -79,6 +81,8 @@ NETWORK_BASE = "isolation-net"
 BROKER_BASE = "mqtt-broker"
 BROKER_INNER_PORT = 1883
 TEST_LABEL = naming.LABEL_PREFIX + "test"
+# In the run's artifacts: written by the first worker that found the images current.
+IMAGES_CHECKED_FILE = "images-checked.json"
 _POOL_EXHAUSTED = "could not find an available, non-overlapping"
 _POOL_WAIT_S = 60.0
 _IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
@@ -141,15 +145,10 @@ def connect_engine(timeout: float = API_TIMEOUT_S) -> Any:
             msg = f"no Docker engine: the socket {socket_path} does not exist; {_ENGINE_HINT}"
             raise EngineUnavailableError(msg)
     try:
-        # Asks the engine for its API version: the first round trip.
+        # Asks the engine for its API version: the round trip that proves it answers
+        # (a ping after it would only repeat that).
         client = DockerClient.from_env(timeout=int(timeout))
-    except DockerException as error:
-        msg = f"the Docker engine at {where} is not reachable: {error}; {_ENGINE_HINT}"
-        raise EngineUnavailableError(msg) from error
-    try:
-        client.ping()
     except (DockerException, OSError) as error:
-        client.close()
         msg = f"the Docker engine at {where} is not reachable: {error}; {_ENGINE_HINT}"
         raise EngineUnavailableError(msg) from error
     return client
@@ -185,6 +184,7 @@ class ApiSlots:
         self.timeout = timeout
         self.events = events
         self.first = first
+        self._locks: dict[int, filelock.FileLock] = {}
         if count:
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -211,9 +211,10 @@ class ApiSlots:
         started = time.monotonic()
         deadline = started + self.timeout
         order = [(self.first + i) % self.count for i in range(self.count)]
+        pause = 0.005
         while True:
             for index in order:
-                lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+                lock = self._slot(index)
                 try:
                     lock.acquire(timeout=0)
                 except filelock.Timeout:
@@ -232,7 +233,17 @@ class ApiSlots:
                     f"for {self.timeout:.0f} s; raise {API_SLOTS_ENV} or look for a stuck engine"
                 )
                 raise ContainerError(msg)
-            _pause(0.005)
+            # Back off while all are busy (a slot is held for a create or start, often
+            # seconds under load): polling every 5 ms cost the waiting workers CPU.
+            _pause(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    def _slot(self, index: int) -> filelock.FileLock:
+        lock = self._locks.get(index)
+        if lock is None:
+            lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+            self._locks[index] = lock
+        return lock
 
 
 # --- containers -----------------------------------------------------------------------
@@ -260,6 +271,9 @@ class ManagedContainer:
         self.removed = False
         self.exit_code: int | None = None
         self.final_logs: str | None = None
+        # The container's output as it is written (started by the manager after
+        # `docker start`); None for containers this process did not start.
+        self.follower: LogFollower | None = None
 
     @property
     def short_id(self) -> str:
@@ -284,6 +298,12 @@ class ManagedContainer:
         return dict(state)
 
     def is_running(self) -> bool:
+        follower = self.follower
+        if follower is not None and not self.removed:
+            if not follower.ended:
+                return True  # its output stream is open: it runs (no engine request)
+            if follower.exited:
+                return False
         return bool(self.state().get("Running"))
 
     def logs(self, tail: int | None = None) -> str:
@@ -291,6 +311,13 @@ class ManagedContainer:
         if self.removed:
             text = self.final_logs or ""
             return "".join(text.splitlines(keepends=True)[-tail:]) if tail else text
+        follower = self.follower
+        if follower is not None and follower.error is None:
+            return follower.tail(tail) if tail else follower.text()
+        return self.engine_logs(tail)
+
+    def engine_logs(self, tail: int | None = None) -> str:
+        """The container's output as the engine has it (one request)."""
         try:
             raw = self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
         except NotFound:
@@ -316,6 +343,9 @@ class ManagedContainer:
         except APIError as error:
             if self.is_running():
                 raise _daemon_error(f"kill {self.name}", error) from error
+        if self.follower is not None:
+            # Return once it is dead: the output stream ends with the process.
+            self.follower.wait_ended(10.0)
 
     def stop(self, grace: float = 3.0) -> int | None:
         """Stop (SIGTERM, ``grace`` s, SIGKILL), save the logs, remove; the exit code."""
@@ -382,6 +412,7 @@ class DockerContainerManager:
             self.state_dir, events=events, first=identity.worker_number
         )
         self._client = client
+        self._stream_api: Any | None = None
         self._containers: dict[str, ManagedContainer] = {}
         self._network: Any | None = None
         self._images_ok: set[str] = set()
@@ -397,6 +428,21 @@ class DockerContainerManager:
         if self._client is None:
             self._client = connect_engine()
         return self._client
+
+    @property
+    def stream_api(self) -> Any:
+        """A low-level engine client without read timeout, for the containers' log streams.
+
+        A quiet container must not end its stream by a client-side timeout; the
+        engine's API version is the main client's (no second version request).
+        """
+        with self._lock:
+            if self._stream_api is None:
+                version = self.client.api.api_version
+                self._stream_api = DockerClient.from_env(
+                    version=version, timeout=None, max_pool_size=64
+                ).api
+            return self._stream_api
 
     def container_name(self, base: str) -> str:
         return naming.resource_name(base, self.identity)
@@ -470,6 +516,19 @@ class DockerContainerManager:
 
     def _check_project_images(self) -> None:
         started = time.monotonic()
+        marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
+        if marker.exists():
+            # Another worker of this run found the images current: hashing the
+            # build inputs again in every worker would find the same.
+            self._project_images_checked = True
+            self._emit(
+                "images_checked",
+                stale=[],
+                built=[],
+                seconds=round(time.monotonic() - started, 3),
+                reused=marker.name,
+            )
+            return
         try:
             statuses = images.images_status(client=self.client)
         except images.ImagesError as error:
@@ -492,12 +551,28 @@ class DockerContainerManager:
                 raise ImageMissingError(msg) from error
             built = [r.ref for r in results if r.action != "up-to-date"]
         self._project_images_checked = True
+        self._record_images_checked(statuses, built)
         self._emit(
             "images_checked",
             stale=stale,
             built=built,
             seconds=round(time.monotonic() - started, 3),
         )
+
+    def _record_images_checked(self, statuses: Sequence[Any], built: list[str]) -> None:
+        """Tell the run's other workers the images are current (atomically, once)."""
+        marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
+        record = {
+            "checked_by": self.identity.worker_id,
+            "images": {s.ref: s.image_id for s in statuses if s.up_to_date},
+            "built": built,
+        }
+        # Only a saving: if it cannot be written, the other workers check for themselves.
+        with contextlib.suppress(OSError):
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            partial = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+            partial.replace(marker)
 
     # -- network ---------------------------------------------------------------
 
@@ -672,7 +747,16 @@ class DockerContainerManager:
         except BaseException:
             self.remove(managed, grace=0.0)
             raise
+        self._follow(managed)
         return managed
+
+    def _follow(self, managed: ManagedContainer) -> None:
+        """Read the container's output on one stream from now on (see :mod:`.logstream`)."""
+        try:
+            api = self.stream_api
+        except (DockerException, OSError):
+            return  # the manager falls back to asking the engine
+        managed.follower = LogFollower(api, managed.id, managed.name).start()
 
     def run_all(self, requests: Mapping[str, Mapping[str, Any]]) -> dict[str, ManagedContainer]:
         """Create and start several containers at once; all of them, or none.
@@ -721,8 +805,12 @@ class DockerContainerManager:
         return {name: future.result() for name, future in futures.items()}
 
     def _create(self, name: str, image: str, **options: Any) -> Any:
+        """Create ``name``; only when the engine says the name is taken is its holder examined.
+
+        Looking the name up before every create cost one request per container;
+        a conflict is rare, and :meth:`_clear_name` then applies the same rules.
+        """
         for attempt in range(3):
-            self._clear_name(name)
             try:
                 with self.slots.hold("create"):
                     return self.client.containers.create(image, name=name, detach=True, **options)
@@ -730,9 +818,9 @@ class DockerContainerManager:
                 msg = f"image {image} is not present on the engine; {_IMAGE_HINT}"
                 raise ImageMissingError(msg) from None
             except APIError as error:
-                # Someone created the name between our check and our create:
-                # check again (it may be a dead owner's leftover appearing late).
+                # The name is taken: free it if the rules allow (or raise), then retry.
                 if getattr(error, "status_code", None) == 409 and attempt < 2:
+                    self._clear_name(name)
                     continue
                 raise _daemon_error(f"create {name}", error) from error
         msg = f"docker create {name}: the name kept being taken"  # pragma: no cover
@@ -818,15 +906,21 @@ class DockerContainerManager:
         return managed.exit_code
 
     def _stop(self, managed: ManagedContainer, grace: float) -> None:
-        if not managed.state().get("Running"):
+        follower = managed.follower
+        if follower is not None and follower.exited:
+            return  # its output stream ended: it is not running (no inspect needed)
+        if follower is None and not managed.state().get("Running"):
             return
         try:
+            # Stopping one that has just exited is harmless (the engine answers 304).
             managed.container.stop(timeout=max(0, math.ceil(grace)))
         except APIError as error:
             if isinstance(error, NotFound):
                 raise
             # The stop call failed (daemon trouble): kill outright, still bounded.
             managed.kill()
+        if follower is not None:
+            follower.wait_ended(5.0)  # the last lines arrive before the stream ends
 
     def _exit_code(self, managed: ManagedContainer) -> int | None:
         state = managed.state()
@@ -836,7 +930,11 @@ class DockerContainerManager:
         return int(code) if isinstance(code, int) else None
 
     def _save_logs(self, managed: ManagedContainer, reason: str) -> None:
-        text = managed.logs()
+        follower = managed.follower
+        if follower is not None and follower.exited:
+            text = follower.text()  # all of it, already read: no logs request
+        else:
+            text = managed.engine_logs()
         managed.final_logs = text
         header = (
             f"=== {managed.describe()} id {managed.id} exit {managed.exit_code}"
@@ -871,6 +969,8 @@ class DockerContainerManager:
             self.remove(managed, grace=0.0, reason="timed out")
             msg = f"{managed.describe()} did not finish within {timeout:.0f} s: {error}"
             raise ContainerError(msg) from error
+        if managed.follower is not None:
+            managed.follower.wait_ended(5.0)  # its last lines arrive just after the exit
         output = managed.logs()
         self.remove(managed, grace=0.0)
         code = result.get("StatusCode") if isinstance(result, dict) else None
@@ -1048,8 +1148,15 @@ class DockerBrokerBackend:
         """Until mosquitto says it runs (Docker's proxy accepts before it listens).
 
         A container that exits returns at once: the caller's readiness check
-        then reports the crash with the log tail.
+        then reports the crash with the log tail.  The container's log stream
+        wakes this wait when the line arrives; polling is the fallback for a
+        container without one.
         """
+        follower = container.follower
+        if follower is not None:
+            follower.wait_for(" running", self.listen_timeout)
+            if follower.error is None:
+                return
         deadline = time.monotonic() + self.listen_timeout
         pause = 0.01
         while time.monotonic() < deadline:
