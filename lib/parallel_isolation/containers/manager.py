@@ -655,12 +655,14 @@ class DockerContainerManager:
         while True:
             try:
                 with self.slots.hold("network create"):
-                    network = self.client.networks.create(
+                    # Low-level: the SDK's high-level create inspects the network after it.
+                    created = self.client.api.create_network(
                         name,
                         driver="bridge",
                         labels=self.labels("network"),
                         check_duplicate=True,
                     )
+                network = self.client.networks.prepare_model({"Id": created["Id"], "Name": name})
                 break
             except APIError as error:
                 text = str(error)
@@ -713,9 +715,6 @@ class DockerContainerManager:
         if check_image:
             self.ensure_images([image])
         network_name = self.ensure_network() if network else None
-        port_map = {
-            f"{inner}/tcp": (self.publish_host, host) for inner, host in (ports or {}).items()
-        }
         container = self._create(
             name,
             image,
@@ -723,7 +722,9 @@ class DockerContainerManager:
             environment=dict(environment or {}),
             labels=all_labels,
             network=network_name,
-            ports=port_map,
+            ports={
+                f"{inner}/tcp": (self.publish_host, host) for inner, host in (ports or {}).items()
+            },
             init=init,
         )
         managed = ManagedContainer(self, container, name=name, role=role, image=image)
