@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_SLOTS_ENV",
+    "IMAGES_CHECKED_FILE",
     "ApiSlots",
     "ContainerError",
     "ContainerService",
@@ -112,6 +113,10 @@ class NameConflictError(ContainerError):
 
 class DaemonError(ContainerError):
     """The engine refused an operation; the message carries the daemon's words."""
+
+
+class _NameTaken(ContainerError):
+    """The engine refused a create because the name exists (HTTP 409); the rules decide."""
 
 
 def _daemon_error(operation: str, error: APIError) -> DaemonError:
@@ -501,7 +506,10 @@ class DockerContainerManager:
         with self._lock:
             project = {images.MOSQUITTO_IMAGE, images.SERVICES_IMAGE}
             if not self._project_images_checked and project.intersection(wanted):
-                self._check_project_images()
+                # Found current (here or by another worker of the run): present. A
+                # project image removed mid-run still fails clearly at create
+                # (ImageMissingError with the same hint).
+                self._images_ok.update(self._check_project_images())
             for ref in wanted:
                 if ref in self._images_ok:
                     continue
@@ -514,10 +522,12 @@ class DockerContainerManager:
                     raise _daemon_error(f"inspect image {ref}", error) from error
                 self._images_ok.add(ref)
 
-    def _check_project_images(self) -> None:
+    def _check_project_images(self) -> set[str]:
+        """Check (and build if stale) the project's images once; the refs known current."""
         started = time.monotonic()
         marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
-        if marker.exists():
+        reused = _read_images_checked(marker)
+        if reused is not None:
             # Another worker of this run found the images current: hashing the
             # build inputs again in every worker would find the same.
             self._project_images_checked = True
@@ -528,7 +538,7 @@ class DockerContainerManager:
                 seconds=round(time.monotonic() - started, 3),
                 reused=marker.name,
             )
-            return
+            return reused
         try:
             statuses = images.images_status(client=self.client)
         except images.ImagesError as error:
@@ -536,9 +546,10 @@ class DockerContainerManager:
             # fall back to "present is good enough".
             self._emit("images_check_skipped", reason=str(error))
             self._project_images_checked = True
-            return
+            return set()
         stale = [f"{s.ref}: {s.reason}" for s in statuses if not s.up_to_date]
         built: list[str] = []
+        current = {s.ref for s in statuses if s.up_to_date}
         if stale:
             try:
                 results = images.build_images(client=self.client)
@@ -550,23 +561,21 @@ class DockerContainerManager:
                 )
                 raise ImageMissingError(msg) from error
             built = [r.ref for r in results if r.action != "up-to-date"]
+            current = {s.ref for s in statuses}  # all of them, now
         self._project_images_checked = True
-        self._record_images_checked(statuses, built)
+        self._record_images_checked(current, built)
         self._emit(
             "images_checked",
             stale=stale,
             built=built,
             seconds=round(time.monotonic() - started, 3),
         )
+        return current
 
-    def _record_images_checked(self, statuses: Sequence[Any], built: list[str]) -> None:
+    def _record_images_checked(self, current: set[str], built: list[str]) -> None:
         """Tell the run's other workers the images are current (atomically, once)."""
         marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
-        record = {
-            "checked_by": self.identity.worker_id,
-            "images": {s.ref: s.image_id for s in statuses if s.up_to_date},
-            "built": built,
-        }
+        record = {"checked_by": self.identity.worker_id, "images": sorted(current), "built": built}
         # Only a saving: if it cannot be written, the other workers check for themselves.
         with contextlib.suppress(OSError):
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -582,6 +591,13 @@ class DockerContainerManager:
             if self._network is not None:
                 return self.network_name
             name = self.network_name
+            try:
+                # Create first: the name is almost always free, and a lookup before
+                # every create cost a request per worker.
+                self._network = self._create_network(name)
+                return name
+            except _NameTaken:
+                pass
             for existing in self._networks_named(name):
                 if self._claim_network(existing):
                     self._network = existing
@@ -666,6 +682,8 @@ class DockerContainerManager:
                 break
             except APIError as error:
                 text = str(error)
+                if getattr(error, "status_code", None) == 409:
+                    raise _NameTaken(name) from error
                 if _POOL_EXHAUSTED in text and time.monotonic() < deadline:
                     if not waited:
                         self._emit("network_pool_wait", name=name, error=text)
@@ -1036,6 +1054,16 @@ class DockerContainerManager:
                 self._emit("network_removed", name=network.name, id=network.id)
             self._network = None
             return problems
+
+
+def _read_images_checked(marker: Path) -> set[str] | None:
+    """The refs a worker of this run found current, or None when no (readable) record."""
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    refs = record.get("images") if isinstance(record, dict) else None
+    return {str(ref) for ref in refs} if isinstance(refs, list) else None
 
 
 def _image_of(container: Any) -> str:
