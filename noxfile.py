@@ -30,7 +30,7 @@ SUITE_ARGS: list[str] = _DEV["integration-args"]
 SUITE_ENV: dict[str, str] = _DEV["integration-env"]
 # Elsewhere: the hypothesis plugin costs each process half a second of CPU.
 LEAN = ["-p", "no:hypothesispytest"]
-UNIT_PATHS = ["tests/unit", "tests/migration"]
+UNIT_PATHS = ["tests/unit", "tests/wildfire", "tests/migration"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
@@ -167,11 +167,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict) over the library and the services."""
+    """ruff, mypy (strict) and the import-layer check over the library and the services."""
     _install(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "lib", "services")
     session.run("mypy")
+    # The layers of docs/architecture.md, and no import cycle.
+    session.run("pytest", "tests/unit/core/test_layers.py", "-q", "-p", "no:xdist", *LEAN)
 
 
 @nox.session

@@ -41,7 +41,7 @@ def images(
         results = lib.build_images(
             force=force, source=source or None, progress=image_progress(console, verbose)
         )
-    except lib.ImagesError as error:
+    except (lib.ImagesError, lib.EngineUnavailableError) as error:
         raise Exit(str(error), code=1) from None
     built = [r for r in results if r.action != "up-to-date"]
     console.print(

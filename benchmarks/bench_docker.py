@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from parallel_isolation.containers.engine import engine_problem
-from parallel_isolation.containers.manager import API_SLOTS_ENV
+from parallel_isolation.containers.slots import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
 from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
@@ -93,9 +93,8 @@ def _broker_times(runs: int, root: Path) -> tuple[float, list[float]]:
                 identity=worker.identity,
                 allocator=worker.allocator,
                 workdir=worker.artifacts.logs_dir,
-                backend="docker",
+                backend=worker.broker_backend(),
                 events=worker.events,
-                backend_options=worker.backend_options(),
             )
             started = time.perf_counter()
             broker.start()
@@ -578,14 +577,14 @@ def _engine_costs(blocks: int, per_block: int, console: Console) -> dict[str, An
     """
     from docker import from_env
 
-    from parallel_isolation import naming
+    from parallel_isolation import naming, ownership
 
     client = from_env(timeout=120)
     identity = Identity.resolve(run_id=new_run_id(), worker_id="master")
-    labels = naming.labels_for(identity, "task")
+    labels = ownership.labels_for(identity, "task")
     network = naming.resource_name("bench-engine-net", identity)
     net = client.networks.create(
-        network, driver="bridge", labels=naming.labels_for(identity, "network")
+        network, driver="bridge", labels=ownership.labels_for(identity, "network")
     )
     host = client.containers.run(
         images.MOSQUITTO_IMAGE,

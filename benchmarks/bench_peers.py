@@ -132,9 +132,7 @@ class ToolkitBroker(Contender):
         self.broker: TestMQTTBroker | None = None
         if backend == "docker":
             # The steady state of a run: the worker's network exists, images were checked.
-            from parallel_isolation.containers.manager import manager_for
-
-            manager = manager_for(self.worker)
+            manager = self.worker.containers
             manager.ensure_images([images.MOSQUITTO_IMAGE])
             manager.ensure_network()
 
@@ -143,9 +141,8 @@ class ToolkitBroker(Contender):
             identity=self.worker.identity,
             allocator=self.worker.allocator,
             workdir=self.worker.artifacts.logs_dir,
-            backend=self.backend,
+            backend=self.worker.broker_backend(),
             events=self.worker.events,
-            backend_options=self.worker.backend_options(),
         )
         self.broker.start()
 

@@ -18,7 +18,7 @@ from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.mqtt.client import NamespacedClient, ReceivedMessage
 from parallel_isolation.mqtt.topics import TopicNamespace
-from parallel_isolation.recording import snapshots
+from parallel_isolation.recording import recorder as recording
 from parallel_isolation.session import runstate
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import OPTIONS, Option, SettingError
@@ -63,9 +63,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
-    config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
+    config.addinivalue_line("markers", recording.EXPECT_MARKER_HELP)
     if state.role != "controller":
-        recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
+        recorder = recording.SessionRecorder.for_run(
+            state.identity,
+            state.settings.artifacts_root,
+            flush_crosstalk=lambda timeout: runstate.flush_crosstalk(state, timeout),
+        )
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")
     if hasattr(config.pluginmanager.hook, "pytest_configure_node"):
         # xdist's hook specs are registered (however xdist itself was loaded).

@@ -1,16 +1,16 @@
-"""Docker objects of one worker: containers, its network, the broker and the services.
+"""One worker's Docker objects: its containers and its network, and only those.
 
-One :class:`DockerContainerManager` per worker (:func:`manager_for`) creates
-every container and network the worker uses, and only those:
+A :class:`DockerContainerManager` creates every container and network a
+worker uses:
 
 * names: containers ``{base}-{worker_id}-{run8}`` (a serial suffix when the
   same base runs twice at once), the network ``isolation-net-{worker_id}-{run8}``;
-* labels: every object carries :func:`~parallel_isolation.naming.labels_for`
+* labels: every object carries :func:`~parallel_isolation.ownership.labels_for`
   (tool, run, worker, owner pid and start time, host, role); user labels in
   the reserved namespace are refused;
-* ports: published on ``settings.publish_host`` (127.0.0.1) only, taken from
-  the port allocator; Docker's "port is already allocated" propagates as the
-  SDK's ``APIError`` so :meth:`PortAllocator.with_port` moves to another port;
+* ports: published on ``publish_host`` (127.0.0.1) only, taken from the port
+  allocator; Docker's "port is already allocated" propagates as the SDK's
+  ``APIError`` so :meth:`PortAllocator.with_port` moves to another port;
 * name conflicts: an existing object with our name is removed only when its
   labels say it is ours and its owner is dead (or is this very process);
   a live owner or an unlabelled object is an error that names the owner;
@@ -18,89 +18,52 @@ every container and network the worker uses, and only those:
   then SIGKILL; logs are saved to the run's artifacts before removal;
 * cleanup at session end selects by labels (tool + run + worker + owner pid and
   start), never by name;
-* a host-wide semaphore (:class:`ApiSlots`) bounds concurrent heavy Docker API
-  calls so many workers starting at once do not overload the engine.
-
-Importing this module registers the ``docker`` broker backend
-(:class:`DockerBrokerBackend`) and the container launcher of
-:class:`~parallel_isolation.services.runner.ServiceRunner`.
+* heavy API calls hold one of the host-wide :class:`~parallel_isolation.containers.slots.ApiSlots`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import threading
 import time
-import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import filelock
-from docker.client import DockerClient
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from parallel_isolation import naming
+from parallel_isolation import naming, ownership
 from parallel_isolation.artifacts import EventLog, RunArtifacts
+from parallel_isolation.containers.engine import (
+    ContainerError,
+    EngineUnavailableError,
+    connect_engine,
+    engine_address,
+    poll_pause,
+)
 from parallel_isolation.containers.logstream import LogFollower
-from parallel_isolation.host.ports import default_state_dir, is_port_conflict
+from parallel_isolation.containers.slots import ApiSlots
+from parallel_isolation.host.ports import is_port_conflict
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.images import core as images
-from parallel_isolation.mqtt.brokers import register_backend
-from parallel_isolation.services.runner import ServiceSpec, register_container_launcher
-
-if TYPE_CHECKING:
-    from parallel_isolation.services.runner import ServiceRunner
-    from parallel_isolation.session.context import WorkerContext
+from parallel_isolation.settings import default_state_dir
 
 __all__ = [
-    "API_SLOTS_ENV",
-    "IMAGES_CHECKED_FILE",
-    "ApiSlots",
+    "IMAGE_HINT",
+    "NETWORK_BASE",
     "ContainerError",
-    "ContainerService",
     "DaemonError",
-    "DockerBrokerBackend",
     "DockerContainerManager",
     "EngineUnavailableError",
     "ImageMissingError",
     "ManagedContainer",
     "NameConflictError",
-    "connect_engine",
-    "launch_service_container",
-    "manager_for",
 ]
 
-API_SLOTS_ENV = "ISOLATION_DOCKER_API_SLOTS"
-DEFAULT_API_SLOTS = 8
-API_TIMEOUT_S = 60
 NETWORK_BASE = "isolation-net"
-BROKER_BASE = "mqtt-broker"
-BROKER_INNER_PORT = 1883
-TEST_LABEL = naming.LABEL_PREFIX + "test"
-# In the run's artifacts: written by the first worker that found the images current.
-IMAGES_CHECKED_FILE = "images-checked.json"
 _POOL_EXHAUSTED = "could not find an available, non-overlapping"
 _POOL_WAIT_S = 60.0
-_IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
-_ENGINE_HINT = (
-    "start one with `sudo ci/start-docker.sh` (or `invoke docker-up`) or point DOCKER_HOST at one"
-)
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class ContainerError(RuntimeError):
-    """Base class of the Docker backend's failures."""
-
-
-class EngineUnavailableError(ContainerError):
-    """No Docker engine, or it does not answer."""
+IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
 
 
 class ImageMissingError(ContainerError):
@@ -123,135 +86,6 @@ def _daemon_error(operation: str, error: APIError) -> DaemonError:
     explanation = getattr(error, "explanation", None) or str(error)
     status = getattr(error, "status_code", None)
     return DaemonError(f"docker {operation} failed (HTTP {status}): {explanation}")
-
-
-def _pause(seconds: float) -> None:
-    """Wait between polls of a condition nothing announces (inside a deadline)."""
-    threading.Event().wait(seconds)
-
-
-# --- engine ---------------------------------------------------------------------------
-
-
-def _engine_address() -> str:
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-
-def connect_engine(timeout: float = API_TIMEOUT_S) -> Any:
-    """A connected ``docker.DockerClient``; :class:`EngineUnavailableError` otherwise.
-
-    Tells apart "no engine here" (the unix socket does not exist) from "an
-    engine that does not answer", and says how to start one.
-    """
-    where = _engine_address()
-    if where.startswith("unix://"):
-        socket_path = Path(where.removeprefix("unix://"))
-        if not socket_path.exists():
-            msg = f"no Docker engine: the socket {socket_path} does not exist; {_ENGINE_HINT}"
-            raise EngineUnavailableError(msg)
-    try:
-        # Asks the engine for its API version: the round trip that proves it answers
-        # (a ping after it would only repeat that).
-        client = DockerClient.from_env(timeout=int(timeout))
-    except (DockerException, OSError) as error:
-        msg = f"the Docker engine at {where} is not reachable: {error}; {_ENGINE_HINT}"
-        raise EngineUnavailableError(msg) from error
-    return client
-
-
-# --- host-wide API slots --------------------------------------------------------------
-
-
-class ApiSlots:
-    """A host-wide counting semaphore of ``count`` file locks.
-
-    Heavy engine calls (container create and start, network create and
-    remove) hold one slot, so many workers bringing up their stacks at once
-    queue instead of piling up in the daemon; stopping does not hold one (it
-    is mostly waiting).  The kernel drops a dead holder's lock.  ``count`` 0
-    disables the limit.
-    """
-
-    def __init__(
-        self,
-        directory: Path,
-        count: int,
-        *,
-        timeout: float = 120.0,
-        events: EventLog | None = None,
-        first: int = 0,
-    ) -> None:
-        if count < 0:
-            msg = f"API slot count must be >= 0, got {count}"
-            raise ValueError(msg)
-        self.directory = directory
-        self.count = count
-        self.timeout = timeout
-        self.events = events
-        self.first = first
-        self._locks: dict[int, filelock.FileLock] = {}
-        if count:
-            directory.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def from_env(
-        cls, state_dir: Path, *, events: EventLog | None = None, first: int = 0
-    ) -> ApiSlots:
-        raw = os.environ.get(API_SLOTS_ENV, "").strip()
-        count = DEFAULT_API_SLOTS
-        if raw:
-            try:
-                count = int(raw)
-            except ValueError:
-                msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
-                raise ValueError(msg) from None
-        return cls(state_dir / "docker-api", count, events=events, first=first)
-
-    @contextlib.contextmanager
-    def hold(self, what: str) -> Iterator[float]:
-        """Hold one slot while the block runs; yields the seconds waited."""
-        if self.count == 0:
-            yield 0.0
-            return
-        started = time.monotonic()
-        deadline = started + self.timeout
-        order = [(self.first + i) % self.count for i in range(self.count)]
-        pause = 0.005
-        while True:
-            for index in order:
-                lock = self._slot(index)
-                try:
-                    lock.acquire(timeout=0)
-                except filelock.Timeout:
-                    continue
-                waited = time.monotonic() - started
-                if waited > 1.0 and self.events is not None:
-                    self.events.emit("docker_api_wait", what=what, waited_s=round(waited, 3))
-                try:
-                    yield waited
-                finally:
-                    lock.release()
-                return
-            if time.monotonic() > deadline:
-                msg = (
-                    f"{what}: all {self.count} Docker API slots in {self.directory} stayed busy "
-                    f"for {self.timeout:.0f} s; raise {API_SLOTS_ENV} or look for a stuck engine"
-                )
-                raise ContainerError(msg)
-            # Back off while all are busy (a slot is held for a create or start, often
-            # seconds under load): polling every 5 ms cost the waiting workers CPU.
-            _pause(pause)
-            pause = min(pause * 1.5, 0.05)
-
-    def _slot(self, index: int) -> filelock.FileLock:
-        lock = self._locks.get(index)
-        if lock is None:
-            lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
-            self._locks[index] = lock
-        return lock
-
-
-# --- containers -----------------------------------------------------------------------
 
 
 class ManagedContainer:
@@ -295,9 +129,7 @@ class ManagedContainer:
         except APIError as error:
             raise _daemon_error(f"inspect {self.name}", error) from error
         except (DockerException, OSError) as error:
-            msg = (
-                f"inspect {self.name}: the Docker engine at {_engine_address()} went away: {error}"
-            )
+            msg = f"inspect {self.name}: the Docker engine at {engine_address()} went away: {error}"
             raise EngineUnavailableError(msg) from error
         state = self.container.attrs.get("State") or {}
         return dict(state)
@@ -330,7 +162,7 @@ class ManagedContainer:
         except APIError as error:
             raise _daemon_error(f"logs {self.name}", error) from error
         except (DockerException, OSError) as error:
-            msg = f"logs {self.name}: the Docker engine at {_engine_address()} went away: {error}"
+            msg = f"logs {self.name}: the Docker engine at {engine_address()} went away: {error}"
             raise EngineUnavailableError(msg) from error
         return bytes(raw).decode("utf-8", errors="replace")
 
@@ -363,13 +195,6 @@ class ManagedContainer:
         return f"ManagedContainer({self.name!r}, {self.short_id}, removed={self.removed})"
 
 
-def _ours(labels: Mapping[str, str]) -> Owner | None:
-    """The owner recorded by our tool label set, or None when not ours."""
-    if labels.get(naming.TOOL_LABEL) != naming.TOOL_VALUE:
-        return None
-    return naming.owner_from_labels(labels)
-
-
 def _same_owner(recorded: Owner | None, owner: Owner) -> bool:
     """Same process: pid and host equal, start times equal within label rounding."""
     return (
@@ -381,16 +206,19 @@ def _same_owner(recorded: Owner | None, owner: Owner) -> bool:
 
 
 def _owner_text(labels: Mapping[str, str], owner: Owner) -> str:
-    run = labels.get(naming.RUN_LABEL, "?")
-    worker = labels.get(naming.WORKER_LABEL, "?")
+    run = labels.get(ownership.RUN_LABEL, "?")
+    worker = labels.get(ownership.WORKER_LABEL, "?")
     return f"run {run} worker {worker}, {owner.describe()}"
 
 
 class DockerContainerManager:
     """Creates, tracks and removes one worker's containers and its network.
 
-    Use :func:`manager_for` inside the plugin (one manager per worker, closed
-    at session end); tests and tools may build one directly.
+    The session's :class:`~parallel_isolation.session.context.WorkerContext`
+    owns one (``worker.containers``, closed at session end); tests and tools
+    may build one directly.  ``image_check`` (optional) runs once, with the
+    engine client, before the first image is looked up: the session uses it
+    to make sure the project's images are current.
     """
 
     def __init__(
@@ -405,6 +233,7 @@ class DockerContainerManager:
         api_slots: ApiSlots | None = None,
         network_base: str = NETWORK_BASE,
         stop_grace: float = 3.0,
+        image_check: Callable[[Any], None] | None = None,
     ) -> None:
         self.identity = identity
         self.artifacts = artifacts
@@ -421,7 +250,7 @@ class DockerContainerManager:
         self._containers: dict[str, ManagedContainer] = {}
         self._network: Any | None = None
         self._images_ok: set[str] = set()
-        self._project_images_checked = False
+        self._image_check = image_check
         self._lock = threading.RLock()
         self.closed = False
 
@@ -443,6 +272,8 @@ class DockerContainerManager:
         """
         with self._lock:
             if self._stream_api is None:
+                from docker.client import DockerClient
+
                 version = self.client.api.api_version
                 self._stream_api = DockerClient.from_env(
                     version=version, timeout=None, max_pool_size=64
@@ -465,18 +296,18 @@ class DockerContainerManager:
             return f"{plain}-{serial}"
 
     def labels(self, role: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return naming.labels_for(self.identity, role, extra)
+        return ownership.labels_for(self.identity, role, extra)
 
     def owner_filters(self) -> dict[str, list[str]]:
         """Docker filters matching exactly this worker's objects of this run."""
         owner = self.identity.owner
         return {
             "label": [
-                f"{naming.TOOL_LABEL}={naming.TOOL_VALUE}",
-                f"{naming.RUN_LABEL}={self.identity.run_id}",
-                f"{naming.WORKER_LABEL}={self.identity.worker_id}",
-                f"{naming.OWNER_PID_LABEL}={owner.pid}",
-                f"{naming.OWNER_START_LABEL}={owner.start_time:.2f}",
+                f"{ownership.TOOL_LABEL}={ownership.TOOL_VALUE}",
+                f"{ownership.RUN_LABEL}={self.identity.run_id}",
+                f"{ownership.WORKER_LABEL}={self.identity.worker_id}",
+                f"{ownership.OWNER_PID_LABEL}={owner.pid}",
+                f"{ownership.OWNER_START_LABEL}={owner.start_time:.2f}",
             ]
         }
 
@@ -493,95 +324,29 @@ class DockerContainerManager:
     # -- images ----------------------------------------------------------------
 
     def ensure_images(self, refs: Iterable[str]) -> None:
-        """Make sure ``refs`` exist locally; the project's images are built when stale.
+        """Make sure ``refs`` exist locally (no registry is used).
 
-        The project's images are checked once per manager with
-        :func:`images.images_status` (a fast no-op when current) and built with
-        :func:`images.build_images` when missing or stale.  Other images must
-        already be present: no registry is used.
+        The manager's ``image_check`` runs first, once (it may build the
+        project's images when they are stale).
         """
         wanted = [ref for ref in refs if ref not in self._images_ok]
         if not wanted:
             return
         with self._lock:
-            project = {images.MOSQUITTO_IMAGE, images.SERVICES_IMAGE}
-            if not self._project_images_checked and project.intersection(wanted):
-                # Found current (here or by another worker of the run): present. A
-                # project image removed mid-run still fails clearly at create
-                # (ImageMissingError with the same hint).
-                self._images_ok.update(self._check_project_images())
+            if self._image_check is not None:
+                check, self._image_check = self._image_check, None
+                check(self.client)
             for ref in wanted:
                 if ref in self._images_ok:
                     continue
                 try:
                     self.client.images.get(ref)
                 except ImageNotFound:
-                    msg = f"image {ref} is not present on the engine; {_IMAGE_HINT}"
+                    msg = f"image {ref} is not present on the engine; {IMAGE_HINT}"
                     raise ImageMissingError(msg) from None
                 except APIError as error:
                     raise _daemon_error(f"inspect image {ref}", error) from error
                 self._images_ok.add(ref)
-
-    def _check_project_images(self) -> set[str]:
-        """Check (and build if stale) the project's images once; the refs known current."""
-        started = time.monotonic()
-        marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
-        reused = _read_images_checked(marker)
-        if reused is not None:
-            # Another worker of this run found the images current: hashing the
-            # build inputs again in every worker would find the same.
-            self._project_images_checked = True
-            self._emit(
-                "images_checked",
-                stale=[],
-                built=[],
-                seconds=round(time.monotonic() - started, 3),
-                reused=marker.name,
-            )
-            return reused
-        try:
-            statuses = images.images_status(client=self.client)
-        except images.ImagesError as error:
-            # e.g. an installed package without the checkout's Dockerfiles:
-            # fall back to "present is good enough".
-            self._emit("images_check_skipped", reason=str(error))
-            self._project_images_checked = True
-            return set()
-        stale = [f"{s.ref}: {s.reason}" for s in statuses if not s.up_to_date]
-        built: list[str] = []
-        current = {s.ref for s in statuses if s.up_to_date}
-        if stale:
-            try:
-                results = images.build_images(client=self.client)
-            except images.ImagesError as error:
-                msg = (
-                    f"the container images are not current ({'; '.join(stale)}) and building "
-                    f"them failed: {error}\n{_IMAGE_HINT[0].upper()}{_IMAGE_HINT[1:]} and see "
-                    "docs/images.md"
-                )
-                raise ImageMissingError(msg) from error
-            built = [r.ref for r in results if r.action != "up-to-date"]
-            current = {s.ref for s in statuses}  # all of them, now
-        self._project_images_checked = True
-        self._record_images_checked(current, built)
-        self._emit(
-            "images_checked",
-            stale=stale,
-            built=built,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return current
-
-    def _record_images_checked(self, current: set[str], built: list[str]) -> None:
-        """Tell the run's other workers the images are current (atomically, once)."""
-        marker = self.artifacts.run_dir / IMAGES_CHECKED_FILE
-        record = {"checked_by": self.identity.worker_id, "images": sorted(current), "built": built}
-        # Only a saving: if it cannot be written, the other workers check for themselves.
-        with contextlib.suppress(OSError):
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            partial = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-            partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-            partial.replace(marker)
 
     # -- network ---------------------------------------------------------------
 
@@ -615,7 +380,7 @@ class DockerContainerManager:
     def _claim_network(self, network: Any) -> bool:
         """Reuse our own network (True), reclaim a dead owner's (False) or refuse."""
         labels: dict[str, str] = dict(network.attrs.get("Labels") or {})
-        owner = _ours(labels)
+        owner = ownership.tool_owner(labels)
         name = network.name
         if owner is None:
             self._emit("name_conflict", name=name, owner="unlabelled: not ours", action="refused")
@@ -655,14 +420,14 @@ class DockerContainerManager:
         except NotFound:
             return
         labels = dict(container.labels or {})
-        if not _same_owner(_ours(labels), owner):
+        if not _same_owner(ownership.tool_owner(labels), owner):
             msg = (
                 f"network {network!r} of dead owner {owner.describe()} still has container "
                 f"{container.name} ({container.id[:12]}) that is not that owner's; not touching it"
             )
             raise NameConflictError(msg)
         self._remove_foreign(
-            container, role=labels.get(naming.ROLE_LABEL, "?"), reason="dead owner"
+            container, role=labels.get(ownership.ROLE_LABEL, "?"), reason="dead owner"
         )
 
     def _create_network(self, name: str) -> Any:
@@ -688,7 +453,7 @@ class DockerContainerManager:
                     if not waited:
                         self._emit("network_pool_wait", name=name, error=text)
                         waited = True
-                    _pause(0.5)
+                    poll_pause(0.5)
                     continue
                 if _POOL_EXHAUSTED in text:
                     msg = (
@@ -729,10 +494,13 @@ class DockerContainerManager:
         """
         all_labels = self.labels(role, labels)  # refuses reserved user labels
         if test:
-            all_labels[TEST_LABEL] = test
+            all_labels[ownership.TEST_LABEL] = test
         if check_image:
             self.ensure_images([image])
         network_name = self.ensure_network() if network else None
+        port_map = {
+            f"{inner}/tcp": (self.publish_host, host) for inner, host in (ports or {}).items()
+        }
         container = self._create(
             name,
             image,
@@ -740,9 +508,7 @@ class DockerContainerManager:
             environment=dict(environment or {}),
             labels=all_labels,
             network=network_name,
-            ports={
-                f"{inner}/tcp": (self.publish_host, host) for inner, host in (ports or {}).items()
-            },
+            ports=port_map,
             init=init,
         )
         managed = ManagedContainer(self, container, name=name, role=role, image=image)
@@ -834,7 +600,7 @@ class DockerContainerManager:
                 with self.slots.hold("create"):
                     return self.client.containers.create(image, name=name, detach=True, **options)
             except ImageNotFound:
-                msg = f"image {image} is not present on the engine; {_IMAGE_HINT}"
+                msg = f"image {image} is not present on the engine; {IMAGE_HINT}"
                 raise ImageMissingError(msg) from None
             except APIError as error:
                 # The name is taken: free it if the rules allow (or raise), then retry.
@@ -854,7 +620,7 @@ class DockerContainerManager:
         except APIError as error:
             raise _daemon_error(f"inspect {name}", error) from error
         labels = dict(existing.labels or {})
-        owner = _ours(labels)
+        owner = ownership.tool_owner(labels)
         short = existing.id[:12]
         if owner is None:
             self._emit("name_conflict", name=name, owner="unlabelled: not ours", action="refused")
@@ -864,7 +630,7 @@ class DockerContainerManager:
             )
             raise NameConflictError(msg)
         who = _owner_text(labels, owner)
-        role = labels.get(naming.ROLE_LABEL, "?")
+        role = labels.get(ownership.ROLE_LABEL, "?")
         if _same_owner(owner, self.identity.owner):
             with self._lock:
                 tracked = self._containers.get(name)
@@ -1034,7 +800,7 @@ class DockerContainerManager:
                 labels = dict(container.labels or {})
                 try:
                     self._remove_foreign(
-                        container, role=labels.get(naming.ROLE_LABEL, "?"), reason="session end"
+                        container, role=labels.get(ownership.ROLE_LABEL, "?"), reason="session end"
                     )
                 except ContainerError as error:
                     problems.append(str(error))
@@ -1056,223 +822,6 @@ class DockerContainerManager:
             return problems
 
 
-def _read_images_checked(marker: Path) -> set[str] | None:
-    """The refs a worker of this run found current, or None when no (readable) record."""
-    try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    refs = record.get("images") if isinstance(record, dict) else None
-    return {str(ref) for ref in refs} if isinstance(refs, list) else None
-
-
 def _image_of(container: Any) -> str:
     config = container.attrs.get("Config") or {}
     return str(config.get("Image") or "?")
-
-
-# --- one manager per worker -----------------------------------------------------------
-
-_MANAGERS: weakref.WeakKeyDictionary[WorkerContext, DockerContainerManager] = (
-    weakref.WeakKeyDictionary()
-)
-_MANAGERS_LOCK = threading.Lock()
-
-
-def manager_for(worker: WorkerContext) -> DockerContainerManager:
-    """The worker's manager, created on first use and closed at session end."""
-    with _MANAGERS_LOCK:
-        manager = _MANAGERS.get(worker)
-        if manager is None or manager.closed:
-            manager = DockerContainerManager(
-                worker.identity,
-                artifacts=worker.artifacts,
-                events=worker.events,
-                publish_host=worker.settings.publish_host,
-                state_dir=worker.allocator.state_dir,
-            )
-            _MANAGERS[worker] = manager
-            worker.add_cleanup("docker objects of this worker", _closer(manager))
-        return manager
-
-
-def _closer(manager: DockerContainerManager) -> Any:
-    def close() -> None:
-        problems = manager.close()
-        if problems:
-            raise ContainerError("; ".join(problems))
-
-    return close
-
-
-# --- the docker broker backend --------------------------------------------------------
-
-
-class DockerBrokerBackend:
-    """mosquitto in a container on the worker's network.
-
-    Reachable from the host on ``publish_host:<allocated port>`` and from the
-    worker's containers as ``mqtt-broker-{worker}-{run8}:1883``.  Every launch
-    creates a fresh container on the same name and port; stop removes it after
-    saving its logs.
-    """
-
-    name = "docker"
-    role = "broker"
-
-    def __init__(
-        self,
-        *,
-        identity: Identity,
-        workdir: Path,
-        log_path: Path,
-        worker: WorkerContext,
-        image: str = images.MOSQUITTO_IMAGE,
-        base: str = BROKER_BASE,
-        listen_timeout: float = 15.0,
-    ) -> None:
-        self.identity = identity
-        self.workdir = workdir
-        self.worker = worker
-        self.manager = manager_for(worker)
-        self.image = image
-        self.container_name = self.manager.container_name(base)
-        self.log_path = worker.artifacts.log_path(f"{self.container_name}.log")
-        self.listen_timeout = listen_timeout
-        self.port: int | None = None
-        self._container: ManagedContainer | None = None
-
-    @property
-    def host(self) -> str:
-        return self.manager.publish_host
-
-    @property
-    def container_address(self) -> tuple[str, int]:
-        """(host, port) of the broker as seen from containers on the worker's network."""
-        return self.container_name, BROKER_INNER_PORT
-
-    @property
-    def container(self) -> ManagedContainer | None:
-        return self._container
-
-    @property
-    def network_name(self) -> str:
-        return self.manager.network_name
-
-    def launch(self, port: int) -> None:
-        self.manager.ensure_images([self.image])
-        if self._container is not None and not self._container.removed:
-            self.manager.remove(self._container, grace=0.5, reason="relaunch")
-        self.port = port
-        self._container = self.manager.run(
-            self.container_name,
-            self.image,
-            role=self.role,
-            ports={BROKER_INNER_PORT: port},
-            check_image=False,
-        )
-        self._await_listening(self._container)
-
-    def _await_listening(self, container: ManagedContainer) -> None:
-        """Until mosquitto says it runs (Docker's proxy accepts before it listens).
-
-        A container that exits returns at once: the caller's readiness check
-        then reports the crash with the log tail.  The container's log stream
-        wakes this wait when the line arrives; polling is the fallback for a
-        container without one.
-        """
-        follower = container.follower
-        if follower is not None:
-            follower.wait_for(" running", self.listen_timeout)
-            if follower.error is None:
-                return
-        deadline = time.monotonic() + self.listen_timeout
-        pause = 0.01
-        while time.monotonic() < deadline:
-            if " running" in container.logs(tail=20):
-                return
-            if not container.is_running():
-                return
-            _pause(pause)
-            pause = min(pause * 1.5, 0.05)  # spare the engine when many workers start
-
-    def is_running(self) -> bool:
-        return self._container is not None and self._container.is_running()
-
-    def stop(self, grace: float) -> None:
-        if self._container is not None:
-            self.manager.remove(self._container, grace=grace)
-
-    def kill(self) -> None:
-        if self._container is not None:
-            self._container.kill()
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self._container is None:
-            return ""
-        return self._container.log_tail(lines)
-
-    def describe(self) -> str:
-        short = self._container.short_id if self._container is not None else "-"
-        return (
-            f"docker broker {self.container_name} ({short}) on {self.host}:{self.port} -> "
-            f"{BROKER_INNER_PORT}, network {self.network_name} (log {self.log_path})"
-        )
-
-
-# --- services in containers -----------------------------------------------------------
-
-
-class ContainerService:
-    """A service of the system under test running in a container."""
-
-    mode = "container"
-
-    def __init__(self, spec: ServiceSpec, env: dict[str, str], container: ManagedContainer) -> None:
-        self.spec = spec
-        self.env = env
-        self.container = container
-
-    @property
-    def name(self) -> str:
-        return self.container.name
-
-    def is_running(self) -> bool:
-        return self.container.is_running()
-
-    def stop(self, grace: float = 5.0) -> int | None:
-        return self.container.stop(grace=grace)
-
-    def kill(self) -> None:
-        self.container.kill()
-
-    def log_text(self) -> str:
-        return self.container.logs()
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self.container.log_tail(lines)
-
-    def describe(self) -> str:
-        return f"{self.spec.name} ({self.container.describe()}, log {self.container.log_path})"
-
-
-def launch_service_container(
-    runner: ServiceRunner, spec: ServiceSpec, env: dict[str, str]
-) -> ContainerService:
-    """Run ``spec`` from its image on the worker's network with ``env`` (the test's)."""
-    manager = manager_for(runner.context.worker)
-    manager.ensure_images([spec.image])
-    container = manager.run(
-        manager.unique_name(spec.container_base),
-        spec.image,
-        role=f"service:{spec.name}",
-        command=spec.command,
-        environment=env,
-        check_image=False,
-        test=runner.context.nodeid,
-    )
-    return ContainerService(spec, env, container)
-
-
-register_backend("docker", DockerBrokerBackend)
-register_container_launcher(launch_service_container)

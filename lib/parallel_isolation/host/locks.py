@@ -19,8 +19,8 @@ from pathlib import Path
 import filelock
 
 from parallel_isolation.artifacts import EventLog
-from parallel_isolation.host.ports import default_state_dir
 from parallel_isolation.identity import Identity
+from parallel_isolation.settings import default_state_dir
 
 __all__ = ["ResourceBusyError", "ResourceLocks"]
 

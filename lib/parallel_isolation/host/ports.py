@@ -23,7 +23,6 @@ import errno
 import json
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,34 +34,22 @@ import psutil
 
 from parallel_isolation.artifacts import EventLog
 from parallel_isolation.identity import Identity, Owner
+from parallel_isolation.settings import DEFAULT_BASE, DEFAULT_BLOCK_SIZE, default_state_dir
 
 __all__ = [
-    "DEFAULT_BASE",
-    "DEFAULT_BLOCK_SIZE",
     "PortAllocator",
     "PortExhaustedError",
     "Reservation",
-    "default_state_dir",
     "is_port_conflict",
     "read_reservations",
 ]
 
-DEFAULT_BASE = 20000
-DEFAULT_BLOCK_SIZE = 100
 MAX_PORT = 65535
 # An empty or half-written reservation younger than this is someone's write in
 # progress; older, it is debris of a process killed between create and write.
 _TORN_GRACE_S = 10.0
 DEFAULT_RELEASE_COOLDOWN = 30.0
 T = TypeVar("T")
-
-
-def default_state_dir() -> Path:
-    """Host-wide shared state: ``$ISOLATION_STATE_DIR`` or ``<tmp>/parallel-isolation``."""
-    configured = os.environ.get("ISOLATION_STATE_DIR")
-    if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / "parallel-isolation"
 
 
 class PortExhaustedError(RuntimeError):

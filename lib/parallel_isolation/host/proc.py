@@ -12,26 +12,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from parallel_isolation.identity import Identity
+__all__ = ["ChildProcess", "tail"]
 
-__all__ = ["MARKER_ENV", "ChildProcess", "marker_env", "tail"]
-
-# Every process the toolkit starts carries these variables, so the reaper can
-# recognise it (and its owner) from /proc without matching command lines.
-MARKER_ENV = "ISOLATION_MARKER"
 _PR_SET_PDEATHSIG = 1
-
-
-def marker_env(identity: Identity, role: str) -> dict[str, str]:
-    return {
-        MARKER_ENV: "parallel-isolation",
-        "ISOLATION_RUN_ID": identity.run_id,
-        "ISOLATION_WORKER_ID": identity.worker_id,
-        "ISOLATION_OWNER_PID": str(identity.owner.pid),
-        "ISOLATION_OWNER_START": f"{identity.owner.start_time:.2f}",
-        "ISOLATION_OWNER_HOST": identity.owner.host,
-        "ISOLATION_ROLE": role,
-    }
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -56,7 +55,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from parallel_isolation.naming import LABEL_PREFIX, TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.containers.engine import EngineUnavailableError, connect_engine
+from parallel_isolation.ownership import LABEL_PREFIX, TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.settings import DEFAULT_BROKER_IMAGE
 
 __all__ = [
     "BASE_REPOSITORY",
@@ -85,6 +86,7 @@ __all__ = [
     "parse_deb822_sources",
     "parse_one_line_sources",
     "probe_registry",
+    "project_image_check",
     "read_apt_sources",
     "resolve_source",
     "select_debian_mirror",
@@ -100,7 +102,7 @@ SOURCE_LABEL = LABEL_PREFIX + "image-source"
 BASE_REF_LABEL = LABEL_PREFIX + "base-image"
 
 BASE_REPOSITORY = "parallel-isolation/base"
-MOSQUITTO_IMAGE = "parallel-isolation/mosquitto:latest"
+MOSQUITTO_IMAGE = DEFAULT_BROKER_IMAGE
 SERVICES_IMAGE = "parallel-isolation/wildfire-services:latest"
 
 SOURCE_ENV = "ISOLATION_IMAGE_SOURCE"
@@ -164,10 +166,6 @@ _DEBIAN_SUITES = frozenset(
 
 class ImagesError(Exception):
     """Base class of every error raised by this module."""
-
-
-class EngineUnavailableError(ImagesError):
-    """No Docker engine answers."""
 
 
 class MirrorNotFoundError(ImagesError):
@@ -660,23 +658,7 @@ def _spec_hash(spec: ImageSpec, base_ref: str, base_id: str) -> str:
 
 
 def _connect(client: Any | None, timeout: float = 30.0) -> Any:
-    if client is not None:
-        return client
-    from docker.errors import DockerException
-
-    # importlib: the repository's own docker/ folder (Dockerfiles) would shadow
-    # the SDK for mypy, which then sees a namespace package without from_env.
-    sdk: Any = importlib.import_module("docker")
-    try:
-        connected = sdk.from_env(timeout=int(timeout))
-        connected.ping()
-    except DockerException as exc:
-        msg = (
-            f"no Docker engine answers ({exc}); start one with `sudo ci/start-docker.sh` "
-            f"or point DOCKER_HOST at one"
-        )
-        raise EngineUnavailableError(msg) from exc
-    return connected
+    return client if client is not None else connect_engine(timeout)
 
 
 @dataclass(frozen=True)
@@ -1487,6 +1469,77 @@ def _print_event(event: ProgressEvent, verbose: bool) -> None:
         print(f"    | {event.message}", file=sys.stderr)
 
 
+def project_image_check(
+    events: Any | None = None, record: Path | None = None
+) -> Callable[[Any], None]:
+    """The container manager's ``image_check``: the project's images current before first use.
+
+    Runs :func:`images_status` once (a fast no-op when current) and
+    :func:`build_images` when an image is missing or stale; a build failure is
+    an :class:`~parallel_isolation.containers.manager.ImageMissingError`
+    naming the stale images.  Without the project's Dockerfiles (an installed
+    package outside a checkout) present images are taken as they are.
+
+    ``record`` (the run's ``images-checked.json``): once one worker of a run
+    found the images current it writes the file, and the run's other workers
+    take its word instead of hashing the build inputs again.
+    """
+
+    def check(client: Any) -> None:
+        from parallel_isolation.containers.manager import IMAGE_HINT, ImageMissingError
+
+        started = time.monotonic()
+        if record is not None and record.exists():
+            if events is not None:
+                events.emit(
+                    "images_checked",
+                    stale=[],
+                    built=[],
+                    seconds=round(time.monotonic() - started, 3),
+                    reused=record.name,
+                )
+            return
+        try:
+            statuses = images_status(client=client)
+        except ImagesError as error:
+            if events is not None:
+                events.emit("images_check_skipped", reason=str(error))
+            return
+        stale = [f"{s.ref}: {s.reason}" for s in statuses if not s.up_to_date]
+        built: list[str] = []
+        if stale:
+            try:
+                results = build_images(client=client)
+            except ImagesError as error:
+                msg = (
+                    f"the container images are not current ({'; '.join(stale)}) and building "
+                    f"them failed: {error}\n{IMAGE_HINT[0].upper()}{IMAGE_HINT[1:]} and see "
+                    "docs/images.md"
+                )
+                raise ImageMissingError(msg) from error
+            built = [r.ref for r in results if r.action != "up-to-date"]
+        if record is not None:
+            _write_record(record, [s.ref for s in statuses], built)
+        if events is not None:
+            events.emit(
+                "images_checked",
+                stale=stale,
+                built=built,
+                seconds=round(time.monotonic() - started, 3),
+            )
+
+    return check
+
+
+def _write_record(record: Path, current: list[str], built: list[str]) -> None:
+    """Atomically; only a saving, so a failure to write leaves each worker checking itself."""
+    with contextlib.suppress(OSError):
+        record.parent.mkdir(parents=True, exist_ok=True)
+        partial = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"images": current, "built": built}, indent=1) + "\n")
+        partial.replace(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m parallel_isolation.images {build,status}``; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -1539,7 +1592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 size = f"{item.size_bytes / 1e6:7.1f} MB" if item.size_bytes else "      -   "
                 print(f"{item.ref:48} {size}  {item.source or '-':8}  {item.reason}")
         return 0 if all(s.up_to_date for s in statuses[1:]) else 1
-    except ImagesError as exc:
+    except (ImagesError, EngineUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

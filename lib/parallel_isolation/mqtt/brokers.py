@@ -36,8 +36,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.artifacts import EventLog
 from parallel_isolation.host.ports import PortAllocator
-from parallel_isolation.host.proc import ChildProcess, marker_env, tail
+from parallel_isolation.host.proc import ChildProcess, tail
 from parallel_isolation.identity import Identity
+from parallel_isolation.ownership import marker_env
 
 __all__ = [
     "BACKENDS",
@@ -49,7 +50,6 @@ __all__ = [
     "ProcessBackend",
     "TestMQTTBroker",
     "find_mosquitto",
-    "register_backend",
     "resolve_backend_name",
     "wait_until_ready",
 ]
@@ -220,11 +220,6 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Add a backend (the Docker module registers ``docker``)."""
-    BACKENDS[name] = factory
-
-
 def resolve_backend_name(requested: str) -> str:
     """``auto`` -> ``process`` when mosquitto is installed, else ``embedded``."""
     if requested == "auto":
@@ -314,7 +309,7 @@ class TestMQTTBroker:
         identity: Identity,
         allocator: PortAllocator,
         workdir: Path,
-        backend: str = "auto",
+        backend: str | BackendFactory = "auto",
         events: EventLog | None = None,
         name: str = "mqtt-broker",
         ready_timeout: float = 15.0,
@@ -328,18 +323,23 @@ class TestMQTTBroker:
         self.name = name
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
-        self.backend_name = resolve_backend_name(backend)
         self.log_path = workdir / f"{name}.log"
-        factory = BACKENDS.get(self.backend_name)
-        if factory is None:
-            msg = (
-                f"broker backend {self.backend_name!r} is not available: "
-                "import parallel_isolation.containers.manager (the pytest plugin does) to register it"
-            )
-            raise BrokerError(msg)
+        if isinstance(backend, str):
+            requested = resolve_backend_name(backend)
+            factory = BACKENDS.get(requested)
+            if factory is None:
+                msg = (
+                    f"broker backend {requested!r} needs its factory: pass "
+                    "backend=functools.partial(DockerBrokerBackend, manager=...) "
+                    "(the worker context does this on the docker backend)"
+                )
+                raise BrokerError(msg)
+        else:
+            factory = backend
         self.backend: BrokerBackend = factory(
             identity=identity, workdir=workdir, log_path=self.log_path, **(backend_options or {})
         )
+        self.backend_name = self.backend.name
         self.port: int | None = None
         self.ready_seconds: float | None = None
         self.restarts = 0

@@ -6,12 +6,12 @@ whose topic is not under a namespace the worker handed out — the worker
 namespace ``test/{run8}/{worker}``, which contains every test's
 sub-namespace — is cross-talk: a bare topic from a test that bypassed the
 namespace, or a foreign client publishing into this broker.  Findings go to
-``<worker>/crosstalk.jsonl``; ``invoke validate`` maps them to tests.
+``<worker>/crosstalk.jsonl`` (:data:`~parallel_isolation.artifacts.CROSSTALK_FILE`); ``invoke validate`` maps them to tests.
 
 The spy stays out of the way: it publishes nothing but its own flush canary
 when it stops (under ``_isolation/``), ignores the toolkit's canaries, never counts ``$`` topics (``#`` does not match
 them), reconnects after a broker restart, and its network thread's name
-starts with :data:`~parallel_isolation.recording.snapshots.SESSION_THREAD_PREFIX` so the
+starts with :data:`~parallel_isolation.ownership.SESSION_THREAD_PREFIX` so the
 leak detector knows it belongs to the session.  A spy that cannot start
 records ``spy_failed`` and the run goes on.
 """
@@ -27,27 +27,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.artifacts import EventLog
-from parallel_isolation.recording.snapshots import (
-    SESSION_THREAD_PREFIX,
-    register_flusher,
-    unregister_flusher,
-)
+from parallel_isolation.ownership import SESSION_THREAD_PREFIX
 
-if TYPE_CHECKING:
-    from parallel_isolation.mqtt.brokers import TestMQTTBroker
-    from parallel_isolation.session.context import WorkerContext
-
-__all__ = ["CROSSTALK_FILE", "IGNORED_PREFIXES", "CrossTalkSpy", "watch"]
+__all__ = ["IGNORED_PREFIXES", "CrossTalkSpy", "watch"]
 
 log = logging.getLogger(__name__)
 
-CROSSTALK_FILE = "crosstalk.jsonl"
 IGNORED_PREFIXES = ("_isolation/",)
 """Topics of the toolkit's own canaries (broker readiness), never cross-talk."""
 _MAX_RECORDS = 2000
@@ -113,7 +104,6 @@ class CrossTalkSpy:
                 f"subscription to '#' not acknowledged within {timeout:.1f} s"
             )
             raise TimeoutError(msg)
-        register_flusher(self.flush)
         self._emit("spy_started", port=self.port, client_id=self.client_id, allowed=self.allowed)
         return self
 
@@ -138,7 +128,6 @@ class CrossTalkSpy:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Flush, disconnect and join the network thread (bounded)."""
-        unregister_flusher(self.flush)
         flushed = self.flush(timeout)
         thread = self._thread
         self._thread = None
@@ -232,23 +221,29 @@ class CrossTalkSpy:
             self.events.emit(kind, **fields)
 
 
-def watch(worker: WorkerContext, broker: TestMQTTBroker) -> CrossTalkSpy | None:
-    """Start the spy on ``worker``'s freshly started ``broker``; None if it cannot."""
-    identity = worker.identity
-    if broker.port is None:
-        return None
+def watch(
+    *,
+    host: str,
+    port: int,
+    client_id: str,
+    allowed: tuple[str, ...],
+    out_path: Path,
+    events: EventLog,
+    thread_name: str,
+) -> CrossTalkSpy | None:
+    """Start a spy on a freshly started broker; None (and a ``spy_failed`` event) if it cannot."""
     spy = CrossTalkSpy(
-        host=broker.host,
-        port=broker.port,
-        client_id=f"isolation-spy-{identity.worker_id}-{identity.run_id}",
-        allowed=(worker.namespace.prefix,),
-        out_path=worker.artifacts.worker_dir / CROSSTALK_FILE,
-        events=worker.events,
-        thread_name=f"{SESSION_THREAD_PREFIX}-spy-{identity.worker_id}",
+        host=host,
+        port=port,
+        client_id=client_id,
+        allowed=allowed,
+        out_path=out_path,
+        events=events,
+        thread_name=thread_name,
     )
     try:
         return spy.start()
     except (OSError, TimeoutError) as error:
-        worker.events.emit("spy_failed", port=broker.port, error=str(error))
-        log.warning("cross-talk spy not started on %s: %s", broker, error)
+        events.emit("spy_failed", port=port, error=str(error))
+        log.warning("cross-talk spy not started on %s:%s: %s", host, port, error)
         return None

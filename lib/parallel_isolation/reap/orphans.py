@@ -45,11 +45,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from parallel_isolation.host.ports import Reservation, default_state_dir, read_reservations
+from parallel_isolation.artifacts import CLEANUP_FILE, append_record
+from parallel_isolation.host.ports import Reservation, read_reservations
+from parallel_isolation.host.procfs import wait_exit
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.recording.snapshots import wait_exit
+from parallel_isolation.ownership import write_owner_file
+from parallel_isolation.settings import default_state_dir
 from parallel_isolation.validate.discover import (
-    OWNER_FILE,
     DockerObject,
     MarkedProcess,
     OwnedDir,
@@ -59,7 +61,7 @@ from parallel_isolation.validate.discover import (
     list_labelled,
     owner_alive,
 )
-from parallel_isolation.validate.rundata import CLEANUP_FILE, default_artifacts_root
+from parallel_isolation.validate.rundata import default_artifacts_root
 
 __all__ = [
     "CleanupReport",
@@ -101,7 +103,7 @@ def parse_duration(raw: str) -> float:
 def owned_tempdir(identity: Identity, purpose: str, state_dir: Path | None = None) -> Path:
     """A temp directory the reaper may remove once ``identity``'s owner is dead.
 
-    Created under ``<state>/tmp`` with an owner file (:data:`OWNER_FILE`);
+    Created under ``<state>/tmp`` with an owner file (:data:`~parallel_isolation.ownership.OWNER_FILE`);
     remove it yourself when done, the reaper is the safety net.
     """
     base = (state_dir or default_state_dir()) / "tmp"
@@ -110,14 +112,7 @@ def owned_tempdir(identity: Identity, purpose: str, state_dir: Path | None = Non
     path = Path(
         tempfile.mkdtemp(prefix=f"{identity.run_id}-{identity.worker_id}-{safe}-", dir=base)
     )
-    record = {
-        "owner": identity.owner.as_dict(),
-        "run_id": identity.run_id,
-        "worker_id": identity.worker_id,
-        "purpose": purpose,
-        "created": time.time(),
-    }
-    (path / OWNER_FILE).write_text(json.dumps(record) + "\n")
+    write_owner_file(path, identity, purpose)
     return path
 
 
@@ -446,20 +441,16 @@ def _record(report: CleanupReport, artifacts_root: Path | None) -> None:
         run_dir = root / run_id
         if not run_dir.is_dir():
             continue
-        lines = "".join(
-            json.dumps(
+        for decision in decisions:
+            append_record(
+                run_dir / CLEANUP_FILE,
                 {
                     **decision.as_dict(),
                     "ts": round(time.time(), 4),
                     "action": "removed",
                     "by_pid": os.getpid(),
-                }
+                },
             )
-            + "\n"
-            for decision in decisions
-        )
-        with (run_dir / CLEANUP_FILE).open("a") as handle:
-            handle.write(lines)
 
 
 # -- CLI -----------------------------------------------------------------------

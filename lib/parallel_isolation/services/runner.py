@@ -13,21 +13,24 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from parallel_isolation.host.proc import ChildProcess, marker_env, tail
+from parallel_isolation.host.proc import ChildProcess, tail
 from parallel_isolation.mqtt.client import MessageTimeout, NamespacedClient
+from parallel_isolation.ownership import marker_env
 
 if TYPE_CHECKING:
-    from parallel_isolation.session.context import ParallelTestContext
+    from parallel_isolation.artifacts import EventLog, RunArtifacts
+    from parallel_isolation.identity import Identity
 
 __all__ = [
     "WILDFIRE_SERVICES",
+    "Launcher",
     "RunningService",
     "ServiceError",
+    "ServiceHost",
     "ServiceRunner",
     "ServiceSpec",
 ]
@@ -136,28 +139,48 @@ class ProcessService:
         return f"{self.spec.name} (process pid {self.pid}, log {self.log_path})"
 
 
-ContainerLauncher = Callable[["ServiceRunner", ServiceSpec, dict[str, str]], RunningService]
-_CONTAINER_LAUNCHER: list[ContainerLauncher] = []
+class ServiceHost(Protocol):
+    """What a :class:`ServiceRunner` needs of the test it starts services for.
+
+    :class:`~parallel_isolation.session.context.ParallelTestContext` is one.
+    """
+
+    nodeid: str
+
+    @property
+    def identity(self) -> Identity: ...
+
+    @property
+    def artifacts(self) -> RunArtifacts: ...
+
+    @property
+    def events(self) -> EventLog: ...
+
+    def mqtt_client(self, name: str = "client") -> NamespacedClient: ...
+
+    def service_env(
+        self, service: str, *, in_container: bool = False, **extra: Any
+    ) -> dict[str, str]: ...
 
 
-def register_container_launcher(launcher: ContainerLauncher) -> None:
-    """The Docker module registers how services run as containers."""
-    _CONTAINER_LAUNCHER[:] = [launcher]
+class Launcher(Protocol):
+    """Starts a service some other way than as a child process (e.g. as a container)."""
+
+    def __call__(self, spec: ServiceSpec, env: dict[str, str], *, test: str) -> RunningService: ...
 
 
 class ServiceRunner:
     """Starts services for one test; stops all of them at teardown.
 
-    ``mode`` is ``process`` or ``container``; the plugin picks ``container``
-    on the Docker backend and ``process`` otherwise.
+    Without a ``launcher`` services run as child processes (``mode``
+    ``process``); with one (the worker's container launcher on the Docker
+    backend) they run through it (``mode`` ``container``).
     """
 
-    def __init__(self, context: ParallelTestContext, *, mode: str = "process") -> None:
-        if mode not in {"process", "container"}:
-            msg = f"service mode must be 'process' or 'container', got {mode!r}"
-            raise ValueError(msg)
+    def __init__(self, context: ServiceHost, *, launcher: Launcher | None = None) -> None:
         self.context = context
-        self.mode = mode
+        self.launcher = launcher
+        self.mode = "process" if launcher is None else "container"
         self.started: list[RunningService] = []
         self._watcher: NamespacedClient | None = None
         self._serial = 0
@@ -203,7 +226,7 @@ class ServiceRunner:
         )
         running = self._launch(spec, service_env)
         self.started.append(running)
-        self.context.worker.events.emit(
+        self.context.events.emit(
             "service_started",
             test=self.context.nodeid,
             service=spec.name,
@@ -212,7 +235,7 @@ class ServiceRunner:
         )
         if wait:
             self.wait_online(running, since=since, timeout=timeout, watcher=watcher)
-            self.context.worker.events.emit(
+            self.context.events.emit(
                 "service_online",
                 test=self.context.nodeid,
                 service=spec.name,
@@ -221,11 +244,8 @@ class ServiceRunner:
         return running
 
     def _launch(self, spec: ServiceSpec, env: dict[str, str]) -> RunningService:
-        if self.mode == "container":
-            if not _CONTAINER_LAUNCHER:
-                msg = "container mode needs parallel_isolation.containers.manager (imported by the plugin on the docker backend)"
-                raise ServiceError(msg)
-            return _CONTAINER_LAUNCHER[0](self, spec, env)
+        if self.launcher is not None:
+            return self.launcher(spec, env, test=self.context.nodeid)
         self._serial += 1
         log_path = self.context.artifacts.log_path(f"{spec.name}-{self._serial:03d}.log")
         markers = marker_env(self.context.identity, f"service:{spec.name}")
@@ -279,7 +299,7 @@ class ServiceRunner:
         problems: list[str] = []
         for running in reversed(self.started):
             code = running.stop()
-            self.context.worker.events.emit(
+            self.context.events.emit(
                 "service_stopped",
                 test=self.context.nodeid,
                 service=running.spec.name,

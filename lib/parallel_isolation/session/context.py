@@ -9,25 +9,30 @@ own clients and ports, all released when the test ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from parallel_isolation import naming
+from parallel_isolation import naming, ownership
 from parallel_isolation.artifacts import EventLog, RunArtifacts
 from parallel_isolation.host.locks import ResourceLocks
 from parallel_isolation.host.ports import PortAllocator
 from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt import spy
-from parallel_isolation.mqtt.brokers import TestMQTTBroker, resolve_backend_name
+from parallel_isolation.mqtt.brokers import BackendFactory, TestMQTTBroker, resolve_backend_name
 from parallel_isolation.mqtt.client import NamespacedClient, connect_client
 from parallel_isolation.mqtt.spy import CrossTalkSpy
 from parallel_isolation.mqtt.topics import TopicNamespace
-from parallel_isolation.services.runner import ServiceRunner
+from parallel_isolation.services.runner import Launcher, ServiceRunner
 from parallel_isolation.settings import Settings
+
+if TYPE_CHECKING:
+    # The Docker SDK is imported only on the docker backend (it costs every worker CPU).
+    from parallel_isolation.containers.manager import DockerContainerManager
 
 __all__ = ["ParallelTestContext", "WorkerContext"]
 
@@ -85,6 +90,7 @@ class WorkerContext:
         self.backend_name = resolve_backend_name(settings.backend)
         self._broker: TestMQTTBroker | None = None
         self._spy: CrossTalkSpy | None = None
+        self._containers: DockerContainerManager | None = None
         self._serial = itertools.count(1)
         self._cleanups: list[tuple[str, Cleanup]] = []
         self.events.emit(
@@ -118,25 +124,80 @@ class WorkerContext:
                 identity=self.identity,
                 allocator=self.allocator,
                 workdir=self.artifacts.logs_dir,
-                backend=self.backend_name,
+                backend=self.broker_backend(),
                 events=self.events,
-                backend_options=self.backend_options(),
             )
             broker.start()
             self._broker = broker
-            if self._spy is not None:
-                self._spy.stop()
-            self._spy = spy.watch(self, broker)
+            self._watch(broker)
         return self._broker
 
-    def backend_options(self) -> dict[str, Any]:
-        """Extra constructor arguments of the broker backend (docker needs some)."""
-        if self.backend_name == "docker":
-            # Registers the docker broker backend and the service container launcher.
-            import parallel_isolation.containers.manager  # noqa: F401
+    def broker_backend(self, base: str | None = None) -> str | BackendFactory:
+        """The ``backend`` argument of a :class:`TestMQTTBroker` of this worker's kind.
 
-            return {"worker": self}
-        return {}
+        On the docker backend that is a factory bound to the worker's container
+        manager (``base`` names the container, default ``mqtt-broker``); on the
+        others the backend's name.
+        """
+        if self.backend_name != "docker":
+            return self.backend_name
+        from parallel_isolation.containers.broker import DockerBrokerBackend
+
+        options: dict[str, Any] = {"manager": self.containers}
+        if base is not None:
+            options["base"] = base
+        return functools.partial(DockerBrokerBackend, **options)
+
+    def _watch(self, broker: TestMQTTBroker) -> None:
+        """Start the cross-talk spy on the worker's (new) broker."""
+        if self._spy is not None:
+            self._spy.stop()
+            self._spy = None
+        if broker.port is None:
+            return
+        identity = self.identity
+        self._spy = spy.watch(
+            host=broker.host,
+            port=broker.port,
+            client_id=f"isolation-spy-{identity.worker_id}-{identity.run_id}",
+            allowed=(self.namespace.prefix,),
+            out_path=self.artifacts.crosstalk_path,
+            events=self.events,
+            thread_name=f"{ownership.SESSION_THREAD_PREFIX}-spy-{identity.worker_id}",
+        )
+
+    def flush_crosstalk(self, timeout: float = 2.0) -> bool:
+        """Wait until the spy has seen everything published before now (False: no spy)."""
+        return self._spy is not None and self._spy.flush(timeout)
+
+    # -- docker -------------------------------------------------------
+
+    @property
+    def containers(self) -> DockerContainerManager:
+        """The worker's Docker container manager, created on first use, closed with the worker."""
+        if self._containers is None or self._containers.closed:
+            from parallel_isolation.containers.manager import DockerContainerManager
+            from parallel_isolation.images.core import project_image_check
+
+            self._containers = DockerContainerManager(
+                self.identity,
+                artifacts=self.artifacts,
+                events=self.events,
+                publish_host=self.settings.publish_host,
+                state_dir=self.allocator.state_dir,
+                image_check=project_image_check(
+                    self.events, record=self.artifacts.images_checked_path
+                ),
+            )
+        return self._containers
+
+    def service_launcher(self) -> Launcher | None:
+        """How the worker's services start: containers on the docker backend, else processes."""
+        if self.backend_name != "docker":
+            return None
+        from parallel_isolation.containers.services import ContainerLauncher
+
+        return ContainerLauncher(self.containers)
 
     def recover_broker(self) -> str | None:
         """After a test: if the broker died unexpectedly, restart it on its port.
@@ -170,6 +231,9 @@ class WorkerContext:
         if self._broker is not None:
             self._broker.stop()
             self._broker = None
+        if self._containers is not None:
+            errors.extend(self._containers.close())
+            self._containers = None
         self.allocator.release_all()
         self.events.emit("worker_finished", errors=errors)
         return errors
@@ -213,6 +277,10 @@ class ParallelTestContext:
         return self.worker.artifacts
 
     @property
+    def events(self) -> EventLog:
+        return self.worker.events
+
+    @property
     def logs_dir(self) -> Path:
         return self.worker.artifacts.logs_dir
 
@@ -226,7 +294,7 @@ class ParallelTestContext:
         return self.worker.client_id(base)
 
     def labels(self, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return naming.labels_for(self.identity, role, extra)
+        return ownership.labels_for(self.identity, role, extra)
 
     # -- resources ------------------------------------------------------
 
@@ -300,8 +368,7 @@ class ParallelTestContext:
     def services(self) -> ServiceRunner:
         """Starts the system under test: containers on the docker backend, else processes."""
         if self._services is None:
-            mode = "container" if self.worker.backend_name == "docker" else "process"
-            self._services = ServiceRunner(self, mode=mode)
+            self._services = ServiceRunner(self, launcher=self.worker.service_launcher())
         return self._services
 
     def add_cleanup(self, label: str, cleanup: Cleanup) -> None:

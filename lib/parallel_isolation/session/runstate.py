@@ -29,6 +29,7 @@ __all__ = [
     "close_worker",
     "configure",
     "finish",
+    "flush_crosstalk",
     "fork_workers_from_zygote",
     "require_docker_or_skip",
     "spawn_zygote",
@@ -115,6 +116,11 @@ def worker_context(state: RunState) -> WorkerContext:
     return state.worker
 
 
+def flush_crosstalk(state: RunState, timeout: float) -> bool:
+    """Fence a test that expects cross-talk: the worker's spy has seen everything so far."""
+    return state.worker is not None and state.worker.flush_crosstalk(timeout)
+
+
 def close_worker(state: RunState) -> None:
     if state.worker is not None:
         state.closing_errors.extend(state.worker.close())
@@ -129,7 +135,7 @@ def spawn_zygote(state: RunState) -> None:
     """
     if state.role != "controller" or not state.settings.fork_workers or state.zygote is not None:
         return
-    from parallel_isolation.host.proc import marker_env
+    from parallel_isolation.ownership import marker_env
     from parallel_isolation.session.zygote import Zygote
 
     # Every worker of a docker-backend run imports the Docker SDK: once is enough.

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.containers.manager import DockerBrokerBackend, manager_for
+from parallel_isolation.containers.broker import DockerBrokerBackend
 from parallel_isolation.mqtt.brokers import BrokerBackend, BrokerCrashedError
 from parallel_isolation.session.context import ParallelTestContext
 
@@ -17,7 +17,7 @@ SERVICES = "parallel-isolation/wildfire-services:latest"
 
 def _resolve(worker: Any, host: str) -> tuple[int | None, str]:
     """Resolve ``host`` from a one-shot container on ``worker``'s network."""
-    return manager_for(worker).run_to_completion(
+    return worker.containers.run_to_completion(
         "resolver",
         SERVICES,
         ["python3", "-c", f"import socket; print(socket.gethostbyname({host!r}))"],

@@ -12,12 +12,9 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import naming
-from parallel_isolation.containers.manager import (
-    IMAGES_CHECKED_FILE,
-    NameConflictError,
-    manager_for,
-)
+from parallel_isolation import ownership
+from parallel_isolation.artifacts import IMAGES_CHECKED_FILE
+from parallel_isolation.containers.manager import NameConflictError
 from parallel_isolation.identity import Identity
 from parallel_isolation.images import core as images_core
 
@@ -30,7 +27,7 @@ TWO_LINES = "print('first', flush=True); import time; time.sleep(1.5); print('se
 
 def test_a_containers_output_and_exit_come_from_its_stream(make_worker: Any) -> None:
     worker = make_worker("gw840")
-    manager = manager_for(worker)
+    manager = worker.containers
     box = manager.run(
         manager.unique_name("talker"), SERVICES, role="task", command=["python3", "-c", TWO_LINES]
     )
@@ -72,12 +69,12 @@ def test_a_network_name_held_by_a_dead_owner_is_reclaimed(
     dead = other_process(alive=False)
     twin = Identity(run_id=run_id, worker_id="gw842", worker_number=842, owner=dead)
     name = worker.network_name()
-    stale = docker_client.networks.create(name, labels=naming.labels_for(twin, "network"))
+    stale = docker_client.networks.create(name, labels=ownership.labels_for(twin, "network"))
     try:
-        assert manager_for(worker).ensure_network() == name
+        assert worker.containers.ensure_network() == name
         current = docker_client.networks.get(name)
         assert current.id != stale.id
-        assert current.attrs["Labels"][naming.OWNER_PID_LABEL] == str(worker.identity.owner.pid)
+        assert current.attrs["Labels"][ownership.OWNER_PID_LABEL] == str(worker.identity.owner.pid)
         [conflict] = events_of(worker, "name_conflict")
         assert conflict["action"] == "reclaimed"
         removed = [e for e in events_of(worker, "network_removed") if e["id"] == stale.id]
@@ -94,10 +91,10 @@ def test_a_network_name_held_by_a_live_owner_is_refused(
     alive = other_process(alive=True)
     twin = Identity(run_id=run_id, worker_id="gw843", worker_number=843, owner=alive)
     name = worker.network_name()
-    theirs = docker_client.networks.create(name, labels=naming.labels_for(twin, "network"))
+    theirs = docker_client.networks.create(name, labels=ownership.labels_for(twin, "network"))
     try:
         with pytest.raises(NameConflictError, match=f"pid {alive.pid}"):
-            manager_for(worker).ensure_network()
+            worker.containers.ensure_network()
         assert docker_client.networks.get(theirs.id).name == name
         [conflict] = events_of(worker, "name_conflict")
         assert conflict["action"] == "refused"
@@ -109,16 +106,17 @@ def test_the_project_images_are_checked_by_one_worker_per_run(
     make_worker: Any, events_of: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = make_worker("gw844"), make_worker("gw845")
-    manager_for(first).ensure_images([MOSQUITTO])
+    first.containers.ensure_images([MOSQUITTO])
     [checked] = events_of(first, "images_checked")
     assert "reused" not in checked
-    marker = first.artifacts.run_dir / IMAGES_CHECKED_FILE
+    marker = first.artifacts.images_checked_path
+    assert marker.name == IMAGES_CHECKED_FILE
     assert MOSQUITTO in marker.read_text()
 
     def no_second_check(**_: Any) -> Any:
         raise AssertionError("the second worker of the run checked the images again")
 
     monkeypatch.setattr(images_core, "images_status", no_second_check)
-    manager_for(second).ensure_images([MOSQUITTO, SERVICES])
+    second.containers.ensure_images([MOSQUITTO, SERVICES])
     [reused] = events_of(second, "images_checked")
     assert reused["reused"] == IMAGES_CHECKED_FILE

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from parallel_isolation.images import core as im
-from parallel_isolation.naming import TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.ownership import TOOL_LABEL, TOOL_VALUE
 
 ROOT = Path(__file__).resolve().parents[3]
 RUN_LABEL = "io.parallel-isolation.run"

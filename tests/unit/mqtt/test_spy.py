@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
 from parallel_isolation.mqtt.spy import CrossTalkSpy
-from parallel_isolation.recording.snapshots import SESSION_THREAD_PREFIX
+from parallel_isolation.ownership import SESSION_THREAD_PREFIX
 from parallel_isolation.session.context import WorkerContext
 
 BACKEND = "process" if find_mosquitto() else "embedded"

@@ -13,14 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from parallel_isolation.host.proc import MARKER_ENV
-from parallel_isolation.recording.snapshots import (
-    SESSION_THREAD_PREFIX,
-    ChildTracker,
-    LeakTracker,
-    listening_ports,
-    take_snapshot,
-)
+from parallel_isolation.host.procfs import ChildTracker, listening_ports
+from parallel_isolation.ownership import MARKER_ENV, SESSION_THREAD_PREFIX
+from parallel_isolation.recording.leaks import LeakTracker
+from parallel_isolation.recording.snapshots import take_snapshot
 
 WAIT_STDIN = [sys.executable, "-c", "import sys; sys.stdin.read()"]
 

@@ -2,8 +2,8 @@
 
 Run as a script (not collected by pytest)::
 
-    .venv/bin/python tests/unit/services/bench_services.py            # both benches
-    .venv/bin/python tests/unit/services/bench_services.py --json     # machine-readable
+    .venv/bin/python tests/wildfire/bench_services.py            # both benches
+    .venv/bin/python tests/wildfire/bench_services.py --json     # machine-readable
 
 1. **startup**: spawn ``python -m wildfire.<service>`` until its retained
    ``online`` reaches a subscriber; median of ``--runs`` (budget: 400 ms).

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from parallel_isolation.host.proc import marker_env
 from parallel_isolation.identity import Identity, Owner
+from parallel_isolation.ownership import marker_env
 from parallel_isolation.reap.orphans import (
     KEEP,
     REMOVE,
@@ -30,12 +30,12 @@ from parallel_isolation.reap.orphans import (
 )
 from parallel_isolation.validate.discover import find_marked_processes
 
-from .conftest import make_dead_owner
+from ..conftest import make_dead_owner
 
 WAIT_STDIN = [sys.executable, "-c", "import sys; sys.stdin.read()"]
 LAUNCHER = """
 import os, subprocess, sys
-from parallel_isolation.host.proc import marker_env
+from parallel_isolation.ownership import marker_env
 from parallel_isolation.identity import Identity
 identity = Identity.resolve(run_id=sys.argv[1], worker_id=sys.argv[2])
 child = subprocess.Popen([sys.executable, "-c", sys.argv[4]], env={**os.environ, **marker_env(identity, sys.argv[3])})
