@@ -135,13 +135,24 @@ class ManagedContainer:
         return dict(state)
 
     def is_running(self) -> bool:
+        """What the engine says; once the output stream ended with the exit, without asking."""
         follower = self.follower
-        if follower is not None and not self.removed:
-            if not follower.ended:
-                return True  # its output stream is open: it runs (no engine request)
-            if follower.exited:
-                return False
+        if follower is not None and not self.removed and follower.exited:
+            return False
         return bool(self.state().get("Running"))
+
+    def seems_running(self) -> bool:
+        """True while the output stream is open, without asking the engine.
+
+        For loops that check now and then while waiting for something else (a
+        service coming online): the stream ends when the container exits, so
+        the answer lags an exit by the milliseconds the engine takes to close
+        it.  Without a stream it is :meth:`is_running`.
+        """
+        follower = self.follower
+        if follower is not None and not self.removed and not follower.ended:
+            return True
+        return self.is_running()
 
     def logs(self, tail: int | None = None) -> str:
         """The container's output (stdout and stderr); saved text once removed."""

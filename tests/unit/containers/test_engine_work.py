@@ -39,11 +39,13 @@ def test_a_containers_output_and_exit_come_from_its_stream(make_worker: Any) -> 
     reload = box.container.reload
     box.container.reload = lambda: (inspected.append(1), reload())[1]
     if not follower.ended:
-        assert box.is_running()
-        assert not inspected, "is_running asked the engine while the stream was open"
+        assert box.seems_running()
+        assert not inspected, "seems_running asked the engine while the stream was open"
 
     assert follower.wait_ended(30), "the stream did not end when the container exited"
+    assert not box.seems_running()
     assert not box.is_running()
+    assert not inspected, "is_running asked the engine after the stream ended with the exit"
     assert box.logs().splitlines() == ["first", "second"]
     assert box.log_tail(1) == "second\n"
     assert box.stop() == 0
@@ -52,7 +54,9 @@ def test_a_containers_output_and_exit_come_from_its_stream(make_worker: Any) -> 
     assert saved.rstrip().splitlines()[-2:] == ["first", "second"]
 
 
-def test_the_broker_waits_for_mosquittos_running_line_on_the_stream(make_worker: Any) -> None:
+def test_the_broker_waits_for_mosquittos_running_line_on_the_stream(
+    make_worker: Any, events_of: Any
+) -> None:
     worker = make_worker("gw841")
     broker = worker.broker
     container = broker.backend.container
@@ -60,6 +64,11 @@ def test_the_broker_waits_for_mosquittos_running_line_on_the_stream(make_worker:
     assert container.follower is not None
     assert " running" in container.follower.text()
     assert broker.ready_seconds is not None
+
+    broker.stop()  # mosquitto runs as PID 1 (no init): SIGTERM still ends it cleanly
+    [removed] = [e for e in events_of(worker, "container_removed") if e["id"] == container.id]
+    assert removed["exit_code"] == 0
+    assert "terminating" in container.log_path.read_text()
 
 
 def test_a_network_name_held_by_a_dead_owner_is_reclaimed(
