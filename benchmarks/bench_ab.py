@@ -8,8 +8,10 @@ The tests, the images and the suite's options are this checkout's for both.
 
 Each round runs every (version, -n) pair once, A and B alternating (the order
 flips every round), each sampled as ``bench_docker``'s breakdown does: wall,
-this run's CPU (the pytest tree, its containers, the engine), the engine's
-CPU, the machine's busy CPU, and the number of engine requests.  Printed: the
+this run's CPU (the pytest tree, its containers, the engine), and the parts
+other runs on the host cannot inflate (the pytest tree, this run's containers,
+the shims and runc calls of this run's containers), the engine's CPU and the
+machine's busy CPU (both shared), and the number of engine requests.  Printed: the
 median of each figure per version and the ratio B / A, with the load average.
 Absolute figures move with the machine's load; the ratios, taken from runs
 that alternate within minutes, much less.
@@ -52,11 +54,22 @@ def _export(revision: str, into: Path) -> Path | None:
     return target / "lib"
 
 
+PYTEST_CLASSES = ("pytest controller", "pytest workers", "zygote + launchers")
+CONTAINER_CLASSES = ("broker containers", "service containers", "task containers")
+# Attributed to this run's containers by id: not inflated by other runs on the host
+# (dockerd, containerd and their children are shared, so their figures are).
+OWN_ENGINE_CLASSES = ("containerd-shim", "runc (+ hooks)")
+
+
 def _figures(run: dict[str, Any]) -> dict[str, float]:
     ops = run["docker_ops"]["ops"]
+    classes = run["cpu"]["classes_s"]
     return {
         "wall_s": run["wall_s"],
         "this_run_cpu_s": run["this_run_cpu_s"],
+        "pytest_cpu_s": sum(classes.get(k, 0.0) for k in PYTEST_CLASSES),
+        "containers_cpu_s": sum(classes.get(k, 0.0) for k in CONTAINER_CLASSES),
+        "shim_runc_cpu_s": sum(classes.get(k, 0.0) for k in OWN_ENGINE_CLASSES),
         "engine_cpu_s": run["engine_cpu_s"],
         "busy_cpu_s": run["cpu"]["busy_cpu_s"],
         "engine_requests": float(sum(f["count"] for f in ops.values())),
@@ -124,7 +137,16 @@ def _report(
     for column in ("figure", *[f"{v} -n {n}" for n in counts for v in ("A", "B")], "B / A"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     summary: dict[str, Any] = {}
-    keys = ("wall_s", "this_run_cpu_s", "engine_cpu_s", "busy_cpu_s", "engine_requests")
+    keys = (
+        "wall_s",
+        "this_run_cpu_s",
+        "pytest_cpu_s",
+        "containers_cpu_s",
+        "shim_runc_cpu_s",
+        "engine_cpu_s",
+        "busy_cpu_s",
+        "engine_requests",
+    )
     for key in keys:
         row = []
         ratios = []
