@@ -84,6 +84,15 @@ def _requests_so_far() -> int:
         return int(sum(entry[0] for entry in recorder.ops.values()))
 
 
+def _on_connect(connected: threading.Event, answered: threading.Event) -> Any:
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc == 0:
+            connected.set()
+        answered.set()
+
+    return on_connect
+
+
 def _first_connack(host: str, port: int, timeout: float = 30.0) -> None:
     """Connect until the broker answers CONNACK (testcontainers' readiness for a broker)."""
     deadline = time.monotonic() + timeout
@@ -91,11 +100,15 @@ def _first_connack(host: str, port: int, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"peer-{uuid.uuid4().hex[:8]}")
         connected = threading.Event()
-        client.on_connect = lambda _c, _u, _f, rc, _p, ev=connected: rc == 0 and ev.set()
+        answered = threading.Event()  # CONNACK or the connection closed: try again at once
+
+        client.on_connect = _on_connect(connected, answered)
+        client.on_disconnect = lambda *_a, done=answered: done.set()
         try:
             client.connect(host, port, keepalive=10)
             client.loop_start()
-            if connected.wait(min(2.0, max(0.0, deadline - time.monotonic()))):
+            answered.wait(min(2.0, max(0.0, deadline - time.monotonic())))
+            if connected.is_set():
                 return
             last = "no CONNACK"
         except OSError as error:
