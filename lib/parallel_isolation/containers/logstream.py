@@ -9,6 +9,11 @@ used to poll for, it answers without another request:
 * waiting for a line (mosquitto's ``running``) or for the end, on a condition
   variable rather than a polling loop.
 
+The thread is the worker's container manager's, not a test's: its name
+starts with :data:`~parallel_isolation.ownership.SESSION_THREAD_PREFIX`, and
+it ends when its container exits (a container a test leaves behind is
+reported as such by the recorder and by ``validate``).
+
 The stream is read with a client that has no read timeout (a quiet container
 must not look like an exited one).  If the stream breaks for another reason
 (the engine went away), :attr:`LogFollower.error` says why and callers fall
@@ -21,6 +26,8 @@ import codecs
 import threading
 import time
 from typing import Any
+
+from parallel_isolation.ownership import SESSION_THREAD_PREFIX
 
 __all__ = ["LogFollower"]
 
@@ -37,7 +44,9 @@ class LogFollower:
         self._cond = threading.Condition()
         self._ended = False
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"logs-{name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{SESSION_THREAD_PREFIX}-logs-{name}", daemon=True
+        )
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -104,6 +113,13 @@ class LogFollower:
                 self._cond.wait(remaining)
 
     def wait_ended(self, timeout: float) -> bool:
-        """Until the stream ends (the container exited); False when time ran out first."""
+        """Until the stream ends (the container exited) and its thread is gone.
+
+        False when time ran out first.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: self._ended, timeout)
+            if not self._cond.wait_for(lambda: self._ended, timeout):
+                return False
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
