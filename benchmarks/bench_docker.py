@@ -47,9 +47,9 @@ from rich.table import Table
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.containers.slots import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
-from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
+from parallel_isolation.settings import DEFAULT_BROKER_IMAGE as BROKER_IMAGE
 from parallel_isolation.settings import Settings
 
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
@@ -93,7 +93,7 @@ def _broker_times(runs: int, root: Path) -> tuple[float, list[float]]:
                 identity=worker.identity,
                 allocator=worker.allocator,
                 workdir=worker.artifacts.logs_dir,
-                backend=worker.broker_backend(),
+                backend=worker.docker_broker_backend(),
                 events=worker.events,
             )
             started = time.perf_counter()
@@ -561,7 +561,7 @@ def _engine_lifecycle(
         options["network_mode"] = "none"
     if variant["port"]:
         options["ports"] = {"1883/tcp": ("127.0.0.1", None)}
-    container = client.containers.create(images.MOSQUITTO_IMAGE, name=name, **options)
+    container = client.containers.create(BROKER_IMAGE, name=name, **options)
     try:
         container.start()
         deadline = time.monotonic() + 30
@@ -594,7 +594,7 @@ def _engine_costs(blocks: int, per_block: int, console: Console) -> dict[str, An
         network, driver="bridge", labels=ownership.labels_for(identity, "network")
     )
     host = client.containers.run(
-        images.MOSQUITTO_IMAGE,
+        BROKER_IMAGE,
         name=naming.resource_name("bench-engine-host", identity),
         detach=True,
         labels=labels,

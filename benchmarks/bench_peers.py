@@ -58,11 +58,12 @@ from rich.table import Table
 
 from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity, new_run_id
-from parallel_isolation.images import core as images
 from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
+from parallel_isolation.settings import DEFAULT_BROKER_IMAGE as BROKER_IMAGE
 from parallel_isolation.settings import Settings
 
+SERVICES_IMAGE = "parallel-isolation/wildfire-services:latest"  # the example project's image
 TARGET_DOCKER_VS_PEER = 0.8  # toolkit docker broker start-to-ready <= 0.8 x testcontainers'
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
 STACK_ENV = {"HEALTH_INTERVAL": "1", "LOG_LEVEL": "INFO"}
@@ -146,7 +147,7 @@ class ToolkitBroker(Contender):
         if backend == "docker":
             # The steady state of a run: the worker's network exists, images were checked.
             manager = self.worker.containers
-            manager.ensure_images([images.MOSQUITTO_IMAGE])
+            manager.ensure_images([BROKER_IMAGE])
             manager.ensure_network()
 
     def start(self) -> None:
@@ -180,7 +181,7 @@ class PeerBroker(Contender):
     def start(self) -> None:
         from testcontainers.core.container import DockerContainer
 
-        container = DockerContainer(images.MOSQUITTO_IMAGE).with_exposed_ports(1883)
+        container = DockerContainer(BROKER_IMAGE).with_exposed_ports(1883)
         self.container = container
         container.start()
         host = container.get_container_host_ip()
@@ -283,7 +284,7 @@ def _peer_stack() -> dict[str, float]:
     monitor: paho.Client | None = None
     try:
         broker = (
-            DockerContainer(images.MOSQUITTO_IMAGE)
+            DockerContainer(BROKER_IMAGE)
             .with_exposed_ports(1883)
             .with_network(network)
             .with_network_aliases("mqtt")
@@ -314,7 +315,7 @@ def _peer_stack() -> dict[str, float]:
             raise TimeoutError("the monitor got no SUBACK")
         for service in STACK:
             container = (
-                DockerContainer(images.SERVICES_IMAGE)
+                DockerContainer(SERVICES_IMAGE)
                 .with_command(["python3", "-m", f"wildfire.{service}"])
                 .with_network(network)
                 .with_envs(

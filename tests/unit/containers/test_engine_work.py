@@ -16,7 +16,7 @@ from parallel_isolation import ownership
 from parallel_isolation.artifacts import IMAGES_CHECKED_FILE
 from parallel_isolation.containers.manager import NameConflictError
 from parallel_isolation.identity import Identity
-from parallel_isolation.images import core as images_core
+from parallel_isolation.images import build as images_build
 
 pytestmark = pytest.mark.docker
 
@@ -125,7 +125,7 @@ def test_the_project_images_are_checked_by_one_worker_per_run(
     def no_second_check(**_: Any) -> Any:
         raise AssertionError("the second worker of the run checked the images again")
 
-    monkeypatch.setattr(images_core, "images_status", no_second_check)
+    monkeypatch.setattr(images_build, "images_status", no_second_check)
     second.containers.ensure_images([MOSQUITTO, SERVICES])
     [reused] = events_of(second, "images_checked")
     assert reused["reused"] == IMAGES_CHECKED_FILE
