@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import filelock
+
 from parallel_isolation.images.commands import TAIL_LINES
 from parallel_isolation.images.errors import ImagesError, StepError
 from parallel_isolation.images.inputs import context_patterns, spec_hash
@@ -390,10 +392,28 @@ def project_image_check(
 
     ``record`` (the run's ``images-checked.json``): once one worker of a run
     found the images current it writes the file, and the run's other workers
-    take its word instead of hashing the build inputs again.
+    take its word instead of hashing the build inputs again.  The workers of a
+    run start together, so the check holds a lock next to the record: the
+    first checks, the others wait for its verdict.
     """
 
     def check(client: Any) -> None:
+        if record is None:
+            check_now(client)
+            return
+        record.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(record.with_name(f"{record.name}.lock")))
+        try:
+            lock.acquire(timeout=RECORD_LOCK_WAIT_S)
+        except filelock.Timeout:
+            check_now(client)  # the first worker is stuck: check for ourselves
+            return
+        try:
+            check_now(client)
+        finally:
+            lock.release()
+
+    def check_now(client: Any) -> None:
         from parallel_isolation.containers.manager import IMAGE_HINT, ImageMissingError
 
         started = time.monotonic()
@@ -435,6 +455,9 @@ def project_image_check(
             )
 
     return check
+
+
+RECORD_LOCK_WAIT_S = 120.0
 
 
 def _write_record(record: Path, current: list[str], built: list[str]) -> None:

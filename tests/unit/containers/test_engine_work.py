@@ -8,6 +8,7 @@ networks, and a project image check that still happens once per run.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -129,3 +130,22 @@ def test_the_project_images_are_checked_by_one_worker_per_run(
     second.containers.ensure_images([MOSQUITTO, SERVICES])
     [reused] = events_of(second, "images_checked")
     assert reused["reused"] == IMAGES_CHECKED_FILE
+
+
+def test_workers_starting_together_check_the_images_once(
+    make_worker: Any, events_of: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workers = [make_worker(f"gw85{n}") for n in range(4)]
+    calls: list[int] = []
+    real = images_build.images_status
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(1)
+        return real(**kwargs)
+
+    monkeypatch.setattr(images_build, "images_status", counted)
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(lambda w: w.containers.ensure_images([MOSQUITTO]), workers))
+    assert len(calls) == 1, f"{len(calls)} workers of one run checked the images"
+    reused = [e for w in workers for e in events_of(w, "images_checked") if e.get("reused")]
+    assert len(reused) == len(workers) - 1
