@@ -830,6 +830,10 @@ class DockerContainerManager:
                     continue
                 self._emit("network_removed", name=network.name, id=network.id)
             self._network = None
+            if self._stream_api is not None:
+                # Every stream ended with its container; release the connections.
+                self._stream_api.close()
+                self._stream_api = None
             return problems
 
 
