@@ -77,7 +77,7 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
         msg = f"run {run!r} is ambiguous under {root}: it matches {', '.join(matches)}"
         raise ValidationError(msg)
     count = len(_run_dirs(root))
-    msg = f"run {run!r} was not found under {root} ({count} runs there; `runs` lists them)"
+    msg = f"run {run!r} was not found under {root} ({count} runs there; `parallel-isolation runs` lists them)"
     raise ValidationError(msg)
 
 
