@@ -51,10 +51,13 @@ def images(
 
 @task(
     help={
-        "path": "files or directories to migrate, comma-separated (tests/legacy, or a.py,tests/b)",
+        "path": (
+            "files or directories to migrate; several: quoted and separated by spaces or "
+            'commas ("a.py tests/b", a.py,tests/b), or more after -- (a.py -- tests/b tests/c)'
+        ),
         "check": "only report the hazards (file:line:col CODE message); exit 1 if any",
         "diff": "show the rewrite as a diff and write nothing; exit 1 if a file would change",
-        "format": "text (a line per finding and a summary table) or json",
+        "format": "text (a line per hazard and a summary) or json",
         "jobs": "worker processes (default 0: one per CPU)",
     }
 )
@@ -66,10 +69,20 @@ def migrate(
     format: str = "text",
     jobs: int = 0,
 ) -> None:
-    """Rewrite parallel-unsafe test files; --check lists the hazards and exits 1."""
-    from parallel_isolation.migrate_cli import run, split_paths
+    """Rewrite parallel-unsafe test files; --check lists the hazards (same as python -m parallel_isolation.migrate)."""
+    from parallel_isolation.migrate.cli import main, split_paths
 
-    code = run(split_paths(path), check=check, diff=diff, output_format=format, jobs=jobs or None)
+    argv = [
+        *(["--check"] if check else []),
+        *(["--diff"] if diff else []),
+        "--format",
+        format,
+        "--jobs",
+        str(jobs),
+        "--",
+        *split_paths(path, c.remainder),
+    ]
+    code = main(argv)
     if code:
         raise Exit(code=code)
 

@@ -1,7 +1,7 @@
 """Services in-process against the broker: the pump state machine end to end.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the services run in the test
+tests/unit/migrate/expected_differences.toml): the services run in the test
 process on the worker's broker with the test's topic prefix and unique client
 ids; waits are events with deadlines (ready, SUBACK, a telemetry event).
 """

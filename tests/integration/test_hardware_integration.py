@@ -1,7 +1,7 @@
 """Single hardware resources: the GPIO bank and the accelerator, one user at a time.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): every use of a device is wrapped
+tests/unit/migrate/expected_differences.toml): every use of a device is wrapped
 in ``exclusive_resource``, so workers take turns; the intervals go to the
 run's artifacts (one file for all workers of this run) and are checked for
 overlap.  The simulated devices stay host-wide on purpose: they stand for one

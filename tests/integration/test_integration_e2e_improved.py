@@ -1,7 +1,7 @@
 """End to end over MQTT: camera discovery -> fire consensus -> pump controller.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the services run for this test
+tests/unit/migrate/expected_differences.toml): the services run for this test
 only (processes, or containers on the Docker backend) with the test's topic
 prefix and unique client ids; the test's client lives in the test's
 namespace; every wait is an event with a deadline, and "nothing happened" is

@@ -1,7 +1,7 @@
 """MQTT behaviour the services rely on: QoS, payload sizes, retained messages, wills.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the worker's broker, the test's
+tests/unit/migrate/expected_differences.toml): the worker's broker, the test's
 topic namespace, unique client ids, SUBACK and CONNACK instead of sleeps.
 """
 

@@ -37,6 +37,7 @@ from parallel_isolation.migrate._runner import (
     migrate_paths,
     migrate_source,
 )
+from parallel_isolation.migrate.cli import build_parser, main, split_paths
 
 __all__ = [
     "CODES",
@@ -55,14 +56,17 @@ __all__ = [
     "ServiceEnvPrefixCommand",
     "Severity",
     "TopicNamespaceCommand",
+    "build_parser",
     "check_paths",
     "check_source",
     "codes_markdown",
     "discover",
     "findings_json",
+    "main",
     "migrate_paths",
     "migrate_source",
     "render_findings",
     "render_report",
     "report_json",
+    "split_paths",
 ]

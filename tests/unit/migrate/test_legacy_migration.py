@@ -8,8 +8,8 @@ the file), and every entry must still match a hunk, so the list stays exact.
 
 As a script this module helps to maintain those files::
 
-    python tests/migration/test_legacy_migration.py generate   # write missing integration files
-    python tests/migration/test_legacy_migration.py skeleton   # TOML for unexplained hunks
+    python tests/unit/migrate/test_legacy_migration.py generate   # write missing integration files
+    python tests/unit/migrate/test_legacy_migration.py skeleton   # TOML for unexplained hunks
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 
 from parallel_isolation.migrate import check_paths, migrate_paths
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LEGACY = ROOT / "tests" / "legacy"
 INTEGRATION = ROOT / "tests" / "integration"
 DIFFERENCES = Path(__file__).with_name("expected_differences.toml")
