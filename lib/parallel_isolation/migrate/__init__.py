@@ -20,6 +20,7 @@ from parallel_isolation.migrate._commands import (
     IncomingTopicCommand,
     NetworkNameCommand,
     ServiceEnvPrefixCommand,
+    SubscriptionWaitCommand,
     TopicNamespaceCommand,
 )
 from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
@@ -55,6 +56,7 @@ __all__ = [
     "NetworkNameCommand",
     "ServiceEnvPrefixCommand",
     "Severity",
+    "SubscriptionWaitCommand",
     "TopicNamespaceCommand",
     "build_parser",
     "check_paths",
