@@ -30,7 +30,7 @@ SUITE_ARGS: list[str] = _DEV["integration-args"]
 SUITE_ENV: dict[str, str] = _DEV["integration-env"]
 # Elsewhere: the hypothesis plugin costs each process half a second of CPU.
 LEAN = ["-p", "no:hypothesispytest"]
-UNIT_PATHS = ["tests/unit"]
+UNIT_PATHS = ["tests/unit", "tests/wildfire"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
@@ -137,7 +137,7 @@ def _validate(session: nox.Session, run: str) -> None:
 
 
 def _cleanup(session: nox.Session, args: list[str]) -> None:
-    session.run("python", "-m", "parallel_isolation.orphans", *args)
+    session.run("python", "-m", "parallel_isolation.reap", *args)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -167,11 +167,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy (strict) over the library and the services."""
+    """ruff, mypy (strict) and the import-layer check over the library and the services."""
     _install(session)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", "lib", "services")
     session.run("mypy")
+    # The layers of docs/architecture.md, and no import cycle.
+    session.run("pytest", "tests/unit/core/test_layers.py", "-q", "-p", "no:xdist", *LEAN)
 
 
 @nox.session
@@ -266,7 +268,7 @@ def bench(session: nox.Session) -> None:
 def validate_merge(session: nox.Session) -> None:
     """One verdict from several shards' validation reports (JSON files after --)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.shards", *session.posargs)
+    session.run("python", "-m", "parallel_isolation.validate.merge", *session.posargs)
 
 
 @nox.session(default=False)

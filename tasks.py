@@ -28,8 +28,8 @@ def images(
     c: Context, force: bool = False, source: str = "", status: bool = False, verbose: bool = False
 ) -> None:
     """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
-    from parallel_isolation import images as lib
-    from parallel_isolation.render import image_progress, image_status_table
+    from parallel_isolation.images import core as lib
+    from parallel_isolation.images.progress import image_progress, image_status_table
 
     try:
         if status:
@@ -41,7 +41,7 @@ def images(
         results = lib.build_images(
             force=force, source=source or None, progress=image_progress(console, verbose)
         )
-    except lib.ImagesError as error:
+    except (lib.ImagesError, lib.EngineUnavailableError) as error:
         raise Exit(str(error), code=1) from None
     built = [r for r in results if r.action != "up-to-date"]
     console.print(
@@ -131,7 +131,7 @@ def cleanup_orphans(
     c: Context, dry_run: bool = False, older_than: str = "", run: str = "", format: str = "table"
 ) -> None:
     """Remove what dead runs left (labelled containers, networks, processes, reservations); never a live run's."""
-    from parallel_isolation.orphans import main
+    from parallel_isolation.reap.orphans import main
 
     argv = [
         *(["--dry-run"] if dry_run else []),

@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation.brokers import TestMQTTBroker, find_mosquitto
-from parallel_isolation.context import ParallelTestContext, WorkerContext
+from parallel_isolation.host.ports import PortAllocator
 from parallel_isolation.identity import Identity, new_run_id
-from parallel_isolation.ports import PortAllocator
+from parallel_isolation.mqtt.brokers import TestMQTTBroker, find_mosquitto
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
 

@@ -31,11 +31,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.containers import API_SLOTS_ENV
-from parallel_isolation.context import ParallelTestContext, WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation.containers.engine import engine_problem
+from parallel_isolation.containers.slots import API_SLOTS_ENV
 from parallel_isolation.identity import Identity, new_run_id
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
 
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
@@ -58,9 +58,8 @@ def _broker_times(runs: int, root: Path) -> tuple[float, list[float]]:
                 identity=worker.identity,
                 allocator=worker.allocator,
                 workdir=worker.artifacts.logs_dir,
-                backend="docker",
+                backend=worker.broker_backend(),
                 events=worker.events,
-                backend_options=worker.backend_options(),
             )
             started = time.perf_counter()
             broker.start()

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from parallel_isolation.brokers import (
+from parallel_isolation.host.ports import PortAllocator, PortExhaustedError
+from parallel_isolation.identity import Identity, Owner
+from parallel_isolation.mqtt.brokers import (
     BrokerBackend,
     BrokerCrashedError,
     BrokerError,
     BrokerStartError,
     TestMQTTBroker,
 )
-from parallel_isolation.context import ParallelTestContext, WorkerContext
-from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.mqtt import (
+from parallel_isolation.mqtt.client import (
     MessageRecorder,
     MessageTimeout,
     NamespacedClient,
     ReceivedMessage,
     connect_client,
 )
-from parallel_isolation.ports import PortAllocator, PortExhaustedError
+from parallel_isolation.mqtt.topics import (
+    TopicError,
+    TopicNamespace,
+    validate_filter,
+    validate_topic,
+)
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import Settings
-from parallel_isolation.topics import TopicError, TopicNamespace, validate_filter, validate_topic
 
 __all__ = [
     "BrokerBackend",

@@ -1,11 +1,18 @@
-"""The run's artifacts directory and its event log.
+"""A run's artifacts directory: its layout, every file name, one JSON-lines reader and writer.
 
 Layout (one directory per run id)::
 
-    <root>/<run8>/run.json              who started the run, when, options
-    <root>/<run8>/<worker>/events.jsonl allocations, retries, conflicts, restarts
-    <root>/<run8>/<worker>/logs/...     broker and service logs
-    <root>/latest                       text file naming the newest run id
+    <root>/latest                          text file naming the newest run id
+    <root>/<run8>/run.json                 who started the run, when, options, exit status
+    <root>/<run8>/cleanup.jsonl            what cleanup-orphans removed for this run
+    <root>/<run8>/<worker>/events.jsonl    allocations, retries, conflicts, tests, leaks
+    <root>/<run8>/<worker>/snapshots.jsonl resource snapshots (session start/end, per test)
+    <root>/<run8>/<worker>/crosstalk.jsonl messages the broker spy saw outside the namespaces
+    <root>/<run8>/<worker>/logs/...        broker, service and container logs
+
+Every JSON-lines file is written a whole line per ``write`` call on an
+``O_APPEND`` descriptor, so lines of concurrent writers never interleave and
+a killed writer leaves at most one partial *last* line.
 """
 
 from __future__ import annotations
@@ -14,21 +21,95 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parallel_isolation.identity import Identity
 
-__all__ = ["EventLog", "RunArtifacts", "read_events"]
+__all__ = [
+    "CLEANUP_FILE",
+    "CROSSTALK_FILE",
+    "EVENTS_FILE",
+    "LATEST_FILE",
+    "LOGS_DIR",
+    "RUN_FILE",
+    "SNAPSHOTS_FILE",
+    "DeferredWriter",
+    "EventLog",
+    "RunArtifacts",
+    "append_record",
+    "read_events",
+    "read_jsonl",
+    "read_jsonl_lines",
+]
+
+RUN_FILE = "run.json"
+LATEST_FILE = "latest"
+CLEANUP_FILE = "cleanup.jsonl"
+EVENTS_FILE = "events.jsonl"
+SNAPSHOTS_FILE = "snapshots.jsonl"
+CROSSTALK_FILE = "crosstalk.jsonl"
+LOGS_DIR = "logs"
+
+# A bad line, for readers that want to report it: (line number, raw text, is it the last line?)
+BadLine = Callable[[int, str, bool], None]
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append ``record`` to a JSON-lines file as one whole line (one ``write``)."""
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl_lines(
+    path: Path, on_bad: BadLine | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of each JSON object in a JSON-lines file; none if it is missing.
+
+    A line that is not a JSON object is skipped and, when ``on_bad`` is given,
+    reported with its number, its text and whether it is the file's last line
+    (a killed writer leaves at most a partial last line).
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return
+    lines = text.splitlines()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            yield number, record
+        elif on_bad is not None:
+            on_bad(number, raw, number == len(lines))
+
+
+def read_jsonl(path: Path, on_bad: BadLine | None = None) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, in order (see :func:`read_jsonl_lines`)."""
+    for _number, record in read_jsonl_lines(path, on_bad):
+        yield record
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The events of one worker's log (bad lines skipped)."""
+    return list(read_jsonl(path))
 
 
 class EventLog:
     """Append-only JSON-lines log of what this worker did.
 
-    Each line is one event: ``{"ts", "kind", "worker", ...fields}``.  Writes are
-    serialised within the process and each line is written with one ``write``
-    call on an ``O_APPEND`` file, so lines never interleave.
+    Each line is one event: ``{"ts", "kind", "worker", ...fields}``, written
+    with :func:`append_record` under a lock.
     """
 
     def __init__(self, path: Path, worker_id: str) -> None:
@@ -39,28 +120,53 @@ class EventLog:
 
     def emit(self, kind: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 4), "kind": kind, "worker": self.worker_id, **fields}
-        line = json.dumps(record, default=str, sort_keys=False) + "\n"
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
+            append_record(self.path, record)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Events of one log; a torn last line (killed worker) is skipped."""
-    events: list[dict[str, Any]] = []
-    if not path.exists():
-        return events
-    for raw in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            events.append(record)
-    return events
+class DeferredWriter:
+    """Appends JSON lines under a worker's directory once the run directory exists.
+
+    Until some fixture of the toolkit creates the run directory, records are
+    buffered (up to ``limit``, then counted as dropped): a session that never
+    used the toolkit leaves no trace.
+    """
+
+    def __init__(self, artifacts: RunArtifacts, *, limit: int = 20_000) -> None:
+        self.artifacts = artifacts
+        self.limit = limit
+        self.dropped = 0
+        self._pending: list[tuple[Path, dict[str, Any]]] = []
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        path = self.artifacts.worker_dir / name
+        with self._lock:
+            if not self._open():
+                if len(self._pending) < self.limit:
+                    self._pending.append((path, record))
+                else:
+                    self.dropped += 1
+                return
+            append_record(path, record)
+
+    def flush(self) -> None:
+        """Write what is buffered if the run directory exists by now."""
+        with self._lock:
+            self._open()
+
+    def _open(self) -> bool:
+        if self._ready:
+            return True
+        if not self.artifacts.run_dir.exists():
+            return False
+        self._ready = True
+        self.artifacts.worker_dir.mkdir(parents=True, exist_ok=True)
+        pending, self._pending = self._pending, []
+        for path, record in pending:
+            append_record(path, record)
+        return True
 
 
 @dataclass(frozen=True)
@@ -80,11 +186,15 @@ class RunArtifacts:
 
     @property
     def logs_dir(self) -> Path:
-        return self.worker_dir / "logs"
+        return self.worker_dir / LOGS_DIR
 
     @property
     def events_path(self) -> Path:
-        return self.worker_dir / "events.jsonl"
+        return self.worker_dir / EVENTS_FILE
+
+    @property
+    def crosstalk_path(self) -> Path:
+        return self.worker_dir / CROSSTALK_FILE
 
     def log_path(self, name: str) -> Path:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +206,7 @@ class RunArtifacts:
     def write_run_record(self, data: dict[str, Any]) -> None:
         """Controller side: describe the run and point ``latest`` at it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "run.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-        tmp = self.root / f".latest.{os.getpid()}"
+        (self.run_dir / RUN_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp = self.root / f".{LATEST_FILE}.{os.getpid()}"
         tmp.write_text(self.identity.run_id + "\n")
-        tmp.replace(self.root / "latest")
+        tmp.replace(self.root / LATEST_FILE)

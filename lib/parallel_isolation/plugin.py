@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import runstate, snapshots
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.context import ParallelTestContext, WorkerContext
 from parallel_isolation.identity import Identity
-from parallel_isolation.mqtt import NamespacedClient, ReceivedMessage
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.mqtt.client import NamespacedClient, ReceivedMessage
+from parallel_isolation.mqtt.topics import TopicNamespace
+from parallel_isolation.recording import recorder as recording
+from parallel_isolation.session import runstate
+from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import OPTIONS, Option, SettingError
-from parallel_isolation.topics import TopicNamespace
 
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:
@@ -62,9 +63,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
-    config.addinivalue_line("markers", snapshots.EXPECT_MARKER_HELP)
+    config.addinivalue_line("markers", recording.EXPECT_MARKER_HELP)
     if state.role != "controller":
-        recorder = snapshots.SessionRecorder.for_run(state.identity, state.settings.artifacts_root)
+        recorder = recording.SessionRecorder.for_run(
+            state.identity,
+            state.settings.artifacts_root,
+            flush_crosstalk=lambda timeout: runstate.flush_crosstalk(state, timeout),
+        )
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")
     if hasattr(config.pluginmanager.hook, "pytest_configure_node"):
         # xdist's hook specs are registered (however xdist itself was loaded).
@@ -79,7 +84,7 @@ class XdistHooks:
         state = node.config.stash[runstate.STATE_KEY]
         node.workerinput[runstate.WORKERINPUT_KEY] = state.settings.as_dict()
         if state.settings.durations_file:
-            from parallel_isolation import schedule
+            from parallel_isolation.session import schedule
 
             wanted = schedule.wants_longest_first(state.settings, node.config)
             node.workerinput[runstate.LONGEST_FIRST_KEY] = (
@@ -88,7 +93,7 @@ class XdistHooks:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
-        from parallel_isolation import schedule
+        from parallel_isolation.session import schedule
 
         if not schedule.wants_longest_first(config.stash[runstate.STATE_KEY].settings, config):
             return None
@@ -112,7 +117,7 @@ def pytest_collection_modifyitems(
     yield
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     if workerinput.get(runstate.LONGEST_FIRST_KEY):
-        from parallel_isolation import schedule
+        from parallel_isolation.session import schedule
 
         schedule.order_worker_items(workerinput[runstate.LONGEST_FIRST_KEY], items)
 

@@ -9,14 +9,43 @@ workers (``workerinput``), so every worker of a run agrees.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation.ports import DEFAULT_BASE, DEFAULT_BLOCK_SIZE
+__all__ = [
+    "DEFAULT_ARTIFACTS",
+    "DEFAULT_BASE",
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_BROKER_IMAGE",
+    "DEFAULT_PUBLISH_HOST",
+    "OPTIONS",
+    "STATE_DIR_ENV",
+    "Option",
+    "SettingError",
+    "Settings",
+    "default_state_dir",
+    "parse_bool",
+]
 
-__all__ = ["OPTIONS", "Option", "SettingError", "Settings", "parse_bool"]
+# Every default lives here; the modules that use them import them from here.
+DEFAULT_BASE = 20000
+DEFAULT_BLOCK_SIZE = 100
+DEFAULT_ARTIFACTS = ".isolation/runs"
+DEFAULT_PUBLISH_HOST = "127.0.0.1"
+DEFAULT_BROKER_IMAGE = "parallel-isolation/mosquitto:latest"
+STATE_DIR_ENV = "ISOLATION_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """Host-wide shared state: ``$ISOLATION_STATE_DIR`` or ``<tmp>/parallel-isolation``."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir()) / "parallel-isolation"
+
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
 
@@ -110,14 +139,14 @@ OPTIONS: tuple[Option, ...] = (
         "--isolation-artifacts",
         "ISOLATION_ARTIFACTS_DIR",
         "isolation_artifacts",
-        ".isolation/runs",
+        DEFAULT_ARTIFACTS,
         _text,
         "Directory of per-run artifacts (logs, events, snapshots); relative to the rootdir.",
     ),
     Option(
         "state_dir",
         "--isolation-state-dir",
-        "ISOLATION_STATE_DIR",
+        STATE_DIR_ENV,
         "isolation_state_dir",
         "",
         _text,
@@ -138,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         "--isolation-publish-host",
         "ISOLATION_PUBLISH_HOST",
         "isolation_publish_host",
-        "127.0.0.1",
+        DEFAULT_PUBLISH_HOST,
         _text,
         "Address container ports are published on and clients connect to; set it to the "
         "engine host's address when DOCKER_HOST points at a remote engine.",
@@ -176,10 +205,10 @@ class Settings:
     backend: str = "auto"
     port_base: int = DEFAULT_BASE
     block_size: int = DEFAULT_BLOCK_SIZE
-    artifacts: str = ".isolation/runs"
+    artifacts: str = DEFAULT_ARTIFACTS
     state_dir: str = ""
     require_docker: bool = False
-    publish_host: str = "127.0.0.1"
+    publish_host: str = DEFAULT_PUBLISH_HOST
     fork_workers: bool = False
     durations_file: str = ""
 

@@ -2,7 +2,7 @@
 
 Helpers here run a suite from ``tests/faults/suites`` (or any directory) in a
 fresh project directory, then ``python -m parallel_isolation.validate`` and
-``python -m parallel_isolation.orphans`` on its artifacts, exactly as the
+``python -m parallel_isolation.reap`` on its artifacts, exactly as the
 invoke tasks do.  Everything a fault test starts it stops itself, by pid;
 cleanup-orphans is always scoped to the test's own run (``--run``).
 """
@@ -176,13 +176,13 @@ def html_report(project: Project, run_id: str) -> Path:
 
 
 def cleanup(project: Project, *args: str) -> ToolResult:
-    """``python -m parallel_isolation.orphans --format json`` (always pass --run)."""
+    """``python -m parallel_isolation.reap --format json`` (always pass --run)."""
     assert "--run" in args, "fault tests reap only their own run"
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "parallel_isolation.orphans",
+            "parallel_isolation.reap.orphans",
             "--artifacts",
             str(project.artifacts),
             "--format",

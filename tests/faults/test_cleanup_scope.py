@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import naming
-from parallel_isolation._proc import marker_env
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.engine import engine_problem
+from parallel_isolation import naming, ownership
+from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.orphans import owned_tempdir
+from parallel_isolation.ownership import marker_env
+from parallel_isolation.reap.orphans import owned_tempdir
+from parallel_isolation.session.context import WorkerContext
 
 from .conftest import Project, cleanup
 from .test_foreign_occupants import ForeignMosquitto
@@ -84,7 +84,7 @@ def test_leaves_alone_what_is_not_a_dead_owners(
     # The live run's container (our own worker is its owner), reservation, temp dir, process.
     live_container = docker_client.api.create_container(
         image, ["true"], name=naming.resource_name(f"live-{uuid.uuid4().hex[:6]}", live),
-        labels=naming.labels_for(live, "service"),
+        labels=ownership.labels_for(live, "service"),
     )  # fmt: skip
     created.append(live_container["Id"])
     live_port = isolation_worker.allocator.allocate("live reservation")
@@ -99,14 +99,14 @@ def test_leaves_alone_what_is_not_a_dead_owners(
     foreign = ForeignMosquitto(foreign_port, tmp_path / "foreign")
     # The control: a dead owner's labelled container, which must go.
     orphan = docker_client.api.create_container(
-        image, ["true"], name=naming.resource_name("orphan", dead), labels=naming.labels_for(dead, "service"),
+        image, ["true"], name=naming.resource_name("orphan", dead), labels=ownership.labels_for(dead, "service"),
     )  # fmt: skip
     created.append(orphan["Id"])
     project = Project(tmp_path)
     try:
         # The default sweep (dry run: in a test we remove only what we made).
         dry = subprocess.run(
-            [sys.executable, "-m", "parallel_isolation.orphans", "--dry-run", "--format", "json"],
+            [sys.executable, "-m", "parallel_isolation.reap", "--dry-run", "--format", "json"],
             capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         import json

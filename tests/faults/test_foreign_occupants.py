@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.brokers import find_mosquitto, wait_until_ready
-from parallel_isolation.ports import read_reservations
+from parallel_isolation.host.ports import read_reservations
+from parallel_isolation.mqtt.brokers import find_mosquitto, wait_until_ready
 
 from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate
 

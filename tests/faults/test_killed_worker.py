@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.engine import engine_problem
-from parallel_isolation.ports import read_reservations
+from parallel_isolation.containers.engine import engine_problem
+from parallel_isolation.host.ports import read_reservations
 
 from .conftest import SUITES, Project, cleanup, codes, findings, html_report, validate
 
@@ -54,9 +54,7 @@ def test_killed_worker_is_replaced_reported_and_reaped(
     image = _image()
     project = project_factory(SUITES / "killed_worker")
     facts_file = tmp_path / "facts.jsonl"
-    run = project.run(
-        "-n", "4", *start, env={"FACTS_FILE": str(facts_file), "VICTIM_IMAGE": image}
-    )
+    run = project.run("-n", "4", *start, env={"FACTS_FILE": str(facts_file), "VICTIM_IMAGE": image})
     run_id = project.run_id()
     facts = _facts(facts_file)
     victim = next(f for f in facts if f.get("victim"))

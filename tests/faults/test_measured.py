@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import naming
-from parallel_isolation.engine import engine_problem
+from parallel_isolation import naming, ownership
+from parallel_isolation.containers.engine import engine_problem
 from parallel_isolation.identity import Identity
 
 from .conftest import SUITES, Project, cleanup, validate
@@ -80,7 +80,7 @@ def test_reap_50_orphaned_containers(
                 image,
                 ["true"],
                 name=naming.resource_name("orphan", dead),
-                labels=naming.labels_for(dead, "service"),
+                labels=ownership.labels_for(dead, "service"),
             )
             ids.append(made["Id"])
         started = time.perf_counter()
@@ -91,7 +91,7 @@ def test_reap_50_orphaned_containers(
         print(f"cleanup-orphans on {CONTAINERS} orphaned containers: {elapsed:.2f} s")
         assert len(removed) == CONTAINERS
         assert elapsed <= REAP_LIMIT_S
-        left = client.api.containers(all=True, filters={"label": f"{naming.RUN_LABEL}={run_id}"})
+        left = client.api.containers(all=True, filters={"label": f"{ownership.RUN_LABEL}={run_id}"})
         assert left == []
     finally:
         for ident in ids:

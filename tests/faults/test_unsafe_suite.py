@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.context import WorkerContext
-from parallel_isolation.ports import PortAllocator
+from parallel_isolation.host.ports import PortAllocator
+from parallel_isolation.session.context import WorkerContext
 
 from .conftest import SUITES, Project, codes, extra_suites, findings, html_report, validate
 

@@ -15,9 +15,9 @@ import json
 
 import pytest
 
-from parallel_isolation import naming
-from parallel_isolation.brokers import TestMQTTBroker
-from parallel_isolation.mqtt import connect_client
+from parallel_isolation import ownership
+from parallel_isolation.mqtt.brokers import TestMQTTBroker
+from parallel_isolation.mqtt.client import connect_client
 from wildfire.camera_simulator import announcement, frigate_event, growing_boxes
 
 # One worker builds the module's stack once (--dist loadgroup keeps the group together).
@@ -45,9 +45,7 @@ SERVICE_ENV = {
 
 @pytest.fixture(scope="module")
 def docker_manager(isolation_worker):
-    from parallel_isolation.containers import manager_for  # the Docker SDK only where it is used
-
-    return manager_for(isolation_worker)
+    return isolation_worker.containers  # the Docker SDK only where it is used
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +64,9 @@ def broker(isolation_worker, network):
         identity=isolation_worker.identity,
         allocator=isolation_worker.allocator,
         workdir=isolation_worker.artifacts.logs_dir,
-        backend="docker",
+        backend=isolation_worker.broker_backend(base="mqtt-broker-e2e"),
         events=isolation_worker.events,
         name="mqtt-broker-e2e",
-        backend_options={"worker": isolation_worker, "base": "mqtt-broker-e2e"},
     )
     with container_broker:
         yield container_broker
@@ -120,16 +117,16 @@ def test_stack_containers_run_on_the_network(docker_manager, stack, broker, isol
     identity = isolation_worker.identity
     net = docker_manager.client.networks.get(docker_manager.network_name)
     assert docker_manager.network_name == f"isolation-net-{identity.worker_id}-{identity.run_id}"
-    assert net.attrs["Labels"][naming.WORKER_LABEL] == identity.worker_id
+    assert net.attrs["Labels"][ownership.WORKER_LABEL] == identity.worker_id
     attached = {c.name: c for c in net.containers}
     ours = {broker.backend.container_name, *(c.name for c in stack.values())}
     assert ours <= set(attached)
     for name, container in attached.items():
         assert name.endswith(f"-{identity.worker_id}-{identity.run_id}"), name
         labels = container.labels
-        assert labels[naming.RUN_LABEL] == identity.run_id
-        assert labels[naming.WORKER_LABEL] == identity.worker_id
-        assert labels[naming.OWNER_PID_LABEL] == str(identity.owner.pid)
+        assert labels[ownership.RUN_LABEL] == identity.run_id
+        assert labels[ownership.WORKER_LABEL] == identity.worker_id
+        assert labels[ownership.OWNER_PID_LABEL] == str(identity.owner.pid)
     for container in stack.values():
         assert container.is_running()
 

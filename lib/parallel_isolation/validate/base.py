@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parallel_isolation.ports import default_state_dir
+from parallel_isolation.settings import default_state_dir
 from parallel_isolation.validate.model import Finding
 from parallel_isolation.validate.rundata import RunData
 

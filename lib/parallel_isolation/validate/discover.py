@@ -8,15 +8,14 @@ so both see exactly the same objects:
 * processes whose environment carries ``ISOLATION_MARKER=parallel-isolation``
   and the owner variables (:func:`find_marked_processes`);
 * temporary directories under ``<state>/tmp`` holding an owner file
-  (:data:`OWNER_FILE`, see :func:`parallel_isolation.orphans.owned_tempdir`);
-* port reservations (``parallel_isolation.ports.read_reservations``).
+  (:data:`~parallel_isolation.ownership.OWNER_FILE`, see :func:`parallel_isolation.reap.orphans.owned_tempdir`);
+* port reservations (``parallel_isolation.host.ports.read_reservations``).
 """
 
 from __future__ import annotations
 
 import calendar
 import contextlib
-import json
 import os
 import re
 import time
@@ -26,12 +25,11 @@ from typing import Any
 
 import psutil
 
-from parallel_isolation import naming
-from parallel_isolation._proc import MARKER_ENV
+from parallel_isolation import ownership
+from parallel_isolation.containers.engine import EngineUnavailableError, connect_engine
 from parallel_isolation.identity import Owner
 
 __all__ = [
-    "OWNER_FILE",
     "TOOL_FILTER",
     "DockerObject",
     "MarkedProcess",
@@ -44,27 +42,15 @@ __all__ = [
     "protected_pids",
 ]
 
-TOOL_FILTER = f"{naming.TOOL_LABEL}={naming.TOOL_VALUE}"
-OWNER_FILE = ".isolation-owner.json"
-MARKER_VALUE = "parallel-isolation"
+TOOL_FILTER = ownership.TOOL_FILTER
 
 
 def connect(timeout: float = 5.0) -> tuple[Any, str | None]:
     """``(client, None)`` when the engine answers a ping, else ``(None, reason)``."""
     try:
-        from docker.client import DockerClient
-        from docker.errors import DockerException
-    except ImportError:  # pragma: no cover - docker is a dependency
-        return None, "the docker Python package is not installed"
-    where = os.environ.get("DOCKER_HOST", "the local socket")
-    try:
-        client = DockerClient.from_env(timeout=max(1, int(timeout)))
-        client.ping()
-    except DockerException as error:
-        return None, f"no engine at {where}: {error}"
-    except OSError as error:
-        return None, f"engine at {where} unreachable: {error}"
-    return client, None
+        return connect_engine(timeout), None
+    except EngineUnavailableError as error:
+        return None, str(error)
 
 
 @dataclass(frozen=True)
@@ -80,15 +66,15 @@ class DockerObject:
 
     @property
     def run(self) -> str | None:
-        return self.labels.get(naming.RUN_LABEL)
+        return self.labels.get(ownership.RUN_LABEL)
 
     @property
     def worker(self) -> str | None:
-        return self.labels.get(naming.WORKER_LABEL)
+        return self.labels.get(ownership.WORKER_LABEL)
 
     @property
     def owner(self) -> Owner | None:
-        return naming.owner_from_labels(self.labels)
+        return ownership.owner_from_labels(self.labels)
 
     def describe(self) -> str:
         state = f", {self.state}" if self.state else ""
@@ -119,7 +105,10 @@ def list_labelled(client: Any, run: str | None = None) -> list[DockerObject]:
     # The run label must be there too: containers inherit their image's labels,
     # and our images carry the tool label, so a container a person creates by
     # hand from one of them has the tool label but no run or owner labels.
-    labels = [TOOL_FILTER, f"{naming.RUN_LABEL}={run}" if run is not None else naming.RUN_LABEL]
+    labels = [
+        TOOL_FILTER,
+        f"{ownership.RUN_LABEL}={run}" if run is not None else ownership.RUN_LABEL,
+    ]
     filters = {"label": labels}
     api = client.api
     found: list[DockerObject] = []
@@ -189,17 +178,6 @@ def protected_pids() -> set[int]:
     return pids
 
 
-def _owner_from_env(env: dict[str, str]) -> Owner | None:
-    try:
-        return Owner(
-            pid=int(env["ISOLATION_OWNER_PID"]),
-            start_time=float(env["ISOLATION_OWNER_START"]),
-            host=env["ISOLATION_OWNER_HOST"],
-        )
-    except (KeyError, ValueError):
-        return None
-
-
 def find_marked_processes(run: str | None = None) -> list[MarkedProcess]:
     """Processes carrying our markers (optionally only ``run``'s), except ours and our ancestors."""
     protected = protected_pids()
@@ -212,10 +190,10 @@ def find_marked_processes(run: str | None = None) -> list[MarkedProcess]:
             env = proc.environ()
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
             continue
-        if env.get(MARKER_ENV) != MARKER_VALUE:
+        markers = ownership.read_markers(env)
+        if markers is None:
             continue
-        marked_run = env.get("ISOLATION_RUN_ID", "")
-        if run is not None and marked_run != run:
+        if run is not None and markers.run != run:
             continue
         try:
             cmdline = " ".join(proc.cmdline())[:300]
@@ -227,10 +205,10 @@ def find_marked_processes(run: str | None = None) -> list[MarkedProcess]:
                 create_time=float(proc.info["create_time"] or 0.0),
                 name=str(proc.info["name"] or "?"),
                 cmdline=cmdline,
-                run=marked_run,
-                worker=env.get("ISOLATION_WORKER_ID", ""),
-                role=env.get("ISOLATION_ROLE", ""),
-                owner=_owner_from_env(env),
+                run=markers.run,
+                worker=markers.worker,
+                role=markers.role,
+                owner=markers.owner,
             )
         )
     return found
@@ -258,27 +236,19 @@ def find_owned_dirs(state_dir: Path, run: str | None = None) -> list[OwnedDir]:
     if not base.is_dir():
         return found
     for path in sorted(base.iterdir()):
-        marker = path / OWNER_FILE
-        if not path.is_dir() or path.is_symlink() or not marker.is_file():
+        if not path.is_dir() or path.is_symlink():
             continue
-        try:
-            data = json.loads(marker.read_text())
-            owner: Owner | None = Owner.from_dict(data["owner"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        marked_run = str(data.get("run_id", ""))
-        if run is not None and marked_run != run:
+        record = ownership.read_owner_file(path)
+        if record is None or (run is not None and record.run != run):
             continue
         found.append(
             OwnedDir(
                 path=path,
-                run=marked_run,
-                worker=str(data.get("worker_id", "")),
-                purpose=str(data.get("purpose", "")),
-                owner=owner,
-                created=float(data.get("created", marker.stat().st_mtime)),
+                run=record.run,
+                worker=record.worker,
+                purpose=record.purpose,
+                owner=record.owner,
+                created=record.created,
             )
         )
     return found

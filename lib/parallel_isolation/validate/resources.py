@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from parallel_isolation.ports import read_reservations
+from parallel_isolation.host.ports import read_reservations
 from parallel_isolation.validate.base import ScanEnv, ScanResult
 from parallel_isolation.validate.discover import (
     find_marked_processes,

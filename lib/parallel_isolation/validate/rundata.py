@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parallel_isolation.artifacts import (
+    CLEANUP_FILE,
+    CROSSTALK_FILE,
+    EVENTS_FILE,
+    LATEST_FILE,
+    RUN_FILE,
+    SNAPSHOTS_FILE,
+    read_jsonl_lines,
+)
 from parallel_isolation.identity import Owner
-from parallel_isolation.snapshots import SNAPSHOTS_FILE
-from parallel_isolation.spy import CROSSTALK_FILE
+from parallel_isolation.settings import Settings
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
-    "CLEANUP_FILE",
     "Record",
     "RunData",
     "TestSpan",
@@ -27,8 +33,6 @@ __all__ = [
     "resolve_run_dir",
 ]
 
-CLEANUP_FILE = "cleanup.jsonl"
-EVENTS_FILE = "events.jsonl"
 # Broker restarts: health publishes may fail until the services reconnect
 # (their backoff is at most 10 s by default).
 RECONNECT_MARGIN_S = 15.0
@@ -39,13 +43,8 @@ class ValidationError(RuntimeError):
 
 
 def default_artifacts_root(cwd: Path | None = None) -> Path:
-    """``$ISOLATION_ARTIFACTS_DIR`` or ``.isolation/runs`` under ``cwd``."""
-    base = cwd or Path.cwd()
-    configured = os.environ.get("ISOLATION_ARTIFACTS_DIR")
-    if configured:
-        path = Path(configured)
-        return path if path.is_absolute() else base / path
-    return base / ".isolation" / "runs"
+    """The artifacts root the settings give (environment, else the default) under ``cwd``."""
+    return Settings.resolve(cli={}, rootdir=cwd or Path.cwd()).artifacts_root
 
 
 def resolve_run_dir(root: Path, run: str = "latest") -> Path:
@@ -54,7 +53,7 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
         msg = f"no artifacts directory at {root} (run the tests with the plugin first, or pass --artifacts)"
         raise ValidationError(msg)
     if run == "latest":
-        marker = root / "latest"
+        marker = root / LATEST_FILE
         if not marker.exists():
             msg = f"{marker} does not exist: no finished run recorded under {root}; pass --run ID"
             raise ValidationError(msg)
@@ -94,18 +93,9 @@ class Record:
 
 def iter_jsonl(path: Path, relative_to: Path) -> Iterator[Record]:
     """Records of a JSON-lines file; torn lines (killed writers) are skipped."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return
     name = str(path.relative_to(relative_to))
-    for number, raw in enumerate(text.splitlines(), start=1):
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            yield Record(data, name, number)
+    for number, data in read_jsonl_lines(path):
+        yield Record(data, name, number)
 
 
 @dataclass
@@ -332,7 +322,7 @@ def load_run(run_dir: Path) -> RunData:
         msg = f"run directory {run_dir} does not exist"
         raise ValidationError(msg)
     record: dict[str, Any] | None = None
-    run_json = run_dir / "run.json"
+    run_json = run_dir / RUN_FILE
     if run_json.exists():
         try:
             loaded = json.loads(run_json.read_text())

@@ -23,9 +23,9 @@ import pytest
 from docker.errors import NotFound
 
 from parallel_isolation.artifacts import read_events
-from parallel_isolation.context import WorkerContext
 from parallel_isolation.identity import Identity, Owner
-from parallel_isolation.naming import RUN_LABEL
+from parallel_isolation.ownership import RUN_LABEL
+from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import Settings
 
 SERVICES_IMAGE = "parallel-isolation/wildfire-services:latest"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.containers import API_SLOTS_ENV, ApiSlots, ContainerError
+from parallel_isolation.containers.engine import ContainerError
+from parallel_isolation.containers.slots import API_SLOTS_ENV, ApiSlots
 
 
 def test_holders_beyond_the_slot_count_wait_for_a_release(tmp_path: Path) -> None:

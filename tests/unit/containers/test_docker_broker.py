@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.brokers import BrokerBackend, BrokerCrashedError
-from parallel_isolation.containers import DockerBrokerBackend, manager_for
-from parallel_isolation.context import ParallelTestContext
+from parallel_isolation.containers.broker import DockerBrokerBackend
+from parallel_isolation.mqtt.brokers import BrokerBackend, BrokerCrashedError
+from parallel_isolation.session.context import ParallelTestContext
 
 pytestmark = pytest.mark.docker
 
@@ -17,7 +17,7 @@ SERVICES = "parallel-isolation/wildfire-services:latest"
 
 def _resolve(worker: Any, host: str) -> tuple[int | None, str]:
     """Resolve ``host`` from a one-shot container on ``worker``'s network."""
-    return manager_for(worker).run_to_completion(
+    return worker.containers.run_to_completion(
         "resolver",
         SERVICES,
         ["python3", "-c", f"import socket; print(socket.gethostbyname({host!r}))"],

@@ -8,18 +8,17 @@ from typing import Any
 import pytest
 from docker.errors import APIError, NotFound
 
-from parallel_isolation import naming
-from parallel_isolation.containers import (
+from parallel_isolation import ownership
+from parallel_isolation.containers.engine import connect_engine
+from parallel_isolation.containers.manager import (
     DaemonError,
     DockerContainerManager,
     EngineUnavailableError,
     ImageMissingError,
     NameConflictError,
-    connect_engine,
-    manager_for,
 )
+from parallel_isolation.host.ports import PortAllocator, is_port_conflict
 from parallel_isolation.identity import Identity
-from parallel_isolation.ports import PortAllocator, is_port_conflict
 
 pytestmark = pytest.mark.docker
 
@@ -39,13 +38,13 @@ def test_names_labels_and_network_per_worker(
     container = docker_client.containers.get(name)
     labels = container.labels
     owner = worker.identity.owner
-    assert labels[naming.TOOL_LABEL] == naming.TOOL_VALUE
-    assert labels[naming.RUN_LABEL] == run_id
-    assert labels[naming.WORKER_LABEL] == "gw801"
-    assert labels[naming.OWNER_PID_LABEL] == str(owner.pid)
-    assert labels[naming.OWNER_START_LABEL] == f"{owner.start_time:.2f}"
-    assert labels[naming.HOST_LABEL] == owner.host
-    assert labels[naming.ROLE_LABEL] == "broker"
+    assert labels[ownership.TOOL_LABEL] == ownership.TOOL_VALUE
+    assert labels[ownership.RUN_LABEL] == run_id
+    assert labels[ownership.WORKER_LABEL] == "gw801"
+    assert labels[ownership.OWNER_PID_LABEL] == str(owner.pid)
+    assert labels[ownership.OWNER_START_LABEL] == f"{owner.start_time:.2f}"
+    assert labels[ownership.HOST_LABEL] == owner.host
+    assert labels[ownership.ROLE_LABEL] == "broker"
     assert container.attrs["HostConfig"]["Init"] is True
     bindings = container.attrs["HostConfig"]["PortBindings"]["1883/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(broker.port)}]
@@ -53,15 +52,15 @@ def test_names_labels_and_network_per_worker(
     network_name = f"isolation-net-gw801-{run_id}"
     assert worker.network_name() == network_name
     network = docker_client.networks.get(network_name)
-    assert network.attrs["Labels"][naming.WORKER_LABEL] == "gw801"
-    assert network.attrs["Labels"][naming.ROLE_LABEL] == "network"
+    assert network.attrs["Labels"][ownership.WORKER_LABEL] == "gw801"
+    assert network.attrs["Labels"][ownership.ROLE_LABEL] == "network"
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [network_name]
 
 
 def test_user_labels_in_the_reserved_namespace_are_refused(
     make_worker: Any, run_objects: Any, run_id: str
 ) -> None:
-    manager = manager_for(make_worker("gw802"))
+    manager = make_worker("gw802").containers
     with pytest.raises(ValueError, match="reserved prefix"):
         manager.run(
             manager.container_name("sneaky"),
@@ -88,7 +87,7 @@ def test_name_conflict_with_a_live_foreign_owner_names_the_owner(
     alive = other_process(alive=True)
     twin = Identity(run_id=run_id, worker_id="gw803", worker_number=803, owner=alive)
     name = worker.container_name("mqtt-broker")
-    theirs = foreign_containers(name, labels=naming.labels_for(twin, "broker"))
+    theirs = foreign_containers(name, labels=ownership.labels_for(twin, "broker"))
 
     with pytest.raises(NameConflictError) as caught:
         _ = worker.broker
@@ -115,7 +114,7 @@ def test_name_conflict_with_a_dead_owner_is_reclaimed(
     dead = other_process(alive=False)
     twin = Identity(run_id=run_id, worker_id="gw804", worker_number=804, owner=dead)
     name = worker.container_name("mqtt-broker")
-    stale = foreign_containers(name, labels=naming.labels_for(twin, "broker"))
+    stale = foreign_containers(name, labels=ownership.labels_for(twin, "broker"))
 
     broker = worker.broker  # starts despite the leftover
     assert broker.backend.container.id != stale.id
@@ -133,7 +132,7 @@ def test_an_untracked_leftover_of_this_process_is_replaced(
 ) -> None:
     worker = make_worker("gw811")
     name = worker.container_name("mqtt-broker")
-    leftover = foreign_containers(name, labels=naming.labels_for(worker.identity, "broker"))
+    leftover = foreign_containers(name, labels=ownership.labels_for(worker.identity, "broker"))
 
     broker = worker.broker
     assert broker.backend.container.id != leftover.id
@@ -170,7 +169,7 @@ def test_cleanup_removes_exactly_this_workers_objects(
     sibling = make_worker("gw807")
     my_broker = mine.broker
     sibling_broker = sibling.broker
-    extra = manager_for(mine).run(manager_for(mine).unique_name("helper"), MOSQUITTO, role="task")
+    extra = mine.containers.run(mine.containers.unique_name("helper"), MOSQUITTO, role="task")
     # Same name stem as my broker, no labels: a stranger's, must survive.
     lookalike = foreign_containers(f"{mine.container_name('mqtt-broker')}-copy")
     my_ids = {my_broker.backend.container.id, extra.id}
@@ -202,7 +201,7 @@ def test_port_already_allocated_is_retried_on_another_port(
     run_id: str,
 ) -> None:
     worker = make_worker("gw808")
-    manager = manager_for(worker)
+    manager = worker.containers
     blocked = worker.allocator.allocate("blocked by a test container")
     blocker = manager.run(
         manager.unique_name("blocker"), MOSQUITTO, role="task", ports={1883: blocked}
@@ -253,7 +252,7 @@ def test_engine_missing_or_unreachable_is_a_clear_error(
 def test_missing_image_and_daemon_errors_are_clear(
     make_worker: Any, run_objects: Any, run_id: str
 ) -> None:
-    manager = manager_for(make_worker("gw809"))
+    manager = make_worker("gw809").containers
     with pytest.raises(ImageMissingError, match=r"invoke images.*parallel_isolation.images build"):
         manager.run(
             manager.unique_name("ghost"), "parallel-isolation/no-such-image:latest", role="task"
@@ -282,7 +281,7 @@ def _sleeper(manager: Any, base: str, **extra: Any) -> dict[str, Any]:
 def test_run_all_starts_a_stack_and_remove_all_takes_it_down(
     make_worker: Any, run_objects: Any, run_id: str
 ) -> None:
-    manager = manager_for(make_worker("gw811"))
+    manager = make_worker("gw811").containers
     stack = manager.run_all({base: _sleeper(manager, base) for base in ("alpha", "beta", "gamma")})
     assert sorted(stack) == ["alpha", "beta", "gamma"]
     assert all(container.is_running() for container in stack.values())
@@ -297,7 +296,7 @@ def test_run_all_starts_a_stack_and_remove_all_takes_it_down(
 
 
 def test_run_all_is_all_or_nothing(make_worker: Any, run_objects: Any, run_id: str) -> None:
-    manager = manager_for(make_worker("gw812"))
+    manager = make_worker("gw812").containers
     requests = {base: _sleeper(manager, base) for base in ("ok1", "ok2")}
     requests["bad"] = _sleeper(manager, "bad", image="parallel-isolation/no-such-image:latest")
     with pytest.raises(ImageMissingError, match="no-such-image"):

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation import naming
-from parallel_isolation.containers import ContainerService
-from parallel_isolation.context import ParallelTestContext
-from parallel_isolation.services import RunningService
+from parallel_isolation import ownership
+from parallel_isolation.containers.services import ContainerService
+from parallel_isolation.services.runner import RunningService
+from parallel_isolation.session.context import ParallelTestContext
 
 pytestmark = pytest.mark.docker
 
@@ -30,7 +30,7 @@ def test_service_runs_in_a_container_with_the_tests_environment(
     assert service.env["MQTT_BROKER"] == f"mqtt-broker-gw841-{run_id}"
     assert service.env["MQTT_PORT"] == "1883"
     sdk = docker_client.containers.get(service.name)
-    assert sdk.labels[naming.ROLE_LABEL] == "service:gpio_trigger"
+    assert sdk.labels[ownership.ROLE_LABEL] == "service:gpio_trigger"
     assert sdk.labels["io.parallel-isolation.test"] == "tests/x.py::test_pump"
     assert sdk.attrs["Config"]["Cmd"] == ["python3", "-m", "wildfire.gpio_trigger"]
     assert list(sdk.attrs["NetworkSettings"]["Networks"]) == [worker.network_name()]

@@ -14,15 +14,13 @@ from parallel_isolation.identity import (
     owner_is_alive,
     parse_worker_number,
 )
-from parallel_isolation.naming import (
+from parallel_isolation.naming import client_id, resource_name, sanitize_name
+from parallel_isolation.ownership import (
     LABEL_PREFIX,
     TOOL_LABEL,
     check_user_labels,
-    client_id,
     labels_for,
     owner_from_labels,
-    resource_name,
-    sanitize_name,
 )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.context import WorkerContext
+from parallel_isolation.session.context import WorkerContext
 
 INNER = """
 import json, os, pytest

@@ -4,14 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.context import probe_host_for
+from parallel_isolation.session.context import probe_host_for
 from parallel_isolation.settings import OPTIONS, SettingError, Settings, parse_bool
 
 
 def test_precedence_cli_over_env_over_ini_over_default(tmp_path: Path) -> None:
     resolved = Settings.resolve(
         cli={"backend": None, "port_base": 30000},
-        env={"ISOLATION_BACKEND": "embedded", "ISOLATION_PORT_BASE": "31000", "ISOLATION_PORT_BLOCK": "50"},
+        env={
+            "ISOLATION_BACKEND": "embedded",
+            "ISOLATION_PORT_BASE": "31000",
+            "ISOLATION_PORT_BLOCK": "50",
+        },
         ini={"port_base": "32000", "block_size": "20", "publish_host": "10.0.0.5"},
         rootdir=tmp_path,
     )
@@ -26,7 +30,10 @@ def test_precedence_cli_over_env_over_ini_over_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"ISOLATION_PORT_BASE": "abc"}, "environment variable ISOLATION_PORT_BASE: expected an integer"),
+        (
+            {"ISOLATION_PORT_BASE": "abc"},
+            "environment variable ISOLATION_PORT_BASE: expected an integer",
+        ),
         ({"ISOLATION_PORT_BLOCK": "0"}, "ISOLATION_PORT_BLOCK: expected 1..5000, got 0"),
         ({"ISOLATION_PORT_BASE": "65000", "ISOLATION_PORT_BLOCK": "1000"}, "runs past port 65535"),
     ],
@@ -36,7 +43,9 @@ def test_errors_name_the_source(env: dict[str, str], message: str) -> None:
         Settings.resolve(cli={}, env=env, ini={})
 
 
-@pytest.mark.parametrize(("raw", "value"), [("1", True), ("yes", True), ("off", False), ("", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("yes", True), ("off", False), ("", False)]
+)
 def test_booleans(raw: str, value: bool) -> None:
     assert parse_bool(raw) is value
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,27 +16,7 @@ import pytest
 from parallel_isolation.identity import Owner
 from parallel_isolation.validate import ScanEnv
 
-
-def make_dead_owner() -> Owner:
-    """The owner record of a process that has certainly exited."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
-    )
-    owner = Owner.of_pid(proc.pid)
-    assert proc.stdin is not None
-    proc.stdin.close()
-    proc.wait(10)
-    return owner
-
-
-@pytest.fixture
-def dead_owner() -> Owner:
-    return make_dead_owner()
-
-
-@pytest.fixture
-def live_owner() -> Owner:
-    return Owner.current()
+from ..conftest import make_dead_owner
 
 
 @dataclass

@@ -18,7 +18,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from parallel_isolation._proc import ChildProcess, marker_env
+from parallel_isolation.host.proc import ChildProcess
+from parallel_isolation.ownership import marker_env
 
 FACTS = os.environ["FACTS_FILE"]
 IMAGE = os.environ["VICTIM_IMAGE"]

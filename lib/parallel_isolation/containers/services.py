@@ -1,0 +1,65 @@
+"""Services of the system under test as containers on the worker's network."""
+
+from __future__ import annotations
+
+from parallel_isolation.containers.manager import DockerContainerManager, ManagedContainer
+from parallel_isolation.services.runner import ServiceSpec
+
+__all__ = ["ContainerLauncher", "ContainerService"]
+
+
+class ContainerService:
+    """A service of the system under test running in a container."""
+
+    mode = "container"
+
+    def __init__(self, spec: ServiceSpec, env: dict[str, str], container: ManagedContainer) -> None:
+        self.spec = spec
+        self.env = env
+        self.container = container
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+    def is_running(self) -> bool:
+        return self.container.is_running()
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        return self.container.stop(grace=grace)
+
+    def kill(self) -> None:
+        self.container.kill()
+
+    def log_text(self) -> str:
+        return self.container.logs()
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self.container.log_tail(lines)
+
+    def describe(self) -> str:
+        return f"{self.spec.name} ({self.container.describe()}, log {self.container.log_path})"
+
+
+class ContainerLauncher:
+    """Starts services from their image on one manager's network (the container mode)."""
+
+    mode = "container"
+
+    def __init__(self, manager: DockerContainerManager) -> None:
+        self.manager = manager
+
+    def __call__(self, spec: ServiceSpec, env: dict[str, str], *, test: str) -> ContainerService:
+        """Run ``spec`` with ``env`` (the test's), labelled with the test's node id."""
+        manager = self.manager
+        manager.ensure_images([spec.image])
+        container = manager.run(
+            manager.unique_name(spec.container_base),
+            spec.image,
+            role=f"service:{spec.name}",
+            command=spec.command,
+            environment=env,
+            check_image=False,
+            test=test,
+        )
+        return ContainerService(spec, env, container)

@@ -1,0 +1,102 @@
+"""A host-wide bound on concurrent heavy Docker API calls.
+
+Many workers bringing up their stacks at once would pile up in the daemon;
+heavy calls (container create and start, network create and remove) hold one
+of ``count`` slots, each a kernel file lock under the state directory, so they
+queue instead.  The kernel drops a dead holder's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import filelock
+
+from parallel_isolation.artifacts import EventLog
+from parallel_isolation.containers.engine import ContainerError, poll_pause
+
+__all__ = ["API_SLOTS_ENV", "DEFAULT_API_SLOTS", "ApiSlots"]
+
+API_SLOTS_ENV = "ISOLATION_DOCKER_API_SLOTS"
+DEFAULT_API_SLOTS = 8
+
+
+class ApiSlots:
+    """A host-wide counting semaphore of ``count`` file locks.
+
+    Heavy engine calls (container create and start, network create and
+    remove) hold one slot, so many workers bringing up their stacks at once
+    queue instead of piling up in the daemon; stopping does not hold one (it
+    is mostly waiting).  The kernel drops a dead holder's lock.  ``count`` 0
+    disables the limit.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        count: int,
+        *,
+        timeout: float = 120.0,
+        events: EventLog | None = None,
+        first: int = 0,
+    ) -> None:
+        if count < 0:
+            msg = f"API slot count must be >= 0, got {count}"
+            raise ValueError(msg)
+        self.directory = directory
+        self.count = count
+        self.timeout = timeout
+        self.events = events
+        self.first = first
+        if count:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_env(
+        cls, state_dir: Path, *, events: EventLog | None = None, first: int = 0
+    ) -> ApiSlots:
+        raw = os.environ.get(API_SLOTS_ENV, "").strip()
+        count = DEFAULT_API_SLOTS
+        if raw:
+            try:
+                count = int(raw)
+            except ValueError:
+                msg = f"environment variable {API_SLOTS_ENV} must be an integer >= 0, got {raw!r}"
+                raise ValueError(msg) from None
+        return cls(state_dir / "docker-api", count, events=events, first=first)
+
+    @contextlib.contextmanager
+    def hold(self, what: str) -> Iterator[float]:
+        """Hold one slot while the block runs; yields the seconds waited."""
+        if self.count == 0:
+            yield 0.0
+            return
+        started = time.monotonic()
+        deadline = started + self.timeout
+        order = [(self.first + i) % self.count for i in range(self.count)]
+        while True:
+            for index in order:
+                lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+                try:
+                    lock.acquire(timeout=0)
+                except filelock.Timeout:
+                    continue
+                waited = time.monotonic() - started
+                if waited > 1.0 and self.events is not None:
+                    self.events.emit("docker_api_wait", what=what, waited_s=round(waited, 3))
+                try:
+                    yield waited
+                finally:
+                    lock.release()
+                return
+            if time.monotonic() > deadline:
+                msg = (
+                    f"{what}: all {self.count} Docker API slots in {self.directory} stayed busy "
+                    f"for {self.timeout:.0f} s; raise {API_SLOTS_ENV} or look for a stuck engine"
+                )
+                raise ContainerError(msg)
+            poll_pause(0.005)

@@ -1,0 +1,1 @@
+"""The host: port allocation, exclusive locks, child processes, /proc reading."""

@@ -1,0 +1,1 @@
+"""The Docker backend's images: recipe, input hashing, build, status, command line."""

@@ -1,0 +1,1 @@
+"""The orphan reaper: removes what dead runs left behind, and only that."""

@@ -1,0 +1,1 @@
+"""What a run records while it runs: resource snapshots, leaks per test, the recorder plugin."""

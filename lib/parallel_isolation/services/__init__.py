@@ -1,0 +1,1 @@
+"""The generic service runner: start the system under test as processes or containers."""

@@ -1,0 +1,222 @@
+"""Per-process run state behind the pytest plugin.
+
+Resolves identity and settings once per process (controller, worker, or a
+plain run without xdist), creates the :class:`WorkerContext` lazily, and
+records the run for ``invoke validate`` when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parallel_isolation.artifacts import RunArtifacts
+from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
+from parallel_isolation.session.context import WorkerContext
+from parallel_isolation.settings import OPTIONS, SettingError, Settings
+
+__all__ = [
+    "LONGEST_FIRST_KEY",
+    "STATE_KEY",
+    "WORKERINPUT_KEY",
+    "RunState",
+    "close_worker",
+    "configure",
+    "finish",
+    "flush_crosstalk",
+    "fork_workers_from_zygote",
+    "require_docker_or_skip",
+    "spawn_zygote",
+    "stop_zygote",
+    "worker_context",
+]
+
+WORKERINPUT_KEY = "parallel_isolation_settings"
+# Under it the controller names the durations file the workers sort by (see schedule.py).
+LONGEST_FIRST_KEY = "parallel_isolation_longest_first"
+
+
+@dataclass
+class RunState:
+    """What this pytest process knows about the run."""
+
+    identity: Identity
+    settings: Settings
+    role: str  # "controller", "worker" or "standalone"
+    started: float = field(default_factory=time.time)
+    worker: WorkerContext | None = None
+    docker_problem: str | None = None
+    docker_checked: bool = False
+    closing_errors: list[str] = field(default_factory=list)
+    zygote: Any = None  # the controller's zygote.Zygote, with --isolation-fork-workers
+    zygote_problem: str | None = None
+
+
+STATE_KEY = pytest.StashKey[RunState]()
+
+
+def _is_distributing(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "dist", "no") != "no" and getattr(config.option, "tx", None))
+
+
+def configure(config: pytest.Config) -> RunState:
+    """Resolve identity and settings for this process (``pytest_configure``)."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        if WORKERINPUT_KEY not in workerinput:
+            msg = (
+                "this xdist worker got no parallel-isolation settings from the controller: "
+                "load the plugin in the controller too (it is loaded by the pytest11 entry point, "
+                "or with -p parallel_isolation.plugin)"
+            )
+            raise SettingError(msg)
+        settings = Settings.from_dict(workerinput[WORKERINPUT_KEY])
+        identity = Identity.resolve(
+            run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"]
+        )
+        return RunState(identity=identity, settings=settings, role="worker")
+    cli = {option.field: getattr(config.option, option.field, None) for option in OPTIONS}
+    ini = {option.field: config.getini(option.ini) for option in OPTIONS}
+    settings = Settings.resolve(cli=cli, ini=ini, rootdir=config.rootpath)
+    given = getattr(config.option, "testrunuid", None)
+    run_id = normalize_run_id(given) if given else new_run_id()
+    shard = (
+        getattr(config.option, "group", None) if getattr(config.option, "splits", None) else None
+    )
+    if given and shard is not None:
+        # Shards of one CI run may share --testrunuid: keep their run ids apart
+        # (and tell xdist, so the workers derive the same id).
+        given = f"{given}-shard-{shard}"
+        config.option.testrunuid = given
+        run_id = normalize_run_id(given)
+    if settings.durations_file:
+        from parallel_isolation.session.schedule import load_durations
+
+        load_durations(Path(settings.durations_file))  # a bad file is a usage error, once
+    role = "standalone"
+    if _is_distributing(config):
+        role = "controller"
+        if not given:
+            # Hand our id to xdist so its testrun_uid and ours are the same.
+            config.option.testrunuid = run_id
+    identity = Identity.resolve(run_id=run_id, worker_id=MASTER)
+    return RunState(identity=identity, settings=settings, role=role)
+
+
+def worker_context(state: RunState) -> WorkerContext:
+    """The worker's context, created on first use."""
+    if state.worker is None:
+        state.worker = WorkerContext(state.identity, state.settings)
+    return state.worker
+
+
+def flush_crosstalk(state: RunState, timeout: float) -> bool:
+    """Fence a test that expects cross-talk: the worker's spy has seen everything so far."""
+    return state.worker is not None and state.worker.flush_crosstalk(timeout)
+
+
+def close_worker(state: RunState) -> None:
+    if state.worker is not None:
+        state.closing_errors.extend(state.worker.close())
+        state.worker = None
+
+
+def spawn_zygote(state: RunState) -> None:
+    """Start the worker zygote early (``--isolation-fork-workers``, controller only).
+
+    It imports pytest while the controller prepares the session;
+    :func:`fork_workers_from_zygote` waits for it when the nodes are set up.
+    """
+    if state.role != "controller" or not state.settings.fork_workers or state.zygote is not None:
+        return
+    from parallel_isolation.ownership import marker_env
+    from parallel_isolation.session.zygote import Zygote
+
+    # Every worker of a docker-backend run imports the Docker SDK: once is enough.
+    preload = (
+        ("parallel_isolation.containers.manager",) if state.settings.backend == "docker" else ()
+    )
+    zygote = Zygote(
+        env={**os.environ, **marker_env(state.identity, "worker-zygote")}, preload=preload
+    )
+    try:
+        zygote.spawn()
+    except OSError as error:
+        state.zygote_problem = f"cannot start the worker zygote: {error}"
+        return
+    state.zygote = zygote
+
+
+def fork_workers_from_zygote(state: RunState, specs: list[Any]) -> str | None:
+    """Point local popen specs at the zygote started by :func:`spawn_zygote`.
+
+    Returns a message for the terminal when the zygote is not there and the
+    workers start the usual way, else None.
+    """
+    from parallel_isolation.session.zygote import ZygoteError
+
+    plain = [spec for spec in specs if spec.popen and not spec.python and not spec.via]
+    zygote = state.zygote
+    if zygote is None or not plain:
+        return (
+            None if state.zygote_problem is None else f"parallel-isolation: {state.zygote_problem}"
+        )
+    try:
+        zygote.wait_ready()
+    except ZygoteError as error:
+        state.zygote = None
+        return f"parallel-isolation: workers start without the zygote: {error}"
+    for spec in plain:
+        spec.python = zygote.python_spec()
+    return None
+
+
+def stop_zygote(state: RunState) -> None:
+    if state.zygote is not None:
+        state.zygote.stop()
+        state.zygote = None
+
+
+def require_docker_or_skip(state: RunState) -> None:
+    """Skip a Docker test without an engine, or fail it when Docker is required."""
+    if not state.docker_checked:
+        from parallel_isolation.containers.engine import engine_problem
+
+        state.docker_problem = engine_problem()
+        state.docker_checked = True
+    if state.docker_problem is None:
+        return
+    if state.settings.require_docker:
+        pytest.fail(
+            f"Docker is required (--require-docker) but {state.docker_problem}", pytrace=False
+        )
+    pytest.skip(f"no Docker engine: {state.docker_problem}")
+
+
+def finish(state: RunState, exitstatus: int) -> None:
+    """Record the run (controller or standalone) for ``invoke validate``."""
+    close_worker(state)
+    if state.role == "worker":
+        return
+    artifacts = RunArtifacts(state.settings.artifacts_root, state.identity)
+    if not artifacts.run_dir.exists():
+        return  # no fixture of ours was used: leave no trace
+    artifacts.write_run_record(
+        {
+            "run_id": state.identity.run_id,
+            "role": state.role,
+            "controller": state.identity.owner.as_dict(),
+            "started": state.started,
+            "finished": time.time(),
+            "exitstatus": exitstatus,
+            "settings": state.settings.as_dict(),
+            "argv": sys.argv,
+            "cwd": os.getcwd(),
+        }
+    )

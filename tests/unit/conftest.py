@@ -1,0 +1,32 @@
+"""Owners for the library's tests: a process that is certainly dead, and this one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from parallel_isolation.identity import Owner
+
+
+def make_dead_owner() -> Owner:
+    """The owner record of a process that has certainly exited."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    owner = Owner.of_pid(proc.pid)
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(10)
+    return owner
+
+
+@pytest.fixture
+def dead_owner() -> Owner:
+    return make_dead_owner()
+
+
+@pytest.fixture
+def live_owner() -> Owner:
+    return Owner.current()

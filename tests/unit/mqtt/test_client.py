@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from parallel_isolation.mqtt.client import (
+    MessageRecorder,
+    MessageTimeout,
+    NamespacedClient,
+    ReceivedMessage,
+)
+from parallel_isolation.mqtt.topics import TopicError, TopicNamespace
+from parallel_isolation.session.context import ParallelTestContext
+
+
+def test_prefixes_out_and_strips_in(
+    mqtt_client: NamespacedClient, topic_namespace: TopicNamespace
+) -> None:
+    mqtt_client.subscribe("fire/+/detection", qos=1)
+    mqtt_client.publish("fire/cam1/detection", {"confidence": 0.9}, qos=1)
+    message = mqtt_client.wait_for("fire/#", timeout=5)
+    assert message.topic == "fire/cam1/detection"
+    assert message.full_topic == f"{topic_namespace.prefix}/fire/cam1/detection"
+    assert message.json() == {"confidence": 0.9}
+
+
+def test_callbacks_assigned_later_see_bare_topics(
+    parallel_test_context: ParallelTestContext,
+) -> None:
+    client = parallel_test_context.mqtt_client("late")
+    seen: list[str] = []
+    specific: list[str] = []
+    done = threading.Event()
+
+    def on_message(c: NamespacedClient, _u: object, m: ReceivedMessage) -> None:
+        seen.append(m.topic)
+        done.set()
+
+    client.on_message = on_message
+    client.message_callback_add("special/#", lambda _c, _u, m: specific.append(m.topic))
+    client.subscribe("#", qos=1)
+    client.publish("special/a", b"1", qos=1)
+    client.publish("plain/b", b"2", qos=1)
+    assert done.wait(5)
+    client.wait_for("special/a", timeout=5)
+    assert seen == ["plain/b"]  # specific callbacks take precedence, like paho
+    assert specific == ["special/a"]
+    assert client.on_message is on_message
+
+
+def test_last_will_is_namespaced(parallel_test_context: ParallelTestContext) -> None:
+    watcher = parallel_test_context.mqtt_client("watcher")
+    watcher.subscribe("clients/+/status", qos=1)
+    doomed = parallel_test_context.mqtt_client(
+        "doomed", will=("clients/doomed/status", "offline", 1, False)
+    )
+    doomed._client._sock_close()  # abrupt: no DISCONNECT, so the will fires
+    doomed.loop_stop()
+    will = watcher.wait_for("clients/doomed/status", timeout=10)
+    assert will.payload == b"offline"
+
+
+def test_retained_messages_stay_in_their_test(parallel_test_context: ParallelTestContext) -> None:
+    writer = parallel_test_context.mqtt_client("writer")
+    writer.publish("state/pump", b"RUNNING", qos=1, retain=True).wait_for_publish(5)
+    other_ns = parallel_test_context.worker.namespace.for_test("some/other::test")
+    reader = parallel_test_context.mqtt_client("reader", namespace=other_ns)
+    reader.subscribe("state/#", qos=1)
+    with pytest.raises(MessageTimeout):
+        reader.wait_for("state/pump", timeout=0.5)
+    same = parallel_test_context.mqtt_client("same")
+    same.subscribe("state/#", qos=1)
+    assert same.wait_for("state/pump", timeout=5).retain
+
+
+@pytest.mark.isolation_expect(
+    "crosstalk"
+)  # the raw client publishes outside any namespace on purpose
+def test_foreign_messages_are_dropped(parallel_test_context: ParallelTestContext) -> None:
+    client = parallel_test_context.mqtt_client("strict")
+    client.client.subscribe("#", 1)  # raw, so the broker sends us everything
+    client.subscribe("mine", qos=1)  # its SUBACK implies the raw one was processed
+    sender = parallel_test_context.mqtt_client("sender")
+    sender.client.publish("elsewhere/x", b"?", qos=1)  # outside any namespace
+    sender.publish("mine", b"!", qos=1)  # same sender, so it arrives after the foreign one
+    client.wait_for("mine", timeout=5)
+    assert [m.topic for m in client.messages("#")] == ["mine"]
+    assert client.foreign >= 1  # retained messages of earlier tests count too
+
+
+def test_publish_rejects_invalid_topics(mqtt_client: NamespacedClient) -> None:
+    with pytest.raises(TopicError, match="wildcard"):
+        mqtt_client.publish("fire/#", b"x")
+    with pytest.raises(TopicError, match="reserved"):
+        mqtt_client.publish("$SYS/x", b"x")
+
+
+def test_timeout_names_what_was_seen() -> None:
+    recorder = MessageRecorder()
+    recorder.record(ReceivedMessage("fire/trigger", b"{}", 1, False))
+    recorder.record(ReceivedMessage("pump/state", b"IDLE", 1, False))
+    with pytest.raises(MessageTimeout) as info:
+        recorder.wait_for("pump/state", lambda m: m.text() == "RUNNING", timeout=0.05)
+    text = str(info.value)
+    assert "'pump/state' matching the predicate within 0.1 s" in text
+    assert "fire/trigger x1" in text
+    assert "last payload b'IDLE'" in text
+
+
+def test_wait_wakes_on_arrival_and_honours_since() -> None:
+    recorder = MessageRecorder()
+    recorder.record(ReceivedMessage("a", b"old", 0, False, received=0.0))
+    threading.Timer(0.05, recorder.record, args=(ReceivedMessage("a", b"new", 0, False),)).start()
+    assert recorder.wait_for("a", since=1.0, timeout=5).payload == b"new"
+
+
+def test_raising_predicate_does_not_match() -> None:
+    recorder = MessageRecorder()
+    recorder.record(ReceivedMessage("a", b"not json", 0, False))
+    recorder.record(ReceivedMessage("a", b'{"ok": true}', 0, False))
+    assert recorder.wait_for("a", lambda m: m.json()["ok"], timeout=1).payload == b'{"ok": true}'
+
+
+def test_wait_for_message_fixture(mqtt_client: NamespacedClient, wait_for_message) -> None:  # type: ignore[no-untyped-def]
+    mqtt_client.subscribe("x/y", qos=1)
+    mqtt_client.publish("x/y", b"z", qos=1)
+    assert wait_for_message(mqtt_client, "x/y", timeout=5).payload == b"z"
