@@ -10,6 +10,7 @@ from parallel_isolation.migrate._sinks import env_dict
 
 __all__ = [
     "Builder",
+    "Result",
     "add_prefix",
     "broker_attribute",
     "call_on",
@@ -20,7 +21,9 @@ __all__ = [
     "wrap_in",
 ]
 
-Builder = Callable[[str, cst.CSTNode], cst.CSTNode]
+#: What an edit may return: a node, or several statements/arguments in its place.
+Result = cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]
+Builder = Callable[[str, cst.CSTNode], Result]
 
 
 def provider_expression(provider: str) -> cst.BaseExpression:

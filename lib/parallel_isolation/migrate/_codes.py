@@ -228,8 +228,7 @@ _ALL = (
         "PI116",
         "fixed-subnet",
         "error",
-        "A Docker network with a fixed subnet (`IPAMPool(subnet='172.28.0.0/16')`, "
-        "`--subnet`).",
+        "A Docker network with a fixed subnet (`IPAMPool(subnet='172.28.0.0/16')`, `--subnet`).",
         "The second worker's network overlaps the first's and Docker refuses to create it.",
         "Leave the subnet to Docker (no IPAM config), or give each worker its own.",
         "no",

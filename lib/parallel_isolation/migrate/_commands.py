@@ -19,12 +19,24 @@ from typing import ClassVar
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext
 
-from parallel_isolation.migrate._analysis import FileAnalysis, Site
+from parallel_isolation.migrate._analysis import FileAnalysis, Workspace
 from parallel_isolation.migrate._decide import decide
 from parallel_isolation.migrate._edit import append_arguments, keyword_argument
 from parallel_isolation.migrate._facts import FIXTURE_PARAMETERS, Record, Scope
 from parallel_isolation.migrate._project import DEFAULT_PREFIX_ENV, Project, Settings
-from parallel_isolation.migrate._rewrite import Edit, Plan, _parameters_edit, site_edits
+from parallel_isolation.migrate._rewrite import (
+    Edit,
+    Plan,
+    _autouse_edit,
+    _drop_constants,
+    _fixtures,
+    _inject_edit,
+    _parameters_edit,
+    apply,
+    site_edits,
+)
+from parallel_isolation.migrate._site import Site
+from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = [
     "COMMANDS",
@@ -51,7 +63,7 @@ def _analysis(tree: cst.Module, context: CodemodContext) -> FileAnalysis:
     settings = Settings(None, str(prefix_env), "given")
     name = context.filename or "<string>"
     project = Project.single(tree, Path(name), name, settings)
-    analysis = project.analysis(project.targets[0])
+    analysis = Workspace(project).analysis(project.targets[0])
     assert analysis is not None
     decide([analysis])
     return analysis
@@ -73,7 +85,7 @@ class _SiteCommand(_Command):
     def owns(cls, site: Site) -> bool:
         return site.code in cls.CODES
 
-    def contribute(self, analysis: FileAnalysis, sites: list[Site], plan: Plan) -> None:
+    def contribute(self, analysis: AnalysisView, sites: list[Site], plan: Plan) -> None:
         """Add the edits of the fixable ``sites`` of this command's codes to ``plan``."""
         defined = {s.hazard for s in analysis.sites if s.origin is not None and s.node is s.origin}
         for site in sites:
@@ -82,7 +94,9 @@ class _SiteCommand(_Command):
             fixable, reason = analysis.fixable(site)
             if not fixable:
                 if site.report and (site.hazard not in defined or site.node is site.origin):
-                    self.warn(f"{site.code} left as is: {analysis.snippet(site.node, 60)}: {reason}")
+                    self.warn(
+                        f"{site.code} left as is: {analysis.snippet(site.node, 60)}: {reason}"
+                    )
                 continue
             if site.build is None and not any(isinstance(k, int) for k in site.extra):
                 continue  # fixed elsewhere (a constant goes once its uses are rewritten)
@@ -102,8 +116,6 @@ class _SiteCommand(_Command):
 
 
 def _apply(analysis: FileAnalysis, plan: Plan) -> cst.Module:
-    from parallel_isolation.migrate._rewrite import apply
-
     return apply(analysis, plan, set())
 
 
@@ -119,8 +131,6 @@ class BrokerAddressCommand(_SiteCommand):
 
     def after(self, analysis: FileAnalysis, tree: cst.Module) -> cst.Module:
         """Drop the broker constants that no code uses any more."""
-        from parallel_isolation.migrate._rewrite import _drop_constants
-
         candidates = set(analysis.broker_constants)
         return _drop_constants(tree, candidates) if candidates else tree
 
@@ -258,12 +268,9 @@ class FixtureParametersCommand(_Command):
                 if names:
                     plan.add(id(call), _arguments(names))
 
-
     def _self_attributes(self, analysis: FileAnalysis, plan: Plan) -> None:
         """``self.<fixture>`` in a class that never sets it: an autouse fixture method
         (unittest classes) or a constructor parameter (other classes)."""
-        from parallel_isolation.migrate._rewrite import _autouse_edit, _inject_edit
-
         facts = analysis.facts
         used: dict[str, set[str]] = {}
         assigned: dict[str, set[str]] = {}
@@ -337,3 +344,26 @@ def commands_for(context: CodemodContext) -> list[_SiteCommand]:
     """Instances of the site commands, sharing one context."""
     return [c(context) for c in COMMANDS if issubclass(c, _SiteCommand)]
 
+
+def plan(analyses: list[FileAnalysis], fixed: list[tuple[FileAnalysis, Site]]) -> dict[str, Plan]:
+    """The project's edits per module key: every site command contributes its
+    edits for the fixed sites from the one analysis of each module, then the
+    fixture parameters those edits use are added."""
+    plans: dict[str, Plan] = {}
+
+    def plan_of(a: AnalysisView) -> Plan:
+        return plans.setdefault(a.path, Plan())
+
+    by_module: dict[int, list[Site]] = {}
+    owners: dict[int, FileAnalysis] = {}
+    for a, site in fixed:
+        by_module.setdefault(id(a), []).append(site)
+        owners[id(a)] = a
+    for key, sites in by_module.items():
+        a = owners[key]
+        context = CodemodContext(filename=a.path)
+        for command in commands_for(context):
+            command.contribute(a, sites, plan_of(a))
+        plan_of(a).notes.extend(context.warnings)
+    _fixtures(fixed, plan_of)
+    return plans

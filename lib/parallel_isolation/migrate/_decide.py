@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
-__all__ = ["FLOW_CODES", "decide"]
+__all__ = ["FLOW_CODES", "decide", "flow_of"]
 
 #: Codes whose sites belong to a flow (broker address, topics, prefix).
 FLOW_CODES = frozenset({"PI101", "PI102", "PI103", "PI106", "PI107", "PI108", "PI109", "PI115"})
@@ -59,7 +59,7 @@ class _Union:
             self.parent[ra] = rb
 
 
-def _function_node(a: FileAnalysis, scope: Scope) -> Node:
+def _function_node(a: AnalysisView, scope: Scope) -> Node:
     top = scope.outermost_function()
     if top is None:
         return ("module", a.path)
@@ -68,7 +68,7 @@ def _function_node(a: FileAnalysis, scope: Scope) -> Node:
     return ("function", a.path, id(top))
 
 
-def _verdict(a: FileAnalysis, site: Site) -> tuple[bool, str]:
+def _verdict(a: AnalysisView, site: Site) -> tuple[bool, str]:
     fixable, reason = a.locally_fixable(site)
     needs = site.extra.get("needs")
     if fixable and isinstance(needs, tuple):
@@ -79,44 +79,46 @@ def _verdict(a: FileAnalysis, site: Site) -> tuple[bool, str]:
     return fixable, reason
 
 
-def decide(analyses: Iterable[FileAnalysis]) -> None:
+def decide(analyses: Iterable[AnalysisView]) -> None:
     """Set ``site.decided`` on every site of ``analyses`` (targets and context)."""
     analyses = list(analyses)
     everything = [(a, s) for a in analyses for s in a.sites]
     for a, site in everything:
         site.decided = _verdict(a, site)
-    for a, site in everything:
+    for _a, site in everything:
         partner = site.extra.get("with")
         if isinstance(partner, Site) and partner.decided is not None:
             site.decided = partner.decided
     flows = _flows(analyses)
-    members: dict[Node, list[tuple[FileAnalysis, Site]]] = {}
+    for a in analyses:
+        a.cache["flows"] = flows
+    members: dict[Node, list[tuple[AnalysisView, Site]]] = {}
     for a, site in everything:
         if site.code in FLOW_CODES or site.code == "PI110":
             root = flows.find(_site_node(a, site))
             members.setdefault(root, []).append((a, site))
     for group in members.values():
         if any(s.code == "PI103" for _, s in group):
-            for a, site in group:
+            for _a, site in group:
                 if site.code in _TOPIC_CODES:
                     site.report = False
                     site.decided = (False, "on the suite's own broker container")
         _block([(a, s) for a, s in group if s.code in _BROKER_CODES], "the broker")
         _block([(a, s) for a, s in group if s.code in _PREFIX_CODES], "the topics")
-    by_value: dict[tuple[object, ...], list[tuple[FileAnalysis, Site]]] = {}
+    by_value: dict[tuple[object, ...], list[tuple[AnalysisView, Site]]] = {}
     for a, site in everything:
         for key in site.groups:
             by_value.setdefault(key, []).append((a, site))
     for key, group in by_value.items():
         _block(group, f"the {key[0]} name {key[1]!r}")
-    for a, site in everything:
+    for _a, site in everything:
         partner = site.extra.get("with")
         if isinstance(partner, Site) and partner.decided is not None:
             site.decided = partner.decided
     _constants(analyses)
 
 
-def _block(group: list[tuple[FileAnalysis, Site]], what: str) -> None:
+def _block(group: list[tuple[AnalysisView, Site]], what: str) -> None:
     blockers = [
         (a, s)
         for a, s in group
@@ -136,14 +138,23 @@ def _block(group: list[tuple[FileAnalysis, Site]], what: str) -> None:
         site.extra["blocker_analysis"] = a0
 
 
-def _site_node(a: FileAnalysis, site: Site) -> Node:
+def flow_of(a: AnalysisView, scope: Scope) -> Node | None:
+    """The flow (tests, fixtures, helpers that reach each other) ``scope`` belongs to,
+    once :func:`decide` has run."""
+    flows = a.cache.get("flows")
+    if not isinstance(flows, _Union):
+        return None
+    return flows.find(_function_node(a, scope))
+
+
+def _site_node(a: AnalysisView, site: Site) -> Node:
     return _function_node(a, site.scope)
 
 
-def _flows(analyses: list[FileAnalysis]) -> _Union:
+def _flows(analyses: list[AnalysisView]) -> _Union:
     """Union of the functions, classes and constants a test reaches."""
     flows = _Union()
-    fixtures: dict[str, list[tuple[FileAnalysis, Scope]]] = {}
+    fixtures: dict[str, list[tuple[AnalysisView, Scope]]] = {}
     for a in analyses:
         for scope in a.facts.functions.values():
             if scope.role == "fixture":
@@ -206,7 +217,7 @@ def _flows(analyses: list[FileAnalysis]) -> _Union:
     return flows
 
 
-def _assigned_name(a: FileAnalysis, node: cst.CSTNode) -> str | None:
+def _assigned_name(a: AnalysisView, node: cst.CSTNode) -> str | None:
     """The module-level name whose assigned value contains ``node``."""
     parents = a.facts.parents
     current = parents.get(id(node))
@@ -223,17 +234,17 @@ def _assigned_name(a: FileAnalysis, node: cst.CSTNode) -> str | None:
 
 
 def _visible(
-    a: FileAnalysis, candidates: list[tuple[FileAnalysis, Scope]]
-) -> list[tuple[FileAnalysis, Scope]]:
+    a: AnalysisView, candidates: list[tuple[AnalysisView, Scope]]
+) -> list[tuple[AnalysisView, Scope]]:
     """The fixtures of that name a test in ``a`` can request: its own module's, its conftests'."""
     own = [(o, s) for o, s in candidates if o is a]
     if own:
         return own
-    paths = {c.path for c in a.project.conftests(a.module)}
-    return [(o, s) for o, s in candidates if o.module.path in paths]
+    conftests = {id(c) for c in a.conftest_analyses()}
+    return [(o, s) for o, s in candidates if id(o) in conftests]
 
 
-def _targets(a: FileAnalysis, call: cst.Call, scope: Scope) -> list[Node]:
+def _targets(a: AnalysisView, call: cst.Call, scope: Scope) -> list[Node]:
     """The functions or classes a call reaches, as flow nodes."""
     func = call.func
     facts = a.facts
@@ -248,7 +259,7 @@ def _targets(a: FileAnalysis, call: cst.Call, scope: Scope) -> list[Node]:
         found = a.imported(func.value)
         if found is not None and found[1] is not None:
             other, symbol = found
-            function = other.facts.module_functions().get(symbol)
+            function = other.facts.module_functions().get(str(symbol))
             if function is not None:
                 return [("function", other.path, id(function))]
             if symbol in other.facts.classes:
@@ -266,8 +277,7 @@ def _targets(a: FileAnalysis, call: cst.Call, scope: Scope) -> list[Node]:
         owners += [
             (other, cls.name) for cls in other.facts.classes.values() if method in cls.methods
         ]
-    for conftest in a.project.conftests(a.module):
-        other = a.project.analysis(conftest)
+    for other in a.conftest_analyses():
         if other is not None:
             owners += [
                 (other, cls.name) for cls in other.facts.classes.values() if method in cls.methods
@@ -282,12 +292,16 @@ def _targets(a: FileAnalysis, call: cst.Call, scope: Scope) -> list[Node]:
 _COMMON = frozenset({"get", "put", "close", "start", "stop", "run", "append", "update", "wait"})
 
 
-def _constants(analyses: list[FileAnalysis]) -> None:
+def _constants(analyses: list[AnalysisView]) -> None:
     """A broker constant's definition is auto-fixed when every use of it is."""
-    uses: dict[tuple[object, ...], list[tuple[FileAnalysis, Site]]] = {}
+    uses: dict[tuple[object, ...], list[tuple[AnalysisView, Site]]] = {}
     for a in analyses:
         for site in a.sites:
-            if site.hazard is not None and site.hazard[0] == "const" and site.node is not site.origin:
+            if (
+                site.hazard is not None
+                and site.hazard[0] == "const"
+                and site.node is not site.origin
+            ):
                 uses.setdefault(site.hazard, []).append((a, site))
     for a in analyses:
         for site in a.sites:
@@ -314,7 +328,7 @@ def _constants(analyses: list[FileAnalysis]) -> None:
                 site.decided = (False, f"{len(left)} of its {len(references)} uses stay{why}")
 
 
-def _names_in(a: FileAnalysis, node: cst.CSTNode) -> set[int]:
+def _names_in(a: AnalysisView, node: cst.CSTNode) -> set[int]:
     from parallel_isolation.migrate._walk import iter_children
 
     found: set[int] = set()
@@ -327,7 +341,7 @@ def _names_in(a: FileAnalysis, node: cst.CSTNode) -> set[int]:
     return found
 
 
-def _references(a: FileAnalysis, name: str, analyses: list[FileAnalysis]) -> list[cst.Name]:
+def _references(a: AnalysisView, name: str, analyses: list[AnalysisView]) -> list[cst.Name]:
     """Name references to a module constant, in its module and the modules importing it."""
     found: list[cst.Name] = []
     for other in analyses:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._codes import CODES
 from parallel_isolation.migrate._facts import is_suppressed, suppressions
 from parallel_isolation.migrate._model import Finding
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["MAX_LINE", "findings", "fit"]
 
@@ -38,7 +38,7 @@ def fit(code: str, base: str, tail: str) -> str:
     return base[:head] + "..." + base[len(base) - (keep - head) :] + tail
 
 
-def _key(a: FileAnalysis, site: Site) -> tuple[object, ...]:
+def _key(a: AnalysisView, site: Site) -> tuple[object, ...]:
     blocker = site.extra.get("blocked_by")
     if isinstance(blocker, Site) and blocker is not site:
         owner = site.extra.get("blocker_analysis")
@@ -50,10 +50,10 @@ def _key(a: FileAnalysis, site: Site) -> tuple[object, ...]:
     return (site.code, a.path, id(site.node))
 
 
-def findings(analyses: Iterable[FileAnalysis], targets: set[str]) -> list[Finding]:
+def findings(analyses: Iterable[AnalysisView], targets: set[str]) -> list[Finding]:
     """The findings of the sites of ``analyses`` that touch a target module."""
-    groups: dict[tuple[object, ...], list[tuple[FileAnalysis, Site]]] = {}
-    by_path: dict[str, FileAnalysis] = {}
+    groups: dict[tuple[object, ...], list[tuple[AnalysisView, Site]]] = {}
+    by_path: dict[str, AnalysisView] = {}
     for a in analyses:
         by_path[a.path] = a
         suppressed = suppressions(a.code) if "isolation:" in a.code else {}
@@ -77,9 +77,11 @@ def findings(analyses: Iterable[FileAnalysis], targets: set[str]) -> list[Findin
 
 
 def _finding(
-    members: list[tuple[FileAnalysis, Site]], by_path: dict[str, FileAnalysis], targets: set[str]
+    members: list[tuple[AnalysisView, Site]], by_path: dict[str, AnalysisView], targets: set[str]
 ) -> Finding:
-    members = sorted(members, key=lambda m: (m[0].path not in targets, m[0].path, m[0].position(m[1].node)))
+    members = sorted(
+        members, key=lambda m: (m[0].path not in targets, m[0].path, m[0].position(m[1].node))
+    )
     waiting = [(a, s) for a, s in members if "blocked_by" in s.extra]
     own = [(a, s) for a, s in members if "blocked_by" not in s.extra] or members
     definition = next(((a, s) for a, s in own if s.origin is not None and s.node is s.origin), None)
@@ -94,9 +96,7 @@ def _finding(
         if owner is not None:
             path, location = owner.path, owner.position(origin)
             moved = True
-    related = [
-        a.where(s.node) for a, s in members if moved or (a, s) != (primary_a, primary)
-    ]
+    related = [a.where(s.node) for a, s in members if moved or (a, s) != (primary_a, primary)]
     related = [r for r in dict.fromkeys(related) if r != f"{path}:{location[0]}:{location[1]}"]
     verdicts = [s.decided or a.fixable(s) for a, s in (uses or members)]
     if definition is not None and definition[1].decided is not None:
@@ -116,10 +116,7 @@ def _finding(
     reason = reason.replace(f"{path}:", "line ")
     if waiting:
         reason += f"; the {len(waiting)} sites listed change with it"
-    if fixable:
-        tail = ""
-    else:
-        tail = f" (by hand: {reason})" if reason else " (by hand)"
+    tail = "" if fixable else f" (by hand: {reason})" if reason else " (by hand)"
     code = primary.code
     return Finding(
         path,
@@ -134,8 +131,8 @@ def _finding(
 
 
 def _owner(
-    origin: object, members: list[tuple[FileAnalysis, Site]], by_path: dict[str, FileAnalysis]
-) -> FileAnalysis | None:
+    origin: object, members: list[tuple[AnalysisView, Site]], by_path: dict[str, AnalysisView]
+) -> AnalysisView | None:
     """The analysis of the module the node ``origin`` belongs to."""
     for analysis in [*(a for a, _ in members), *by_path.values()]:
         if id(origin) in analysis.facts.parents:
@@ -143,7 +140,7 @@ def _owner(
     return None
 
 
-def _main_calls(members: list[tuple[FileAnalysis, Site]], targets: set[str]) -> list[Finding]:
+def _main_calls(members: list[tuple[AnalysisView, Site]], targets: set[str]) -> list[Finding]:
     """Calls in ``__main__`` blocks that the rewrite leaves without the fixture they now need."""
     found: list[Finding] = []
     for a, site in members:
@@ -156,10 +153,10 @@ def _main_calls(members: list[tuple[FileAnalysis, Site]], targets: set[str]) -> 
         if got is None:
             continue
         if got.startswith("self.") and top.cls is not None and top.role != "unittest":
-            uses = a.providers.class_uses(top.cls.name)
+            uses = a.class_uses(top.cls.name)
             what = f"{top.cls.name}()"
         elif top.role in ("helper", "method"):
-            uses = a.providers.uses(top)
+            uses = a.uses(top)
             what = f"{top.qualname}()"
         else:
             continue

@@ -16,14 +16,10 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from parallel_isolation.migrate._facts import ImportRef, ModuleFacts, collect_facts
-
-if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
 
 __all__ = [
     "DEFAULT_PREFIX_ENV",
@@ -120,7 +116,10 @@ def learn_prefix_env(
                 continue
             if "PREFIX" not in text:
                 continue
-            for found, counts in ((_ENV_READ.findall(text), reads), (_PREFIX_LITERAL.findall(text), named)):
+            for found, counts in (
+                (_ENV_READ.findall(text), reads),
+                (_PREFIX_LITERAL.findall(text), named),
+            ):
                 for name in found:
                     counts[name] = counts.get(name, 0) + 1
                     where.setdefault(name, path)
@@ -185,7 +184,6 @@ class Module:
     tree: cst.Module | None = None
     error: cst.ParserSyntaxError | None = None
     _facts: ModuleFacts | None = None
-    _analysis: FileAnalysis | None = None
     dependents: set[str] = field(default_factory=set)
 
     @property
@@ -308,16 +306,6 @@ class Project:
                 if loaded is not None:
                     return loaded, ref.name
         return None
-
-    # -- analyses ------------------------------------------------------------
-
-    def analysis(self, module: Module) -> FileAnalysis | None:
-        """The module's analysis, built once (None when it does not parse)."""
-        if module._analysis is None and module.facts is not None:
-            from parallel_isolation.migrate._analysis import FileAnalysis
-
-            module._analysis = FileAnalysis(module, self)
-        return module._analysis
 
     def loaded(self) -> list[Module]:
         return list(self.modules.values())

@@ -10,13 +10,13 @@ class.  All edits of a module are applied in one pass over it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
+from parallel_isolation.migrate._builders import Builder, Result
 from parallel_isolation.migrate._edit import (
     Replacer,
     add_imports,
@@ -26,11 +26,12 @@ from parallel_isolation.migrate._edit import (
     remove_statements,
 )
 from parallel_isolation.migrate._facts import FIXTURE_PARAMETERS, Scope, collect_facts
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
-__all__ = ["ANNOTATIONS", "Plan", "apply", "plan", "site_edits"]
+__all__ = ["ANNOTATIONS", "Plan", "apply", "site_edits"]
 
 ANNOTATIONS = {
     "mqtt_broker": "TestMQTTBroker",
@@ -39,7 +40,7 @@ ANNOTATIONS = {
     "topic_namespace": "TopicNamespace",
 }
 
-Edit = Callable[[cst.CSTNode], cst.CSTNode]
+Edit = Callable[[cst.CSTNode], Result]
 
 
 @dataclass
@@ -55,11 +56,11 @@ class Plan:
         self.edits.setdefault(node_id, []).append(edit)
 
 
-def _bind(build: Callable[[str, cst.CSTNode], cst.CSTNode], provider: str) -> Edit:
+def _bind(build: Builder, provider: str) -> Edit:
     return lambda node: build(provider, node)
 
 
-def site_edits(a: FileAnalysis, site: Site, plan: Plan) -> None:
+def site_edits(a: AnalysisView, site: Site, plan: Plan) -> None:
     """The edits of one fixable site (its node, and any others it changes)."""
     provider = ""
     if site.need is not None:
@@ -70,7 +71,7 @@ def site_edits(a: FileAnalysis, site: Site, plan: Plan) -> None:
         plan.add(id(site.node), _bind(site.build, provider))
     for key, extra in site.extra.items():
         if isinstance(key, int) and callable(extra):
-            plan.add(key, _bind(extra, provider))  # type: ignore[arg-type]
+            plan.add(key, _bind(extra, provider))
 
 
 def _needs(site: Site) -> tuple[str, ...]:
@@ -80,41 +81,18 @@ def _needs(site: Site) -> tuple[str, ...]:
     return (site.need,) if site.need is not None else ()
 
 
-def plan(analyses: list[FileAnalysis], fixed: list[tuple[FileAnalysis, Site]]) -> dict[str, Plan]:
-    """Edits per module key for the fixed sites, with the fixture parameters they need."""
-    from libcst.codemod import CodemodContext
-
-    from parallel_isolation.migrate._commands import commands_for
-
-    plans: dict[str, Plan] = {}
-
-    def plan_of(a: FileAnalysis) -> Plan:
-        return plans.setdefault(a.path, Plan())
-
-    by_module: dict[int, list[Site]] = {}
-    owners: dict[int, FileAnalysis] = {}
-    for a, site in fixed:
-        by_module.setdefault(id(a), []).append(site)
-        owners[id(a)] = a
-    for key, sites in by_module.items():
-        a = owners[key]
-        context = CodemodContext(filename=a.path)
-        for command in commands_for(context):
-            command.contribute(a, sites, plan_of(a))
-        plan_of(a).notes.extend(context.warnings)
-    _fixtures(fixed, plan_of)
-    return plans
-
-
-def _fixtures(fixed: list[tuple[FileAnalysis, Site]], plan_of: Callable[[FileAnalysis], Plan]) -> None:
+def _fixtures(
+    fixed: Sequence[tuple[AnalysisView, Site]], plan_of: Callable[[AnalysisView], Plan]
+) -> None:
     needs: dict[tuple[int, int], set[str]] = {}
-    owners: dict[tuple[int, int], tuple[FileAnalysis, Scope]] = {}
+    owners: dict[tuple[int, int], tuple[AnalysisView, Scope]] = {}
     injected: dict[tuple[int, str], set[str]] = {}
     autouse: dict[tuple[int, str], set[str]] = {}
-    classes: dict[tuple[int, str], FileAnalysis] = {}
+    classes: dict[tuple[int, str], AnalysisView] = {}
+    class_key: tuple[int, str]
     pending: list[tuple[int, int]] = []
 
-    def need(a: FileAnalysis, scope: Scope, fixture: str) -> None:
+    def need(a: AnalysisView, scope: Scope, fixture: str) -> None:
         top = scope.outermost_function()
         if top is None:
             return
@@ -138,15 +116,23 @@ def _fixtures(fixed: list[tuple[FileAnalysis, Site]], plan_of: Callable[[FileAna
             if got.startswith("self."):
                 fixture = got[len("self.") :]
                 top = site.scope.outermost_function()
-                assert top is not None and top.cls is not None
-                key = (id(a), top.cls.name)
-                classes[key] = a
+                assert top is not None
+                assert top.cls is not None
+                class_key = (id(a), top.cls.name)
+                classes[class_key] = a
                 if top.role == "unittest":
-                    autouse.setdefault(key, set()).add(fixture)
-                elif fixture not in injected.setdefault(key, set()):
-                    injected[key].add(fixture)
-                    for call_site in a.providers.class_uses(top.cls.name).calls:
-                        _pass(call_site.analysis, call_site.record.scope, call_site.call, fixture, plan_of, need)
+                    autouse.setdefault(class_key, set()).add(fixture)
+                elif fixture not in injected.setdefault(class_key, set()):
+                    injected[class_key].add(fixture)
+                    for call_site in a.class_uses(top.cls.name).calls:
+                        _pass(
+                            call_site.analysis,
+                            call_site.record.scope,
+                            call_site.call,
+                            fixture,
+                            plan_of,
+                            need,
+                        )
             else:
                 need(a, site.scope, got)
     threaded: set[tuple[tuple[int, int], str]] = set()
@@ -155,13 +141,20 @@ def _fixtures(fixed: list[tuple[FileAnalysis, Site]], plan_of: Callable[[FileAna
         a, scope = owners[key]
         if scope.role not in ("helper", "method"):
             continue
-        uses = a.providers.uses(scope)
+        uses = a.uses(scope)
         for fixture in sorted(needs[key]):
             if (key, fixture) in threaded:
                 continue
             threaded.add((key, fixture))
             for call_site in uses.calls:
-                _pass(call_site.analysis, call_site.record.scope, call_site.call, fixture, plan_of, need)
+                _pass(
+                    call_site.analysis,
+                    call_site.record.scope,
+                    call_site.call,
+                    fixture,
+                    plan_of,
+                    need,
+                )
     for key, wanted in needs.items():
         a, scope = owners[key]
         if not isinstance(scope.node, cst.FunctionDef):
@@ -171,10 +164,14 @@ def _fixtures(fixed: list[tuple[FileAnalysis, Site]], plan_of: Callable[[FileAna
             positional, keyword_only = ordered, []
         else:
             positional, keyword_only = [], ordered
-        plan_of(a).add(id(scope.node), _parameters_edit(positional, keyword_only, scope, plan_of(a)))
+        plan_of(a).add(
+            id(scope.node), _parameters_edit(positional, keyword_only, scope, plan_of(a))
+        )
     for (a_id, name), fixtures in injected.items():
         a = classes[(a_id, name)]
-        plan_of(a).add(id(a.facts.classes[name].node), _inject_edit(sorted(fixtures), a, name, plan_of(a)))
+        plan_of(a).add(
+            id(a.facts.classes[name].node), _inject_edit(sorted(fixtures), a, name, plan_of(a))
+        )
     for (a_id, name), fixtures in autouse.items():
         a = classes[(a_id, name)]
         plan_of(a).modules.add("pytest")
@@ -182,17 +179,17 @@ def _fixtures(fixed: list[tuple[FileAnalysis, Site]], plan_of: Callable[[FileAna
 
 
 def _pass(
-    a: FileAnalysis,
+    a: AnalysisView,
     scope: Scope,
     call: cst.Call,
     fixture: str,
-    plan_of: Callable[[FileAnalysis], Plan],
-    need: Callable[[FileAnalysis, Scope, str], None],
+    plan_of: Callable[[AnalysisView], Plan],
+    need: Callable[[AnalysisView, Scope, str], None],
 ) -> None:
     """``fixture=<what the caller has>`` at a call, and the caller's own need of it."""
     if any(arg.keyword is not None and arg.keyword.value == fixture for arg in call.args):
         return
-    got, _ = a.providers.provide(scope, fixture)
+    got, _ = a.provide(scope, fixture)
     if got is None:
         return
     if not got.startswith("self."):
@@ -221,7 +218,9 @@ def _param(name: str, scope: Scope, plan: Plan) -> cst.Param:
     return cst.Param(cst.Name(name), annotation=cst.Annotation(cst.Name(annotation)))
 
 
-def _parameters_edit(positional: list[str], keyword_only: list[str], scope: Scope, plan: Plan) -> Edit:
+def _parameters_edit(
+    positional: list[str], keyword_only: list[str], scope: Scope, plan: Plan
+) -> Edit:
     new_positional = [_param(n, scope, plan) for n in positional]
     new_keyword_only = [_param(n, scope, plan) for n in keyword_only]
 
@@ -237,7 +236,7 @@ def _parameters_edit(positional: list[str], keyword_only: list[str], scope: Scop
     return edit
 
 
-def _inject_edit(fixtures: list[str], a: FileAnalysis, name: str, plan: Plan) -> Edit:
+def _inject_edit(fixtures: list[str], a: AnalysisView, name: str, plan: Plan) -> Edit:
     """``__init__(self, ..., *, <fixture>)`` storing each on ``self``."""
     cls = a.facts.classes[name]
     init = cls.methods.get("__init__")
@@ -245,7 +244,8 @@ def _inject_edit(fixtures: list[str], a: FileAnalysis, name: str, plan: Plan) ->
     ordered = [f for f in FIXTURE_PARAMETERS if f in fixtures]
 
     def edit(node: cst.CSTNode) -> cst.CSTNode:
-        assert isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock)
+        assert isinstance(node, cst.ClassDef)
+        assert isinstance(node.body, cst.IndentedBlock)
         stores = [cst.parse_statement(f"self.{f} = {f}\n") for f in ordered]
         body = list(node.body.body)
         for index, statement in enumerate(body):
@@ -269,8 +269,11 @@ def _inject_edit(fixtures: list[str], a: FileAnalysis, name: str, plan: Plan) ->
                 inner[at:at] = stores
                 body[index] = function.with_changes(body=function.body.with_changes(body=inner))
                 return node.with_changes(body=node.body.with_changes(body=body))
-        text = "def __init__(self, *, " + ", ".join(ordered) + "):\n" + "".join(
-            f"    self.{f} = {f}\n" for f in ordered
+        text = (
+            "def __init__(self, *, "
+            + ", ".join(ordered)
+            + "):\n"
+            + "".join(f"    self.{f} = {f}\n" for f in ordered)
         )
         created = cst.parse_statement(text)
         at = 1 if body and _is_docstring(body[0]) else 0
@@ -285,10 +288,14 @@ def _autouse_edit(fixtures: list[str]) -> Edit:
     ordered = [f for f in FIXTURE_PARAMETERS if f in fixtures]
 
     def edit(node: cst.CSTNode) -> cst.CSTNode:
-        assert isinstance(node, cst.ClassDef) and isinstance(node.body, cst.IndentedBlock)
+        assert isinstance(node, cst.ClassDef)
+        assert isinstance(node.body, cst.IndentedBlock)
         body = list(node.body.body)
         for statement in body:
-            if isinstance(statement, cst.FunctionDef) and statement.name.value == "_isolation_fixtures":
+            if (
+                isinstance(statement, cst.FunctionDef)
+                and statement.name.value == "_isolation_fixtures"
+            ):
                 return node
         text = (
             "@pytest.fixture(autouse=True)\n"
@@ -317,18 +324,23 @@ def _is_docstring(statement: cst.CSTNode) -> bool:
 
 
 def _compose(edits: list[Edit]) -> Edit:
-    def edit(node: cst.CSTNode) -> cst.CSTNode:
+    def edit(node: cst.CSTNode) -> Result:
+        current: Result = node
         for step in edits:
-            if isinstance(node, cst.FlattenSentinel):
-                node = cst.FlattenSentinel([step(n) for n in node.nodes])  # type: ignore[arg-type]
+            if isinstance(current, cst.FlattenSentinel):
+                parts: list[cst.CSTNode] = []
+                for part in current.nodes:
+                    done = step(part)
+                    parts += list(done.nodes) if isinstance(done, cst.FlattenSentinel) else [done]
+                current = cst.FlattenSentinel(parts)
             else:
-                node = step(node)
-        return node
+                current = step(current)
+        return current
 
     return edit
 
 
-def apply(a: FileAnalysis, module_plan: Plan, constants: set[str]) -> cst.Module:
+def apply(a: AnalysisView, module_plan: Plan, constants: set[str]) -> cst.Module:
     """The module with every edit of its plan applied, unused broker constants removed."""
     tree = a.facts.module
     if not module_plan.edits:

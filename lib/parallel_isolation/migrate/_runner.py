@@ -27,13 +27,14 @@ from typing import TypeVar
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis import FileAnalysis
-from parallel_isolation.migrate._decide import decide
+from parallel_isolation.migrate._analysis import FileAnalysis, Workspace
+from parallel_isolation.migrate._commands import plan
+from parallel_isolation.migrate._decide import decide, flow_of
 from parallel_isolation.migrate._facts import last_name
 from parallel_isolation.migrate._findings import findings as site_findings
 from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
 from parallel_isolation.migrate._project import DEFAULT_PREFIX_ENV, SKIP_DIRS, Project, Settings
-from parallel_isolation.migrate._rewrite import apply, plan
+from parallel_isolation.migrate._rewrite import apply
 from parallel_isolation.migrate._rules.names import ISOLATING_CALLS
 from parallel_isolation.migrate._walk import iter_children
 
@@ -125,9 +126,10 @@ def _load(
 
 def _analyses(project: Project) -> tuple[list[FileAnalysis], list[FileAnalysis]]:
     """The targets' analyses, and every loaded module's (targets first), sites computed."""
+    workspace = Workspace(project)
     targets: list[FileAnalysis] = []
     for module in project.targets:
-        analysis = project.analysis(module)
+        analysis = workspace.analysis(module)
         if analysis is not None:
             targets.append(analysis)
     for analysis in targets:
@@ -137,7 +139,7 @@ def _analyses(project: Project) -> tuple[list[FileAnalysis], list[FileAnalysis]]
     while True:
         added = False
         for module in project.loaded():
-            analysis = project.analysis(module)
+            analysis = workspace.analysis(module)
             if analysis is not None and id(analysis) not in seen:
                 seen.add(id(analysis))
                 _ = analysis.sites
@@ -202,18 +204,16 @@ def _rewrite_group(
             )
             continue
         rewritten[a.path] = code
-    refused = _verify(project, rewritten, failures)
+    refused, checked = _verify(project, rewritten, failures)
     for path in refused:
         rewritten.pop(path, None)
     after: list[Finding] = []
     if rewritten:
-        sources = [
-            (m.path, m.key, rewritten.get(m.key, m.source)) for m in project.targets
-        ]
-        project_after = Project(sources, settings=project.settings)
-        targets_after, everything_after = _analyses(project_after)
-        decide(everything_after)
-        after = site_findings(everything_after, set(rewritten))
+        if refused:
+            sources = [(m.path, m.key, rewritten.get(m.key, m.source)) for m in project.targets]
+            _targets_after, checked = _analyses(Project(sources, settings=project.settings))
+            decide(checked)
+        after = site_findings(checked, set(rewritten))
     by_file: dict[str, list[Finding]] = {}
     for finding in after:
         by_file.setdefault(finding.path, []).append(finding)
@@ -268,10 +268,11 @@ def _has_extra(site: object) -> bool:
 
 def _verify(
     project: Project, rewritten: dict[str, str], failures: dict[str, Finding]
-) -> dict[str, str]:
-    """The rewritten files whose rewrite must be refused, and why (with their partners)."""
+) -> tuple[dict[str, str], list[FileAnalysis]]:
+    """The rewritten files whose rewrite must be refused, and why (with their
+    partners), and the analyses of the rewritten project (decided)."""
     if not rewritten and not failures:
-        return {}
+        return {}, []
     sources = [(m.path, m.key, rewritten.get(m.key, m.source)) for m in project.targets]
     checked = Project(sources, settings=project.settings)
     targets, everything = _analyses(checked)
@@ -300,13 +301,13 @@ def _verify(
     for path in failures:
         problems.setdefault(path, "a file it changes together with this one did not compile")
     if not problems:
-        return {}
+        return {}, everything
     # Files rewritten together stand or fall together.
     refused = dict(problems)
     for path in list(rewritten):
         if path not in refused and rewritten:
             refused[path] = next(iter(problems.values()))
-    return refused
+    return refused, everything
 
 
 def _isolated_twice(a: FileAnalysis) -> str | None:
@@ -339,8 +340,10 @@ def _holds_isolated(a: FileAnalysis, expr: cst.BaseExpression, scope: object) ->
 
 
 def _contains_isolating(node: cst.CSTNode, a: FileAnalysis, scope: object) -> bool:
-    if isinstance(node, cst.Call) and last_name(node.func) in ISOLATING_CALLS and isinstance(
-        node.func, cst.Attribute
+    if (
+        isinstance(node, cst.Call)
+        and last_name(node.func) in ISOLATING_CALLS
+        and isinstance(node.func, cst.Attribute)
     ):
         return True
     if isinstance(node, cst.Name):
@@ -349,18 +352,19 @@ def _contains_isolating(node: cst.CSTNode, a: FileAnalysis, scope: object) -> bo
 
 
 def _prefix_mismatch(a: FileAnalysis) -> str | None:
-    """Namespaced topics in a module whose service environments get no prefix."""
-    namespaced = any(
-        isinstance(r.node, cst.Call)
+    """Namespaced topics in a flow whose service environments get no prefix."""
+    namespaced = {
+        flow_of(a, r.scope)
+        for r in a.facts.calls
+        if isinstance(r.node, cst.Call)
         and isinstance(r.node.func, cst.Attribute)
         and r.node.func.attr.value in ("topic", "filter")
         and last_name(r.node.func.value) == "topic_namespace"
-        for r in a.facts.calls
-    )
+    }
     if not namespaced:
         return None
     for site in a.sites:
-        if site.code == "PI115" and site.report:
+        if site.code == "PI115" and site.report and flow_of(a, site.scope) in namespaced:
             return (
                 f"its topics are namespaced, but the service environment at "
                 f"{a.line_of(site.node)} still gets no {a.prefix_env}"
@@ -527,7 +531,7 @@ def check_source(
     module = project.targets[0]
     if module.error is not None:
         return [parse_error(path, module.error, source)]
-    targets, everything = _analyses(project)
+    _targets, everything = _analyses(project)
     decide(everything)
     return sorted(site_findings(everything, {path}))
 
@@ -539,4 +543,3 @@ def migrate_source(
     settings = Settings(None, prefix_env, "given")
     (result,) = _rewrite_group(_in_memory(source, path, prefix_env), settings)
     return result
-

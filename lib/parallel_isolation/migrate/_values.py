@@ -58,9 +58,7 @@ class Lit:
         return f"{shown}{more}{via}"
 
 
-def _of_constant(
-    result: Lit | None, name: str, module: str, definition: cst.CSTNode
-) -> Lit | None:
+def _of_constant(result: Lit | None, name: str, module: str, definition: cst.CSTNode) -> Lit | None:
     """The values of a loop over a module constant belong to that constant."""
     if result is None or result.kind != "literal":
         return result
@@ -214,14 +212,14 @@ class Resolver:
             if source is None:
                 return None
             other, value = source
-            result = other.lit(value, other.facts.scope, depth + 1)
-            if result is None:
+            imported = other.lit(value, other.facts.scope, depth + 1)
+            if imported is None:
                 return None
-            if result.kind == "literal" and result.constant is None:
-                result = replace(
-                    result, constant=name, name=name, module=other.key, definition=value
+            if imported.kind == "literal" and imported.constant is None:
+                imported = replace(
+                    imported, constant=name, name=name, module=other.key, definition=value
                 )
-            return result
+            return imported
         found: list[Lit] = []
         for binding in bindings:
             result: Lit | None = None
@@ -239,7 +237,9 @@ class Resolver:
         for f in found:
             values += [v for v in f.values if v not in values]
         constant = name if binder.role == "module" else None
-        definition = bindings[0].value if constant and len(bindings) == 1 else None
+        definition: cst.CSTNode | None = (
+            bindings[0].value if constant and len(bindings) == 1 else None
+        )
         module = self.key if constant else None
         if (
             constant is None

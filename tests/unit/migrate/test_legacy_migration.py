@@ -15,6 +15,8 @@ As a script this module helps to maintain those files::
 from __future__ import annotations
 
 import difflib
+import functools
+import shutil
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from parallel_isolation.migrate import check_paths, migrate_paths
+from parallel_isolation.migrate import MigrationReport, check_paths, migrate_paths
 
 ROOT = Path(__file__).resolve().parents[3]
 LEGACY = ROOT / "tests" / "legacy"
@@ -39,15 +41,19 @@ FILES = (
 
 #: Every hazard planted in tests/legacy: (line, code) per file.
 PLANTED = {
+    # 32: LegacyBroker probes its own broker at LEGACY_HOST (the suite's own broker).
     "conftest.py": [
-        (25, "PI101"), (26, "PI102"), (27, "PI113"), (69, "PI114"), (84, "PI115"), (94, "PI112"),
+        (25, "PI101"), (26, "PI102"), (27, "PI113"), (32, "PI101"), (69, "PI114"), (84, "PI115"),
+        (94, "PI112"),
     ],
+    # One finding per name and constant, at its definition (the uses are listed under
+    # it).  The stack's broker is a container of the module's own, published on the
+    # fixed port 1883 (28, PI103): the Monitor connecting to it stays with it, and
+    # the topics and client ids of that broker are its own business once its port is
+    # the worker's, so they are not reported.
     "test_e2e_hardware_docker.py": [
-        (27, "PI101"), (28, "PI102"), (57, "PI105"), (66, "PI104"), (67, "PI105"), (68, "PI103"),
-        (71, "PI112"), (84, "PI104"), (85, "PI105"), (86, "PI104"), (86, "PI110"), (86, "PI115"),
-        (89, "PI112"), (106, "PI107"), (107, "PI112"), (137, "PI110"), (143, "PI105"),
-        (146, "PI104"), (154, "PI108"), (160, "PI108"), (161, "PI107"), (164, "PI107"),
-        (165, "PI107"), (167, "PI107"), (168, "PI107"),
+        (25, "PI105"), (26, "PI104"), (27, "PI101"), (28, "PI102"), (28, "PI103"), (30, "PI104"),
+        (71, "PI112"), (89, "PI112"), (107, "PI112"),
     ],
     "test_e2e_hardware_integration.py": [
         (22, "PI101"), (23, "PI102"), (50, "PI107"), (51, "PI112"), (79, "PI115"), (82, "PI110"),
@@ -62,7 +68,7 @@ PLANTED = {
         (95, "PI107"), (96, "PI112"), (99, "PI107"),
     ],
     "test_integration_e2e_improved.py": [
-        (22, "PI101"), (23, "PI102"), (60, "PI112"), (98, "PI110"), (105, "PI110"),
+        (22, "PI101"), (23, "PI102"), (42, "PI110"), (60, "PI112"), (105, "PI110"),
         *[(106, "PI107")] * 6,
         (114, "PI108"), (116, "PI108"), (123, "PI107"), (130, "PI108"), (133, "PI107"),
         (138, "PI107"), (140, "PI107"), (147, "PI107"), (149, "PI107"), (150, "PI107"),
@@ -159,9 +165,16 @@ def load_differences(path: Path = DIFFERENCES) -> list[Difference]:
     return entries
 
 
+@functools.lru_cache(maxsize=1)
+def _legacy_report() -> MigrationReport:
+    return migrate_paths([LEGACY], diff=True, jobs=1)
+
+
 def codemod_output(name: str) -> str:
-    """What ``invoke migrate`` makes of tests/legacy/<name> (legacy conftest in scope)."""
-    (result,) = migrate_paths([LEGACY / name], diff=True, jobs=1).files
+    """What ``invoke migrate tests/legacy`` makes of tests/legacy/<name> (the whole
+    directory is migrated together: the conftest's services and the tests that
+    start them are rewritten as one)."""
+    result = _legacy_report().result_for(LEGACY / name)
     assert result.rewritten is not None, result.findings
     return result.rewritten
 
@@ -183,15 +196,16 @@ def test_every_planted_hazard_is_reported() -> None:
     assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in PLANTED.items()}
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_codemod_output_compiles_and_is_idempotent(name: str) -> None:
-    once = codemod_output(name)
-    compile(once, name, "exec")
-    (again,) = migrate_paths([LEGACY / name], diff=True, jobs=1).files
-    assert again.rewritten == once
-    from parallel_isolation.migrate import migrate_source
-
-    assert not migrate_source(once, name).changed
+def test_codemod_output_compiles_and_is_idempotent(tmp_path: Path) -> None:
+    copy = tmp_path / "legacy"
+    shutil.copytree(LEGACY, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    first = migrate_paths([copy], write=True, jobs=1)
+    assert not first.failed, [f.findings for f in first.failed]
+    for name in FILES:
+        compile((copy / name).read_text(), name, "exec")
+        assert (copy / name).read_text() == codemod_output(name)
+    again = migrate_paths([copy], write=True, jobs=1)
+    assert not again.changed, [r.path for r in again.changed]
 
 
 def test_differences_file_is_valid() -> None:

@@ -21,14 +21,12 @@ here can be given a fixture.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.providers import CallSite, Providers
-from parallel_isolation.migrate._analysis.sites import Need, Site
+from parallel_isolation.migrate._analysis.providers import Providers
 from parallel_isolation.migrate._analysis.summaries import (
     External,
     Flow,
@@ -36,6 +34,8 @@ from parallel_isolation.migrate._analysis.summaries import (
     summarize,
 )
 from parallel_isolation.migrate._facts import ModuleFacts, Record, Scope, last_name
+from parallel_isolation.migrate._project import Module, Project, is_test_file
+from parallel_isolation.migrate._rules import brokers, clients, commands, names, run_rules, topics
 from parallel_isolation.migrate._sinks import (
     TOPIC_KINDS,
     Kind,
@@ -45,34 +45,59 @@ from parallel_isolation.migrate._sinks import (
     env_dict,
     unwrap_conversion,
 )
+from parallel_isolation.migrate._site import Need, Site
 from parallel_isolation.migrate._values import Resolver
+from parallel_isolation.migrate._view import AnalysisView, Uses
 from parallel_isolation.migrate._walk import start_positions
 
-if TYPE_CHECKING:
-    from parallel_isolation.migrate._project import Module, Project
-
 __all__ = [
-    "CallSite",
     "External",
     "FileAnalysis",
     "Flow",
     "FunctionSummary",
-    "Need",
-    "Site",
+    "Workspace",
 ]
+
+
+class Workspace:
+    """The analyses of a project's modules, each built once, on first use."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._analyses: dict[int, FileAnalysis | None] = {}
+
+    def analysis(self, module: Module) -> FileAnalysis | None:
+        """The module's analysis (None when it does not parse)."""
+        key = id(module)
+        if key not in self._analyses:
+            self._analyses[key] = None
+            if module.facts is not None:
+                self._analyses[key] = FileAnalysis(module, self)
+        return self._analyses[key]
+
+    def loaded(self) -> list[FileAnalysis]:
+        """The analyses of every module loaded so far."""
+        found = []
+        for module in self.project.loaded():
+            analysis = self.analysis(module)
+            if analysis is not None:
+                found.append(analysis)
+        return found
 
 
 class FileAnalysis:
     """Everything the linter and the codemod know about one module."""
 
-    def __init__(self, module: Module, project: Project) -> None:
+    def __init__(self, module: Module, workspace: Workspace) -> None:
         facts = module.facts
         assert facts is not None
         self.module = module
-        self.project = project
+        self.workspace = workspace
+        self.project = workspace.project
+        self.cache: dict[str, object] = {}
         self.path = module.key
         self.facts: ModuleFacts = facts
-        self.prefix_env = project.settings.prefix_env
+        self.prefix_env = workspace.project.settings.prefix_env
         self.resolver = Resolver(facts, module.key, self._imported_value)
         self.external = self._conftest_view()
         self.local_fixtures = frozenset(
@@ -93,10 +118,10 @@ class FileAnalysis:
         self.providers = Providers(self)
         self._sites: list[Site] | None = None
         self.handled: set[int] = set()
-        self.broker_constants: dict[str, Kind] = {}
+        self.broker_constants: dict[str, str] = {}
         self._positions: dict[int, tuple[int, int]] | None = None
-        self._imported: dict[str, tuple[FileAnalysis, str | None] | None] = {}
-        self._imported_all: list[FileAnalysis] | None = None
+        self._imported: dict[str, tuple[AnalysisView, str | None] | None] = {}
+        self._imported_all: list[AnalysisView] | None = None
         self._code: str | None = None
         self._summarize()
 
@@ -104,13 +129,25 @@ class FileAnalysis:
 
     def _conftest_view(self) -> External:
         merged = External()
-        for conftest in self.project.conftests(self.module):
-            analysis = self.project.analysis(conftest)
-            if analysis is not None:
+        for analysis in self.conftest_analyses():
+            if isinstance(analysis, FileAnalysis):
                 merged = merged.merged(analysis.exported())
         return merged
 
+    def conftest_analyses(self) -> list[AnalysisView]:
+        """The analyses of the conftest files that apply to this module."""
+        found: list[AnalysisView] = []
+        for conftest in self.project.conftests(self.module):
+            analysis = self.workspace.analysis(conftest)
+            if analysis is not None:
+                found.append(analysis)
+        return found
+
+    def loaded_analyses(self) -> list[AnalysisView]:
+        return list(self.workspace.loaded())
+
     def _imported_value(self, name: str) -> tuple[Resolver, cst.BaseExpression] | None:
+        """The resolver and assigned value of a name imported from another project module."""
         found = self.imported(name)
         if found is None:
             return None
@@ -122,7 +159,7 @@ class FileAnalysis:
             return None
         return other.resolver, bindings[0].value
 
-    def imported(self, name: str) -> tuple[FileAnalysis, str | None] | None:
+    def imported(self, name: str) -> tuple[AnalysisView, str | None] | None:
         """The analysis of the project module a local name is imported from."""
         if name in self._imported:
             return self._imported[name]
@@ -130,7 +167,7 @@ class FileAnalysis:
         self._imported[name] = found
         return found
 
-    def _import(self, name: str) -> tuple[FileAnalysis, str | None] | None:
+    def _import(self, name: str) -> tuple[AnalysisView, str | None] | None:
         ref = self.facts.imports.get(name)
         if ref is None:
             return None
@@ -140,7 +177,7 @@ class FileAnalysis:
         module, symbol = found
         if module is self.module:
             return None
-        analysis = self.project.analysis(module)
+        analysis = self.workspace.analysis(module)
         if analysis is None:
             return None
         module.dependents.add(self.path)
@@ -159,8 +196,6 @@ class FileAnalysis:
     # -- phase 1: sinks and summaries -------------------------------------------
 
     def _summarize(self) -> None:
-        from parallel_isolation.migrate._rules import commands, topics
-
         facts = self.facts
         for record in facts.calls:
             call = record.node
@@ -187,8 +222,8 @@ class FileAnalysis:
                 self.sink_nodes.setdefault(id(element.value), "client_id")
         for node, kind in commands.expression_sinks(self):
             self.sink_nodes.setdefault(id(node), kind)
-        for node, kind in topics.topic_param_sinks(self):
-            self.sink_nodes.setdefault(id(node), kind)  # type: ignore[arg-type]
+        for node in topics.topic_param_sinks(self):
+            self.sink_nodes.setdefault(id(node), "topic")
         summarize(facts, self.resolver, self.sink_nodes, self.summaries, self.resolve_call)
 
     def resolve_call(self, call: cst.Call, scope: Scope) -> FunctionSummary | None:
@@ -208,7 +243,7 @@ class FileAnalysis:
             found = self.imported(func.value)
             if found is not None:
                 other, symbol = found
-                if symbol is not None:
+                if symbol is not None and isinstance(other, FileAnalysis):
                     return other.summary_of(symbol)
             return None
         if not isinstance(func, cst.Attribute):
@@ -228,6 +263,8 @@ class FileAnalysis:
                 candidates.append(self.summaries[id(target)])
         candidates += self.external.classes.get(method, [])
         for other in self.imported_analyses():
+            if not isinstance(other, FileAnalysis):
+                continue
             for cls in other.facts.classes.values():
                 target = cls.methods.get(method)
                 if target is not None and id(target) in other.summaries:
@@ -245,11 +282,11 @@ class FileAnalysis:
             return self.summaries.get(id(cls.methods["__init__"]))
         return None
 
-    def imported_analyses(self) -> Iterator[FileAnalysis]:
+    def imported_analyses(self) -> Iterator[AnalysisView]:
         """The analyses of the project modules this one imports from."""
         if self._imported_all is None:
             seen: set[int] = set()
-            found_all: list[FileAnalysis] = []
+            found_all: list[AnalysisView] = []
             for name in self.facts.imports:
                 found = self.imported(name)
                 if found is not None and id(found[0]) not in seen:
@@ -304,6 +341,15 @@ class FileAnalysis:
         """The expression that provides ``need`` inside ``scope``, or None and why not."""
         return self.providers.provider(scope, need)
 
+    def provide(self, scope: Scope, fixture: str) -> tuple[str | None, str]:
+        return self.providers.provide(scope, fixture)
+
+    def uses(self, function: Scope) -> Uses:
+        return self.providers.uses(function)
+
+    def class_uses(self, name: str) -> Uses:
+        return self.providers.class_uses(name)
+
     def fixable(self, site: Site) -> tuple[bool, str]:
         """Whether the site can be rewritten, and why not (``decided`` by the project wins)."""
         if site.decided is not None:
@@ -328,8 +374,6 @@ class FileAnalysis:
     def is_test_code(self) -> bool:
         """A test module, a conftest, or a helper under a tests directory (not the
         services' own source, whose defaults are nobody's hazard)."""
-        from parallel_isolation.migrate._project import is_test_file
-
         root = self.project.settings.root
         path = self.module.path
         if root is not None and path.is_relative_to(root):
@@ -339,12 +383,15 @@ class FileAnalysis:
     @property
     def sites(self) -> list[Site]:
         if self._sites is None:
-            from parallel_isolation.migrate._rules import run_rules
-
             self._sites = []
             if self.module.target or self.is_test_code:
                 run_rules(self)
         return self._sites
+
+    def add_shared(self, site: Site) -> None:
+        """Record a site on a node that may carry others (several words of one string)."""
+        assert self._sites is not None
+        self._sites.append(site)
 
     def add(self, site: Site) -> Site | None:
         """Record a site, unless its node already is one."""
@@ -359,8 +406,6 @@ class FileAnalysis:
         self, sink: Sink, scope: Scope, via: str | None = None, pure: bool = True
     ) -> None:
         """A literal reaching a sink of a known kind is a hazard of that kind's family."""
-        from parallel_isolation.migrate._rules import brokers, clients, names, topics
-
         node = sink.node
         if id(node) in self.handled:
             return
@@ -433,7 +478,3 @@ class FileAnalysis:
     def snippet(self, node: cst.CSTNode, width: int = 40) -> str:
         text = " ".join(self.facts.module.code_for_node(node).split())
         return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def iter_sites(analyses: list[FileAnalysis]) -> Iterator[tuple[FileAnalysis, Site]]:
-    return itertools.chain.from_iterable(((a, s) for s in a.sites) for a in analyses)

@@ -19,18 +19,13 @@ chain of calls that leads there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import libcst as cst
 
-from parallel_isolation.migrate._facts import Record, Scope
+from parallel_isolation.migrate._facts import Scope
+from parallel_isolation.migrate._site import Need
+from parallel_isolation.migrate._view import AnalysisView, CallSite, Uses
 
-if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
-    from parallel_isolation.migrate._analysis.sites import Need
-
-__all__ = ["INJECTED", "CallSite", "Providers", "Uses"]
+__all__ = ["INJECTED", "Providers"]
 
 #: The fixture a class gets through its constructor (or a TestCase through
 #: its autouse fixture method), by need: valid in every fixture scope for
@@ -41,42 +36,21 @@ INJECTED: dict[str, str] = {
     "topics": "topic_namespace",
 }
 _CLASS_LEVEL = frozenset(
-    {"setUpClass", "tearDownClass", "setUpModule", "tearDownModule", "setup_class", "teardown_class"}
+    {
+        "setUpClass",
+        "tearDownClass",
+        "setUpModule",
+        "tearDownModule",
+        "setup_class",
+        "teardown_class",
+    }
 )
-
-
-@dataclass(frozen=True, eq=False)
-class CallSite:
-    """A call of a function, in the module (analysis) where it is written."""
-
-    analysis: FileAnalysis
-    record: Record
-
-    @property
-    def call(self) -> cst.Call:
-        node = self.record.node
-        assert isinstance(node, cst.Call)
-        return node
-
-
-@dataclass(frozen=True)
-class Uses:
-    """Every use of a function or class in the project's loaded modules.
-
-    ``calls`` are direct calls from functions; ``main`` those in
-    ``__main__`` blocks; ``other`` the first use that is not a call (or a
-    call from module-level code), which rules the function out.
-    """
-
-    calls: tuple[CallSite, ...] = ()
-    main: tuple[CallSite, ...] = ()
-    other: str | None = None
 
 
 class Providers:
     """Provider decisions for the scopes of one module (memoised)."""
 
-    def __init__(self, analysis: FileAnalysis) -> None:
+    def __init__(self, analysis: AnalysisView) -> None:
         self.analysis = analysis
         self._memo: dict[tuple[int, str], tuple[str | None, str]] = {}
         self._in_progress: set[tuple[int, str]] = set()
@@ -164,9 +138,19 @@ class Providers:
                 )
             return fixture, ""
         if top.role == "unittest":
-            if top.name in _CLASS_LEVEL or top.is_static or top.cls is None or not top.cls.top_level:
+            if (
+                top.name in _CLASS_LEVEL
+                or top.is_static
+                or top.cls is None
+                or not top.cls.top_level
+            ):
                 return None, f"{top.qualname} ({here}) runs once per class, outside any test"
-            if fixture in ("topic_namespace", "parallel_test_context", "mqtt_broker", "isolation_worker"):
+            if fixture in (
+                "topic_namespace",
+                "parallel_test_context",
+                "mqtt_broker",
+                "isolation_worker",
+            ):
                 self.autouse.setdefault(top.cls.name, set()).add(fixture)
                 return f"self.{fixture}", ""
         if top.role in ("helper", "method"):
@@ -174,7 +158,7 @@ class Providers:
             if uses.other is not None:
                 return None, uses.other
             for site in uses.calls:
-                got, why = site.analysis.providers.provide(site.record.scope, fixture)
+                got, why = site.analysis.provide(site.record.scope, fixture)
                 if got is None:
                     return None, why
             return fixture, ""
@@ -202,7 +186,7 @@ class Providers:
         if not uses.calls:
             return None, f"{cls.name} is never constructed by the migrated code"
         for site in uses.calls:
-            got, why = site.analysis.providers.provide(site.record.scope, fixture)
+            got, why = site.analysis.provide(site.record.scope, fixture)
             if got is None:
                 return None, why
         self.injected.setdefault(cls.name, set()).add(fixture)
@@ -238,7 +222,9 @@ class Providers:
             return uses
         cls = function.cls
         if not cls.top_level or function.role != "method":
-            return Uses(other=f"{function.qualname} ({here}) is not a method of a module-level class")
+            return Uses(
+                other=f"{function.qualname} ({here}) is not a method of a module-level class"
+            )
         if function.name == "__init__":
             if any(cls.name in c.bases for c in facts.classes.values()):
                 return Uses(other=f"{cls.name} ({here}) has subclasses")
@@ -283,12 +269,16 @@ class Providers:
                     continue
                 call = call_of.get(id(node))
                 if call is None:
-                    return Uses(other=f"{name} is used other than by a call at {analysis.line_of(node)}")
+                    return Uses(
+                        other=f"{name} is used other than by a call at {analysis.line_of(node)}"
+                    )
                 if record.in_main:
                     main.append(CallSite(analysis, call))
                     continue
                 if record.scope.outermost_function() is None:
-                    return Uses(other=f"{name}() is called from module-level code at {analysis.line_of(node)}")
+                    return Uses(
+                        other=f"{name}() is called from module-level code at {analysis.line_of(node)}"
+                    )
                 calls.append(CallSite(analysis, call))
             for record in facts.attributes:
                 attribute = record.node
@@ -297,25 +287,21 @@ class Providers:
                     continue
                 found = analysis.imported(attribute.value.value)
                 if found is not None and found[0] is self.analysis and found[1] is None:
-                    return Uses(other=f"{name} is used as an attribute at {analysis.line_of(attribute)}")
+                    return Uses(
+                        other=f"{name} is used as an attribute at {analysis.line_of(attribute)}"
+                    )
         return Uses(tuple(calls), tuple(main))
 
-    def _referrers(self, name: str) -> list[tuple[FileAnalysis, str]]:
+    def _referrers(self, name: str) -> list[tuple[AnalysisView, str]]:
         """(analysis, local name) of this module and of every loaded module importing ``name``."""
-        found: list[tuple[FileAnalysis, str]] = [(self.analysis, name)]
-        project = self.analysis.project
-        for module in project.loaded():
-            if module is self.analysis.module or module.facts is None:
+        found: list[tuple[AnalysisView, str]] = [(self.analysis, name)]
+        for other in self.analysis.loaded_analyses():
+            if other is self.analysis:
                 continue
-            for local, ref in module.facts.imports.items():
+            for local, ref in other.facts.imports.items():
                 if ref.name != name and not ref.module.endswith(name):
                     continue
-                resolved = project.resolve(module, ref)
-                if resolved is None or resolved[0] is not self.analysis.module:
-                    continue
-                if resolved[1] != name:
-                    continue
-                other = project.analysis(module)
-                if other is not None:
+                resolved = other.imported(local)
+                if resolved is not None and resolved[0] is self.analysis and resolved[1] == name:
                     found.append((other, local))
         return found

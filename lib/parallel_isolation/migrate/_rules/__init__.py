@@ -41,7 +41,7 @@ from parallel_isolation.migrate._rules import (
 from parallel_isolation.migrate._sinks import TOPIC_KINDS
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = [
     "brokers",
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 
-def run_rules(a: FileAnalysis) -> None:
+def run_rules(a: AnalysisView) -> None:
     facts = a.facts
     fixtures.shadowed(a)
     for record in facts.calls:
@@ -82,9 +82,8 @@ def run_rules(a: FileAnalysis) -> None:
             continue
         if paths.on_string(a, record) or commands.on_string(a, record):
             continue
-        if record.scope.role != "module" or not record.in_fstring:
-            if brokers.on_string(a, record.node, record.scope, record.in_fstring):
-                continue
+        if brokers.on_string(a, record.node, record.scope, record.in_fstring):
+            continue
         names.on_string(a, record)
     for record in facts.integers:
         node = record.node
@@ -92,7 +91,7 @@ def run_rules(a: FileAnalysis) -> None:
         brokers.on_integer(a, node, record.scope)
 
 
-def _call(a: FileAnalysis, record: Record) -> None:
+def _call(a: AnalysisView, record: Record) -> None:
     """Literals at the sinks of known APIs and of summarised functions, then
     each family's own look at the call."""
     call = record.node
@@ -120,4 +119,3 @@ def _call(a: FileAnalysis, record: Record) -> None:
     names.on_call(a, call, scope)
     cleanup.on_call(a, call, scope)
     sleeps.on_call(a, record)
-

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
-from parallel_isolation.migrate._builders import Builder, broker_attribute, env_string
+from parallel_isolation.migrate._builders import Builder, Result, broker_attribute, env_string
 from parallel_isolation.migrate._facts import Scope, dotted, last_name, string_value
 from parallel_isolation.migrate._sinks import (
     KNOWN_PORTS,
@@ -30,10 +29,11 @@ from parallel_isolation.migrate._sinks import (
     env_kind,
     unwrap_conversion,
 )
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._values import Lit, Resolver
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = [
     "constant_definitions",
@@ -59,23 +59,25 @@ _OWN_BROKER = (
 # -- which scopes start a broker of the suite's own ------------------------------
 
 
-def definition_scopes(a: FileAnalysis) -> set[int]:
+def definition_scopes(a: AnalysisView) -> set[int]:
     """Ids of the function scopes that start (or probe) a broker the suite runs itself.
 
     A function that starts ``mosquitto`` or writes a config text with a
     ``listener``; every method of its class; module functions called only
     from such scopes.
     """
-    cached = getattr(a, "_definition_scopes", None)
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
+    cached = a.cache.get("definition_scopes")
+    if isinstance(cached, set):
+        return cached
     facts = a.facts
     starters: set[int] = set()
     classes: set[str] = set()
     for record in facts.calls:
         call = record.node
         assert isinstance(call, cst.Call)
-        if (facts.qualify(call.func) or "") in SUBPROCESS and _runs_mosquitto(a, call, record.scope):
+        if (facts.qualify(call.func) or "") in SUBPROCESS and _runs_mosquitto(
+            a, call, record.scope
+        ):
             top = record.scope.outermost_function()
             if top is not None:
                 starters.add(id(top))
@@ -97,7 +99,7 @@ def definition_scopes(a: FileAnalysis) -> set[int]:
     for scope in facts.module_functions().values():
         if id(scope) in scopes:
             continue
-        uses = a.providers.uses(scope)
+        uses = a.uses(scope)
         callers = [site.record.scope.outermost_function() for site in uses.calls]
         if (
             uses.other is None
@@ -106,16 +108,16 @@ def definition_scopes(a: FileAnalysis) -> set[int]:
             and all(site.analysis is a for site in uses.calls)
         ):
             scopes.add(id(scope))
-    a._definition_scopes = scopes  # type: ignore[attr-defined]
+    a.cache["definition_scopes"] = scopes
     return scopes
 
 
-def _in_definition(a: FileAnalysis, scope: Scope) -> bool:
+def _in_definition(a: AnalysisView, scope: Scope) -> bool:
     top = scope.outermost_function()
     return top is not None and id(top) in definition_scopes(a)
 
 
-def _runs_mosquitto(a: FileAnalysis, call: cst.Call, scope: Scope) -> bool:
+def _runs_mosquitto(a: AnalysisView, call: cst.Call, scope: Scope) -> bool:
     words = [w for w, _ in cli_tokens(call)]
     if any(w is not None and w.rsplit("/", 1)[-1] == "mosquitto" for w in words[:2]):
         return True
@@ -140,7 +142,7 @@ def _runs_mosquitto(a: FileAnalysis, call: cst.Call, scope: Scope) -> bool:
     return False
 
 
-def _runs_containers(a: FileAnalysis) -> bool:
+def _runs_containers(a: AnalysisView) -> bool:
     return any(
         isinstance(r.node, cst.Call)
         and last_name(r.node.func) in ("run", "create")
@@ -161,7 +163,7 @@ def _text(node: cst.CSTNode) -> str | None:
 
 
 def _definition_site(
-    a: FileAnalysis, code: str, node: cst.CSTNode, scope: Scope, what: str, origin: bool = False
+    a: AnalysisView, code: str, node: cst.CSTNode, scope: Scope, what: str, origin: bool = False
 ) -> None:
     a.add(
         Site(
@@ -177,7 +179,7 @@ def _definition_site(
     )
 
 
-def _owner_scope(a: FileAnalysis, node: cst.CSTNode, scope: Scope) -> Scope:
+def _owner_scope(a: AnalysisView, node: cst.CSTNode, scope: Scope) -> Scope:
     """The function a parameter default belongs to (defaults are walked in the outer scope)."""
     current = a.facts.parents.get(id(node))
     while current is not None and not isinstance(current, cst.BaseStatement):
@@ -193,7 +195,7 @@ def _owner_scope(a: FileAnalysis, node: cst.CSTNode, scope: Scope) -> Scope:
 
 
 def sink_site(
-    a: FileAnalysis, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
+    a: AnalysisView, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
 ) -> None:
     from parallel_isolation.migrate._rules import names
 
@@ -211,8 +213,15 @@ def sink_site(
             _definition_site(a, "PI101", node, scope, f"host {lit.describe()}")
             return
         _broker_site(
-            a, "PI101", node, scope, lit, f"broker host {lit.describe()} in {where}",
-            broker_attribute("host"), pure, manual,
+            a,
+            "PI101",
+            node,
+            scope,
+            lit,
+            f"broker host {lit.describe()} in {where}",
+            broker_attribute("host"),
+            pure,
+            manual,
         )
     elif sink.kind == "port":
         if lit.kind != "literal" or not lit.values:
@@ -224,13 +233,20 @@ def sink_site(
             return
         as_string = all(isinstance(v, str) for v in lit.values)
         _broker_site(
-            a, "PI102", node, scope, lit, f"broker port {lit.describe()} in {where}",
-            broker_attribute("port", as_string), pure, manual,
+            a,
+            "PI102",
+            node,
+            scope,
+            lit,
+            f"broker port {lit.describe()} in {where}",
+            broker_attribute("port", as_string),
+            pure,
+            manual,
         )
 
 
 def _broker_site(
-    a: FileAnalysis,
+    a: AnalysisView,
     code: str,
     node: cst.CSTNode,
     scope: Scope,
@@ -275,7 +291,7 @@ def _broker_site(
 # -- calls -----------------------------------------------------------------------
 
 
-def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def on_call(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     """``network_mode='host'``, published ports, and broker/port words on command lines."""
     for arg in call.args:
         keyword = arg.keyword.value if arg.keyword is not None else None
@@ -296,7 +312,7 @@ def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
     spread_address(a, call, scope)
 
 
-def _ports(a: FileAnalysis, mapping: cst.Dict, scope: Scope) -> None:
+def _ports(a: AnalysisView, mapping: cst.Dict, scope: Scope) -> None:
     for element in mapping.elements:
         if not isinstance(element, cst.DictElement):
             continue
@@ -336,7 +352,7 @@ def _ports(a: FileAnalysis, mapping: cst.Dict, scope: Scope) -> None:
             )
 
 
-def _docker_command(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def _docker_command(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     tokens = cli_tokens(call)
     words = [t for t, _ in tokens]
     head = [w for w in words[:2] if w is not None]
@@ -357,8 +373,10 @@ def _docker_command(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
                     manual="put the container on the worker's own network",
                 )
             )
-        elif word is not None and word.startswith(("--network=", "--net=")) and word.endswith(
-            "=host"
+        elif (
+            word is not None
+            and word.startswith(("--network=", "--net="))
+            and word.endswith("=host")
         ):
             a.add(
                 Site(
@@ -385,17 +403,20 @@ def _docker_command(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
 
 
 def on_assign(
-    a: FileAnalysis, target: cst.BaseExpression, value: cst.BaseExpression, scope: Scope
+    a: AnalysisView, target: cst.BaseExpression, value: cst.BaseExpression, scope: Scope
 ) -> None:
     if isinstance(target, cst.Subscript) and dotted(target.value) == "os.environ":
         key = None
         if target.slice and isinstance(target.slice[0].slice, cst.Index):
             key = string_value(target.slice[0].slice.value)
-        kind = env_kind(key) if key else None
-        if kind in ("host", "port", "client_id"):
-            assert kind is not None and kind != "prefix"
+        setting = env_kind(key) if key else None
+        if setting == "host" or setting == "port" or setting == "client_id":
             a.sink_site(
-                Sink(unwrap_conversion(value) if kind == "port" else value, kind, key or "os.environ"),
+                Sink(
+                    unwrap_conversion(value) if setting == "port" else value,
+                    setting,
+                    key or "os.environ",
+                ),
                 scope,
             )
         return
@@ -430,7 +451,9 @@ def on_assign(
             a.sink_site(Sink(value, kind, f"{name} = ..."), scope)
 
 
-_HOSTISH = re.compile(r"(?i)^(localhost|127\.0\.0\.1|0\.0\.0\.0|[\w.-]*(mqtt|broker|mosquitto)[\w.-]*)$")
+_HOSTISH = re.compile(
+    r"(?i)^(localhost|127\.0\.0\.1|0\.0\.0\.0|[\w.-]*(mqtt|broker|mosquitto)[\w.-]*)$"
+)
 
 
 def _address(
@@ -453,9 +476,12 @@ def _address(
     return host, port
 
 
-def spread_address(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def spread_address(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     """``client.connect(*BROKER)`` with ``BROKER = ("localhost", 1883)``."""
-    if last_name(call.func) not in ("connect", "connect_async", "create_connection") or len(call.args) < 1:
+    if (
+        last_name(call.func) not in ("connect", "connect_async", "create_connection")
+        or len(call.args) < 1
+    ):
         return
     arg = call.args[0]
     if arg.star != "*" or not isinstance(arg.value, cst.Name):
@@ -499,17 +525,17 @@ def spread_address(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
     )
 
 
-def _spread(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+def _spread(provider: str, node: cst.CSTNode) -> Result:
     assert isinstance(node, cst.Arg)
     host = cst.Arg(
         value=cst.parse_expression(f"{provider}.host"),
         comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
     )
     port = cst.Arg(value=cst.parse_expression(f"{provider}.port"), comma=node.comma)
-    return cst.FlattenSentinel([host, port])  # type: ignore[return-value]
+    return cst.FlattenSentinel([host, port])
 
 
-def constant_definitions(a: FileAnalysis) -> None:
+def constant_definitions(a: AnalysisView) -> None:
     """A broker constant is one hazard at its definition, its uses listed under it."""
     module = a.facts.scope
     for name, kind in a.broker_constants.items():
@@ -563,9 +589,11 @@ def constant_definitions(a: FileAnalysis) -> None:
 # -- strings and integers ------------------------------------------------------------
 
 
-def on_string(a: FileAnalysis, node: cst.CSTNode, scope: Scope, in_fstring: bool) -> bool:
+def on_string(a: AnalysisView, node: cst.CSTNode, scope: Scope, in_fstring: bool) -> bool:
     """``MQTT_PORT=1883`` strings, port strings, config texts; True when handled."""
-    value = string_value(node) if isinstance(node, cst.SimpleString | cst.ConcatenatedString) else None
+    value = (
+        string_value(node) if isinstance(node, cst.SimpleString | cst.ConcatenatedString) else None
+    )
     text = _text(node)
     if text is not None and _LISTENER.search(text):
         if _runs_containers(a):
@@ -602,7 +630,7 @@ def on_string(a: FileAnalysis, node: cst.CSTNode, scope: Scope, in_fstring: bool
 
 
 def env_string_site(
-    a: FileAnalysis, node: cst.CSTNode, scope: Scope, key: str, kind: str, value: str
+    a: AnalysisView, node: cst.CSTNode, scope: Scope, key: str, kind: str, value: str
 ) -> None:
     from parallel_isolation.migrate._rules import names
 
@@ -633,7 +661,7 @@ def env_string_site(
         )
 
 
-def on_integer(a: FileAnalysis, node: cst.Integer, scope: Scope) -> None:
+def on_integer(a: AnalysisView, node: cst.Integer, scope: Scope) -> None:
     if id(node) in a.handled:
         return
     value = int(node.evaluated_value)

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._facts import Record, Scope, dotted, last_name, string_value
 from parallel_isolation.migrate._sinks import SUBPROCESS, cli_tokens, keyword_arg
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._walk import iter_children
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["on_call", "on_loop"]
 
@@ -25,7 +25,7 @@ _REMOVERS = frozenset({"remove", "kill", "stop", "terminate", "disconnect"})
 _LISTERS = frozenset({"containers", "networks", "volumes", "images"})
 
 
-def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def on_call(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     if last_name(call.func) == "prune":
         a.add(
             Site(
@@ -80,7 +80,7 @@ def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
         )
 
 
-def on_loop(a: FileAnalysis, record: Record) -> None:
+def on_loop(a: AnalysisView, record: Record) -> None:
     node = record.node
     iterable: cst.BaseExpression | None = None
     if isinstance(node, cst.For):

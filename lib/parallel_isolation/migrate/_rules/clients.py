@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._builders import wrap_in
 from parallel_isolation.migrate._facts import Scope
 from parallel_isolation.migrate._sinks import Sink
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._values import Lit
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["sink_site", "unique"]
 
@@ -27,13 +27,13 @@ _UNIQUE = re.compile(
 )
 
 
-def unique(a: FileAnalysis, sink: Sink) -> bool:
+def unique(a: AnalysisView, sink: Sink) -> bool:
     """The id is built with a part that differs between workers (uuid, pid, worker id...)."""
     return bool(_UNIQUE.search(a.facts.module.code_for_node(sink.node)))
 
 
 def sink_site(
-    a: FileAnalysis, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
+    a: AnalysisView, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
 ) -> None:
     if lit.kind == "literal" and (not lit.strings() or lit.strings() == ("",)):
         return

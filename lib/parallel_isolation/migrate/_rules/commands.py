@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._facts import Record, Scope
 from parallel_isolation.migrate._sinks import Kind, Sink
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["expression_sinks", "on_string", "words"]
 
@@ -102,7 +102,9 @@ def words(node: cst.CSTNode) -> list[list[Piece]] | None:
     return found
 
 
-def _word_text(parts: list[tuple[str | None, cst.BaseExpression | None]], word: list[Piece]) -> str | None:
+def _word_text(
+    parts: list[tuple[str | None, cst.BaseExpression | None]], word: list[Piece]
+) -> str | None:
     """The text of a word made only of text pieces (None if it holds an expression)."""
     out = []
     for piece in word:
@@ -148,7 +150,7 @@ def flags(node: cst.CSTNode) -> tuple[str, list[Flag]] | None:
     return program or "", result
 
 
-def expression_sinks(a: FileAnalysis) -> Iterator[tuple[cst.CSTNode, Kind]]:
+def expression_sinks(a: AnalysisView) -> Iterator[tuple[cst.CSTNode, Kind]]:
     """``-t {topic}``: the expression is a sink (for the summaries of helpers)."""
     for record in a.facts.strings:
         if not isinstance(record.node, cst.FormattedString):
@@ -161,7 +163,7 @@ def expression_sinks(a: FileAnalysis) -> Iterator[tuple[cst.CSTNode, Kind]]:
                 yield flag.expression, flag.kind
 
 
-def on_string(a: FileAnalysis, record: Record) -> bool:
+def on_string(a: AnalysisView, record: Record) -> bool:
     node = record.node
     found = flags(node)
     if found is None:
@@ -190,24 +192,22 @@ def _unquoted(value: str) -> tuple[str, int]:
 
 
 def _literal_word(
-    a: FileAnalysis, node: cst.CSTNode, scope: Scope, flag: Flag, program: str, label: str
+    a: AnalysisView, node: cst.CSTNode, scope: Scope, flag: Flag, program: str, label: str
 ) -> None:
     assert flag.value is not None
     value, _ = _unquoted(flag.value)
     if flag.kind == "host":
-        code, need, what, fix = "PI101", "broker", f"broker host {value!r}", "{mqtt_broker.host}"
+        code, need, what, _fix = "PI101", "broker", f"broker host {value!r}", "{mqtt_broker.host}"
     elif flag.kind == "port":
         if not value.isdigit():
             return
-        code, need, what, fix = "PI102", "broker", f"broker port {value}", "{mqtt_broker.port}"
+        code, need, what, _fix = "PI102", "broker", f"broker port {value}", "{mqtt_broker.port}"
     elif flag.kind in ("topic", "filter"):
         if value.startswith("$"):
             return
         code, need, what = "PI107", "topics", f"bare topic {value!r}"
-        fix = f"topic_namespace.{flag.kind}"
     elif flag.kind == "client_id":
         code, need, what = "PI110", "names", f"fixed client id {value!r}"
-        fix = "client_id"
     else:
         return
     site = Site(
@@ -231,10 +231,9 @@ def _shown_fix(kind: str) -> str:
     }[kind]
 
 
-def _add_shared(a: FileAnalysis, site: Site) -> None:
+def _add_shared(a: AnalysisView, site: Site) -> None:
     """Several words of one string are several sites on one node."""
-    assert a._sites is not None
-    a._sites.append(site)
+    a.add_shared(site)
 
 
 def _replace_word(flag: str, kind: str) -> Callable[[str, cst.CSTNode], cst.CSTNode]:
@@ -243,7 +242,8 @@ def _replace_word(flag: str, kind: str) -> Callable[[str, cst.CSTNode], cst.CSTN
     def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
         parts = _parts(node)
         found = words(node)
-        assert parts is not None and found is not None
+        assert parts is not None
+        assert found is not None
         quote = node.quote if isinstance(node, cst.SimpleString | cst.FormattedString) else '"'
         inner = "'" if '"' in quote else '"'
         for index, word in enumerate(found[:-1]):
@@ -279,7 +279,7 @@ def _rebuild(
     (inside its shell quotes, if it had any)."""
     first, last = word[0], word[-1]
     code: list[str] = []
-    for index, (text, expr) in enumerate(parts):
+    for index, (text, _expr) in enumerate(parts):
         if text is None:
             assert isinstance(node, cst.FormattedString)
             original = node.parts[index]
@@ -287,7 +287,7 @@ def _rebuild(
             continue
         escape = not isinstance(node, cst.FormattedString)
 
-        def keep(fragment: str) -> str:
+        def keep(fragment: str, escape: bool = escape) -> str:
             return fragment.replace("{", "{{").replace("}", "}}") if escape else fragment
 
         if index < first.part or index > last.part:

@@ -15,19 +15,18 @@ the copy instead, and leaves the mapping's defaults as they are.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
-from parallel_isolation.migrate._builders import add_prefix
+from parallel_isolation.migrate._builders import Builder, Result, add_prefix
 from parallel_isolation.migrate._facts import Record, Scope, dotted, last_name, string_value
 from parallel_isolation.migrate._sinks import Sink, env_dict, env_kind, unwrap_conversion
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["applications", "on_dict", "sequences"]
 
@@ -41,7 +40,7 @@ def _names_a_container(expr: cst.BaseExpression) -> bool:
     )
 
 
-def on_dict(a: FileAnalysis, record: Record) -> None:
+def on_dict(a: AnalysisView, record: Record) -> None:
     from parallel_isolation.migrate._rules import names
 
     node = record.node
@@ -101,7 +100,7 @@ class _Setting:
     style: str  # "monkeypatch:<receiver>" or "environ"
 
 
-def _setting(a: FileAnalysis, small: cst.BaseSmallStatement) -> tuple[str, str] | None:
+def _setting(a: AnalysisView, small: cst.BaseSmallStatement) -> tuple[str, str] | None:
     """(key, style) of ``monkeypatch.setenv('K', v)`` / ``os.environ['K'] = v``."""
     if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
         call = small.value
@@ -124,7 +123,7 @@ def _setting(a: FileAnalysis, small: cst.BaseSmallStatement) -> tuple[str, str] 
     return None
 
 
-def sequences(a: FileAnalysis) -> None:
+def sequences(a: AnalysisView) -> None:
     """Functions that set a broker through setenv/os.environ but no prefix."""
     for scope in a.facts.functions.values():
         node = scope.node
@@ -162,10 +161,10 @@ def sequences(a: FileAnalysis) -> None:
         )
 
 
-def _insert_setting(style: str, key: str, what: str) -> Callable[[str, cst.CSTNode], cst.CSTNode]:
+def _insert_setting(style: str, key: str, what: str) -> Builder:
     """A builder that adds ``<set key> = <provider>.<what>`` after the statement."""
 
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+    def build(provider: str, node: cst.CSTNode) -> Result:
         assert isinstance(node, cst.SimpleStatementLine)
         value = f"{provider}.{what}"
         if style.startswith("monkeypatch:"):
@@ -174,7 +173,7 @@ def _insert_setting(style: str, key: str, what: str) -> Callable[[str, cst.CSTNo
         else:
             line = f"os.environ[{key!r}] = {value}\n"
         added = cst.parse_statement(line.replace("'", '"'))
-        return cst.FlattenSentinel([node, added])  # type: ignore[return-value]
+        return cst.FlattenSentinel([node, added])
 
     return build
 
@@ -182,12 +181,12 @@ def _insert_setting(style: str, key: str, what: str) -> Callable[[str, cst.CSTNo
 # -- module-level mappings copied into os.environ ---------------------------------------
 
 
-def _applied_elsewhere(a: FileAnalysis, node: cst.Dict) -> bool:
+def _applied_elsewhere(a: AnalysisView, node: cst.Dict) -> bool:
     """A module-level env mapping whose every use copies it into os.environ in a function."""
     return bool(_applications_of(a, node))
 
 
-def _applications_of(a: FileAnalysis, node: cst.Dict) -> list[tuple[cst.For, Scope]] | None:
+def _applications_of(a: AnalysisView, node: cst.Dict) -> list[tuple[cst.For, Scope]] | None:
     parent = a.facts.parents.get(id(node))
     if not isinstance(parent, cst.Assign) or len(parent.targets) != 1:
         return None
@@ -211,7 +210,7 @@ def _applications_of(a: FileAnalysis, node: cst.Dict) -> list[tuple[cst.For, Sco
     return uses or None
 
 
-def _application_loop(a: FileAnalysis, use: cst.Name) -> cst.For | None:
+def _application_loop(a: AnalysisView, use: cst.Name) -> cst.For | None:
     """``for k, v in NAME.items(): os.environ[k] = v`` (or ``monkeypatch.setenv(k, v)``)."""
     attribute = a.facts.parents.get(id(use))
     call = a.facts.parents.get(id(attribute)) if attribute is not None else None
@@ -237,13 +236,13 @@ def _application_loop(a: FileAnalysis, use: cst.Name) -> cst.For | None:
     return None
 
 
-def _popping_loop(a: FileAnalysis, use: cst.Name) -> bool:
+def _popping_loop(a: AnalysisView, use: cst.Name) -> bool:
     """``for key in NAME: os.environ.pop(key, None)``: the teardown of the copy."""
     loop = a.facts.parents.get(id(use))
     return isinstance(loop, cst.For) and loop.iter is use
 
 
-def applications(a: FileAnalysis) -> None:
+def applications(a: AnalysisView) -> None:
     """Sites for the broker, client id and prefix of copied module-level mappings."""
     for record in a.facts.dicts:
         node = record.node
@@ -257,7 +256,9 @@ def applications(a: FileAnalysis) -> None:
         if not uses:
             continue
         for loop, scope in uses:
-            style = "environ" if "os.environ[" in a.facts.module.code_for_node(loop) else "monkeypatch"
+            style = (
+                "environ" if "os.environ[" in a.facts.module.code_for_node(loop) else "monkeypatch"
+            )
             if _overridden(a, loop, info, style):
                 for element in (info.host, *info.ports, *info.clients):
                     if element is not None:
@@ -319,7 +320,7 @@ def applications(a: FileAnalysis) -> None:
                 )
 
 
-def _undo_loops(a: FileAnalysis, node: cst.Dict) -> list[cst.For]:
+def _undo_loops(a: AnalysisView, node: cst.Dict) -> list[cst.For]:
     """``for key in NAME: os.environ.pop(key, None)`` loops of the mapping ``node``."""
     parent = a.facts.parents.get(id(node))
     if not isinstance(parent, cst.Assign) or not isinstance(parent.targets[0].target, cst.Name):
@@ -328,19 +329,23 @@ def _undo_loops(a: FileAnalysis, node: cst.Dict) -> list[cst.For]:
     found = []
     for record in a.facts.loops:
         loop = record.node
-        if isinstance(loop, cst.For) and isinstance(loop.iter, cst.Name) and loop.iter.value == name:
+        if (
+            isinstance(loop, cst.For)
+            and isinstance(loop.iter, cst.Name)
+            and loop.iter.value == name
+        ):
             found.append(loop)
     return found
 
 
-def _pop_after(keys: list[str]) -> Callable[[str, cst.CSTNode], cst.CSTNode]:
+def _pop_after(keys: list[str]) -> Builder:
     """After the loop that undoes the copy, undo what the codemod added to it."""
 
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+    def build(provider: str, node: cst.CSTNode) -> Result:
         if not keys:
             return node
         added = [cst.parse_statement(f'os.environ.pop("{key}", None)\n') for key in keys]
-        return cst.FlattenSentinel([node, *added])  # type: ignore[arg-type, return-value]
+        return cst.FlattenSentinel([node, *added])
 
     return build
 
@@ -363,10 +368,8 @@ def _overrides(info: object, prefix_env: str) -> list[tuple[str, str]]:
     return found
 
 
-def _override_builder(
-    overrides: list[tuple[str, str]], style: str
-) -> Callable[[str, cst.CSTNode], cst.CSTNode]:
-    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+def _override_builder(overrides: list[tuple[str, str]], style: str) -> Builder:
+    def build(provider: str, node: cst.CSTNode) -> Result:
         # ``provider`` is the broker's; the others share its owner (self.<fixture> or a name).
         owner = provider.rsplit(".", 1)[0] + "." if "." in provider else ""
         lines = []
@@ -385,12 +388,12 @@ def _override_builder(
             else:
                 lines.append(f"monkeypatch.setenv({key!r}, {value})")
         added = [cst.parse_statement(line.replace("'", '"') + "\n") for line in lines]
-        return cst.FlattenSentinel([node, *added])  # type: ignore[arg-type, return-value]
+        return cst.FlattenSentinel([node, *added])
 
     return build
 
 
-def _overridden(a: FileAnalysis, loop: cst.For, info: object, style: str) -> bool:
+def _overridden(a: AnalysisView, loop: cst.For, info: object, style: str) -> bool:
     """The statements right after the copy set the broker (the codemod's rewrite)."""
     from parallel_isolation.migrate._sinks import EnvDict
 

@@ -6,16 +6,16 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._facts import PLUGIN_FIXTURES
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["shadowed"]
 
 
-def shadowed(a: FileAnalysis) -> None:
+def shadowed(a: AnalysisView) -> None:
     for scope in a.facts.functions.values():
         if scope.role == "fixture" and scope.name in PLUGIN_FIXTURES:
             node = scope.node

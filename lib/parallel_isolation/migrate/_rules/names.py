@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._builders import env_container, wrap_in
 from parallel_isolation.migrate._facts import Record, Scope, last_name, string_value
 from parallel_isolation.migrate._sinks import Sink, cli_tokens, keyword_arg
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._values import Lit
 from parallel_isolation.migrate._walk import iter_children
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = [
     "ISOLATING_CALLS",
@@ -45,7 +45,9 @@ ISOLATING_CALLS = frozenset(
 
 #: Methods whose argument is a key of a collection, never a name for Docker
 #: (Docker's own ``containers.get`` is a sink, handled before).
-_LOOKUPS = frozenset({"pop", "get", "setdefault", "append", "remove", "index", "count", "add", "discard"})
+_LOOKUPS = frozenset(
+    {"pop", "get", "setdefault", "append", "remove", "index", "count", "add", "discard"}
+)
 
 
 def isolated(node: cst.CSTNode) -> bool:
@@ -57,10 +59,10 @@ def isolated(node: cst.CSTNode) -> bool:
     return any(isolated(child) for child in iter_children(node))
 
 
-def _names(a: FileAnalysis, kind: str, seen: set[int] | None = None) -> set[str]:
-    cache = getattr(a, f"_{kind}_names", None)
-    if cache is not None:
-        return cache  # type: ignore[no-any-return]
+def _names(a: AnalysisView, kind: str, seen: set[int] | None = None) -> set[str]:
+    cached = a.cache.get(f"{kind}_names")
+    if isinstance(cached, set):
+        return cached
     seen = seen if seen is not None else set()
     seen.add(id(a))
     found: set[str] = set()
@@ -71,28 +73,25 @@ def _names(a: FileAnalysis, kind: str, seen: set[int] | None = None) -> set[str]
                 if lit is not None:
                     found.update(lit.strings())
     related = list(a.imported_analyses())
-    for conftest in a.project.conftests(a.module):
-        other = a.project.analysis(conftest)
-        if other is not None:
-            related.append(other)
+    related += a.conftest_analyses()
     for other in related:
         if id(other) not in seen:
             found |= _names(other, kind, seen)
-    setattr(a, f"_{kind}_names", found)
+    a.cache[f"{kind}_names"] = found
     return found
 
 
-def container_names(a: FileAnalysis) -> set[str]:
+def container_names(a: AnalysisView) -> set[str]:
     """Container names this module (its imports, its conftests) gives Docker."""
     return _names(a, "container")
 
 
-def network_names(a: FileAnalysis) -> set[str]:
+def network_names(a: AnalysisView) -> set[str]:
     return _names(a, "network")
 
 
 def sink_site(
-    a: FileAnalysis, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
+    a: AnalysisView, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
 ) -> None:
     node = sink.node
     if lit.kind == "literal" and not lit.strings():
@@ -103,7 +102,13 @@ def sink_site(
     manual = None if pure else f"{via} also uses the value for something else"
     if sink.kind == "network" and "host" in lit.strings():
         a.add(
-            Site("PI106", node, scope, f"host network in {where}", manual="put the container on the worker's own network")
+            Site(
+                "PI106",
+                node,
+                scope,
+                f"host network in {where}",
+                manual="put the container on the worker's own network",
+            )
         )
         return
     if sink.kind == "network" and set(lit.strings()) <= {"bridge", "none", "default"}:
@@ -134,7 +139,9 @@ def sink_site(
     )
 
 
-def env_container_site(a: FileAnalysis, node: cst.CSTNode, scope: Scope, key: str, value: str) -> None:
+def env_container_site(
+    a: AnalysisView, node: cst.CSTNode, scope: Scope, key: str, value: str
+) -> None:
     if "'" in value or '"' in value:
         return
     a.add(
@@ -152,7 +159,7 @@ def env_container_site(a: FileAnalysis, node: cst.CSTNode, scope: Scope, key: st
     )
 
 
-def _in_collection(a: FileAnalysis, node: cst.CSTNode) -> bool:
+def _in_collection(a: AnalysisView, node: cst.CSTNode) -> bool:
     """A literal inside a list/tuple/set/dict: its loop variable or key is what reaches Docker."""
     parent = a.facts.parents.get(id(node))
     while parent is not None and isinstance(
@@ -162,7 +169,7 @@ def _in_collection(a: FileAnalysis, node: cst.CSTNode) -> bool:
     return isinstance(parent, cst.List | cst.Tuple | cst.Set | cst.Dict)
 
 
-def on_name(a: FileAnalysis, record: Record) -> None:
+def on_name(a: AnalysisView, record: Record) -> None:
     """A module-level constant holding a name, used where no Docker call is."""
     node = record.node
     assert isinstance(node, cst.Name)
@@ -189,7 +196,7 @@ def on_name(a: FileAnalysis, record: Record) -> None:
         a.sink_site(Sink(node, "network", "a reference"), scope)
 
 
-def _is_key(a: FileAnalysis, node: cst.CSTNode) -> bool:
+def _is_key(a: AnalysisView, node: cst.CSTNode) -> bool:
     """Used as a dict key or subscript (``MODULES[name]``): a lookup, not a name for Docker."""
     parent = a.facts.parents.get(id(node))
     if isinstance(parent, cst.Index):
@@ -204,15 +211,15 @@ def _is_key(a: FileAnalysis, node: cst.CSTNode) -> bool:
             and call.func.attr.value in _LOOKUPS
         ):
             return True
-    if isinstance(parent, cst.BinaryOperation | cst.List | cst.Element):
-        return True
-    return False
+    return bool(isinstance(parent, cst.BinaryOperation | cst.List | cst.Element))
 
 
-def on_string(a: FileAnalysis, record: Record) -> bool:
+def on_string(a: AnalysisView, record: Record) -> bool:
     node = record.node
     scope = record.scope
     if scope.role == "module" or record.in_fstring or record.in_main or not scope.is_function:
+        return False
+    if not isinstance(node, cst.SimpleString | cst.ConcatenatedString):
         return False
     value = string_value(node)
     if value is None:
@@ -220,15 +227,15 @@ def on_string(a: FileAnalysis, record: Record) -> bool:
     if _in_collection(a, node) or _is_key(a, node):
         return False
     if value in container_names(a):
-        a.sink_site(Sink(node, "container", "a reference"), scope)  # type: ignore[arg-type]
+        a.sink_site(Sink(node, "container", "a reference"), scope)
         return True
     if value in network_names(a):
-        a.sink_site(Sink(node, "network", "a reference"), scope)  # type: ignore[arg-type]
+        a.sink_site(Sink(node, "network", "a reference"), scope)
         return True
     return False
 
 
-def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def on_call(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     """Fixed subnets (``IPAMPool(subnet=...)``), image tags built by every worker, ``--name=``."""
     method = last_name(call.func)
     if method == "IPAMPool":
@@ -258,15 +265,11 @@ def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
                             manual="build the argument from container_name(...)",
                         )
                     )
-                elif (
-                    word in ("-t", "--tag")
-                    and "build" in words
-                    and following[1] is not None
-                ):
+                elif word in ("-t", "--tag") and "build" in words and following[1] is not None:
                     _image_tag(a, following[1], scope)
 
 
-def _subnet(a: FileAnalysis, node: cst.BaseExpression, scope: Scope) -> None:
+def _subnet(a: AnalysisView, node: cst.BaseExpression, scope: Scope) -> None:
     lit = a.resolver.lit(node, scope)
     if lit is None or lit.kind != "literal" or not lit.strings():
         return
@@ -284,7 +287,7 @@ def _subnet(a: FileAnalysis, node: cst.BaseExpression, scope: Scope) -> None:
     )
 
 
-def _image_tag(a: FileAnalysis, node: cst.BaseExpression, scope: Scope) -> None:
+def _image_tag(a: AnalysisView, node: cst.BaseExpression, scope: Scope) -> None:
     lit = a.resolver.lit(node, scope)
     if lit is None or lit.kind != "literal" or not lit.strings():
         return

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._facts import Record, string_value
+from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["on_string"]
 
@@ -19,7 +19,7 @@ _TMP_PREFIXES = ("/tmp/", "/var/tmp/", "/dev/shm/")
 _UNIQUE = re.compile(r"(?i)pid|uuid|worker|run_id|token|mkdtemp|tmp_path|random")
 
 
-def on_string(a: FileAnalysis, record: Record) -> bool:
+def on_string(a: AnalysisView, record: Record) -> bool:
     node = record.node
     scope = record.scope
     if isinstance(node, cst.FormattedString):

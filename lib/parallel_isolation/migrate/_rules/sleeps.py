@@ -14,18 +14,19 @@ deadline; the other sleeps are left for a person.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
+from parallel_isolation.migrate._builders import Builder, Result
 from parallel_isolation.migrate._facts import Record, Scope, dotted, last_name, string_value
 from parallel_isolation.migrate._sinks import keyword_arg, positional_args
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._walk import iter_children
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["WAIT_SECONDS", "on_call", "polls"]
 
@@ -54,7 +55,7 @@ def _exits(node: cst.CSTNode) -> bool:
     return any(_exits(child) for child in iter_children(node))
 
 
-def on_call(a: FileAnalysis, record: Record) -> None:
+def on_call(a: AnalysisView, record: Record) -> None:
     call = record.node
     assert isinstance(call, cst.Call)
     qualified = a.facts.qualify(call.func) or ""
@@ -92,11 +93,11 @@ def on_call(a: FileAnalysis, record: Record) -> None:
     )
 
 
-Edit = Callable[[str, cst.CSTNode], cst.CSTNode]
+Edit = Builder
 
 
 def _ack_rewrite(
-    a: FileAnalysis, call: cst.Call, scope: Scope
+    a: AnalysisView, call: cst.Call, scope: Scope
 ) -> tuple[cst.SimpleStatementLine, dict[int, Edit], tuple[str, str]] | None:
     parents = a.facts.parents
     expr = parents.get(id(call))
@@ -162,7 +163,9 @@ def _ack_rewrite(
         return None
     event = _free_name(scope, "subscribed" if kind == "subscribe" else "connected")
     answer = "SUBACK" if kind == "subscribe" else "CONNACK"
-    message = "no SUBACK for the subscription" if kind == "subscribe" else "no CONNACK from the broker"
+    message = (
+        "no SUBACK for the subscription" if kind == "subscribe" else "no CONNACK from the broker"
+    )
     before = [
         cst.parse_statement(f"{event} = threading.Event()\n"),
         cst.parse_statement(f"{name}.{callback} = lambda *_: {event}.set()\n"),
@@ -170,7 +173,7 @@ def _ack_rewrite(
     edits: dict[int, Edit] = {}
     loop = subscribe_loop
 
-    def insert(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+    def insert(provider: str, node: cst.CSTNode) -> Result:
         assert isinstance(node, cst.BaseStatement)
         replacement: cst.BaseStatement = node
         if loop is not None:
@@ -178,7 +181,7 @@ def _ack_rewrite(
         lines = list(getattr(node, "leading_lines", ()))
         first = before[0].with_changes(leading_lines=lines) if lines else before[0]
         replacement = replacement.with_changes(leading_lines=[])
-        return cst.FlattenSentinel([first, before[1], replacement])  # type: ignore[return-value]
+        return cst.FlattenSentinel([first, before[1], replacement])
 
     def wait(provider: str, node: cst.CSTNode) -> cst.CSTNode:
         assert isinstance(node, cst.SimpleStatementLine)
@@ -236,9 +239,11 @@ def _loop_subscribe(loop: cst.For) -> cst.Call | None:
 
 def _subscribe_list(node: cst.CSTNode) -> cst.BaseStatement:
     """``for t in topics: c.subscribe(t, qos=1)`` -> ``c.subscribe([(t, 1) for t in topics])``."""
-    assert isinstance(node, cst.For) and isinstance(node.body, cst.IndentedBlock)
+    assert isinstance(node, cst.For)
+    assert isinstance(node.body, cst.IndentedBlock)
     called = _single_call(node.body.body[0])
-    assert called is not None and isinstance(called.func, cst.Attribute)
+    assert called is not None
+    assert isinstance(called.func, cst.Attribute)
     positional = positional_args(called)
     qos = keyword_arg(called, "qos")
     if qos is None and len(positional) > 1:
@@ -246,18 +251,19 @@ def _subscribe_list(node: cst.CSTNode) -> cst.BaseStatement:
     code = cst.Module([]).code_for_node
     qos_text = code(qos) if qos is not None else "0"
     target = code(node.target)
-    text = (
-        f"{code(called.func)}([({target}, {qos_text}) for {target} in {code(node.iter)}])\n"
-    )
+    text = f"{code(called.func)}([({target}, {qos_text}) for {target} in {code(node.iter)}])\n"
     return cst.parse_statement(text)
 
 
-def _assigns(a: FileAnalysis, receiver: str, callback: str) -> bool:
+def _assigns(a: AnalysisView, receiver: str, callback: str) -> bool:
     """Something already sets ``<receiver>.<callback>`` (the rewrite would replace it)."""
     for target, _value, _scope in a.facts.assigns:
-        if isinstance(target, cst.Attribute) and target.attr.value == callback:
-            if dotted(target.value) == receiver or receiver.startswith("self."):
-                return True
+        if (
+            isinstance(target, cst.Attribute)
+            and target.attr.value == callback
+            and (dotted(target.value) == receiver or receiver.startswith("self."))
+        ):
+            return True
     return False
 
 
@@ -301,7 +307,7 @@ def _import_threading(provider: str, node: cst.CSTNode) -> cst.CSTNode:
                 index + 1
                 for index in range(len(body) - 1, -1, -1)
                 if isinstance(body[index], cst.SimpleStatementLine)
-                and isinstance(body[index].body[0], cst.Import)  # type: ignore[attr-defined]
+                and isinstance(body[index].body[0], cst.Import)  # type: ignore[index]
             ),
             None,
         )

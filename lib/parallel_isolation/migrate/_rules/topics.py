@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._analysis.sites import Site
 from parallel_isolation.migrate._builders import strip_topic, wrap_in
 from parallel_isolation.migrate._facts import Record, Scope, dotted, last_name
 from parallel_isolation.migrate._sinks import Sink
+from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._values import Lit
 from parallel_isolation.migrate._walk import iter_children
 
 if TYPE_CHECKING:
-    from parallel_isolation.migrate._analysis import FileAnalysis
+    from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = ["copies", "incoming", "on_call", "on_comparison", "sink_site", "topic_param_sinks"]
 
@@ -35,7 +35,7 @@ _STORES = ("append", "put", "put_nowait", "appendleft", "add", "insert")
 
 
 def sink_site(
-    a: FileAnalysis, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
+    a: AnalysisView, sink: Sink, lit: Lit, scope: Scope, via: str | None, pure: bool
 ) -> None:
     node = sink.node
     strings = lit.strings()
@@ -76,7 +76,7 @@ def _namespaced(node: cst.CSTNode) -> bool:
     return any(_namespaced(child) for child in iter_children(node))
 
 
-def _message_name(a: FileAnalysis, expr: cst.BaseExpression, scope: Scope) -> bool:
+def _message_name(a: AnalysisView, expr: cst.BaseExpression, scope: Scope) -> bool:
     """``msg.topic`` of a message the plugin's clients hand out (bare already)?"""
     base = expr.value if isinstance(expr, cst.Attribute) else None
     return isinstance(base, cst.Name) and any(
@@ -84,7 +84,7 @@ def _message_name(a: FileAnalysis, expr: cst.BaseExpression, scope: Scope) -> bo
     )
 
 
-def incoming(a: FileAnalysis, expr: cst.BaseExpression, scope: Scope, where: str) -> None:
+def incoming(a: AnalysisView, expr: cst.BaseExpression, scope: Scope, where: str) -> None:
     if not (isinstance(expr, cst.Attribute) and expr.attr.value == "topic"):
         return
     if _message_name(a, expr, scope):
@@ -102,13 +102,13 @@ def incoming(a: FileAnalysis, expr: cst.BaseExpression, scope: Scope, where: str
     )
 
 
-def on_call(a: FileAnalysis, call: cst.Call, scope: Scope) -> None:
+def on_call(a: AnalysisView, call: cst.Call, scope: Scope) -> None:
     func = call.func
     if last_name(func) in _PARSERS and isinstance(func, cst.Attribute) and a.raw_messages:
         incoming(a, func.value, scope, f".{last_name(func)}()")
 
 
-def on_comparison(a: FileAnalysis, record: Record) -> None:
+def on_comparison(a: AnalysisView, record: Record) -> None:
     if not a.raw_messages:
         return
     node = record.node
@@ -132,16 +132,16 @@ def on_comparison(a: FileAnalysis, record: Record) -> None:
                 incoming(a, mine, record.scope, "a comparison")
 
 
-def _topicish(a: FileAnalysis, expr: cst.BaseExpression, scope: Scope) -> bool:
+def _topicish(a: AnalysisView, expr: cst.BaseExpression, scope: Scope) -> bool:
     if isinstance(expr, cst.Tuple | cst.List | cst.Set):
         return bool(expr.elements) and all(_topicish(a, e.value, scope) for e in expr.elements)
     lit = a.resolver.lit(expr, scope)
     return lit is not None and (lit.kind == "built" or bool(lit.strings()))
 
 
-def topic_param_sinks(a: FileAnalysis) -> list[tuple[cst.CSTNode, str]]:
+def topic_param_sinks(a: AnalysisView) -> list[cst.CSTNode]:
     """``msg.topic == topic`` with ``topic`` a parameter: callers pass a topic."""
-    found: list[tuple[cst.CSTNode, str]] = []
+    found: list[cst.CSTNode] = []
     if not a.raw_messages:
         return found
     for record in a.facts.comparisons:
@@ -160,15 +160,19 @@ def topic_param_sinks(a: FileAnalysis) -> list[tuple[cst.CSTNode, str]]:
                     and not _message_name(a, mine, record.scope)
                 ):
                     binder = a.resolver.binder(other.value, record.scope)
-                    if binder is not None and binder.is_function and other.value in binder.all_params():
-                        found.append((other, "topic"))
+                    if (
+                        binder is not None
+                        and binder.is_function
+                        and other.value in binder.all_params()
+                    ):
+                        found.append(other)
     return found
 
 
 # -- copies of incoming topics --------------------------------------------------
 
 
-def copies(a: FileAnalysis) -> None:
+def copies(a: AnalysisView) -> None:
     """``seen.append((msg.topic, ...))`` in a callback, compared with bare topics later."""
     if not a.raw_messages or not _compares_bare_topics(a):
         return
@@ -208,7 +212,7 @@ def _is_message_param(name: str, scope: Scope) -> bool:
     return False
 
 
-def _stored_into(a: FileAnalysis, node: cst.CSTNode) -> tuple[str | None, str] | None:
+def _stored_into(a: AnalysisView, node: cst.CSTNode) -> tuple[str | None, str] | None:
     """Where a copy of ``node`` is kept: (dotted container, as shown), or None."""
     parents = a.facts.parents
     current: cst.CSTNode = node
@@ -222,10 +226,13 @@ def _stored_into(a: FileAnalysis, node: cst.CSTNode) -> tuple[str | None, str] |
         return None
     if isinstance(parent, cst.Arg):
         call = parents.get(id(parent))
-        if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute):
-            if call.func.attr.value in _STORES:
-                container = dotted(call.func.value)
-                return container, container or "a collection"
+        if (
+            isinstance(call, cst.Call)
+            and isinstance(call.func, cst.Attribute)
+            and call.func.attr.value in _STORES
+        ):
+            container = dotted(call.func.value)
+            return container, container or "a collection"
         return None
     if isinstance(parent, cst.Assign) and current is not node:
         target = parent.targets[0].target if parent.targets else None
@@ -234,7 +241,7 @@ def _stored_into(a: FileAnalysis, node: cst.CSTNode) -> tuple[str | None, str] |
     return None
 
 
-def _matched_with_filters(a: FileAnalysis, container: str) -> bool:
+def _matched_with_filters(a: AnalysisView, container: str) -> bool:
     """The copies are matched with ``topic_matches_sub`` (they must stay full topics)."""
     for record in a.facts.calls:
         call = record.node
@@ -247,7 +254,7 @@ def _matched_with_filters(a: FileAnalysis, container: str) -> bool:
     return False
 
 
-def _iterates(a: FileAnalysis, name: str, container: str, scope: Scope) -> bool:
+def _iterates(a: AnalysisView, name: str, container: str, scope: Scope) -> bool:
     for record in a.facts.loops:
         loop = record.node
         iterated: cst.BaseExpression | None = None
@@ -276,7 +283,7 @@ def _target_names(target: cst.BaseExpression) -> set[str]:
     return set()
 
 
-def _compares_bare_topics(a: FileAnalysis) -> bool:
+def _compares_bare_topics(a: AnalysisView) -> bool:
     """The module compares something with a topic literal (``'a/b'``) or checks a prefix of one."""
     for record in a.facts.strings:
         node = record.node
