@@ -205,6 +205,8 @@ class Project:
         """``targets``: (path, shown key, source or None if unreadable)."""
         self.modules: dict[Path, Module] = {}
         self.targets: list[Module] = []
+        self._conftests: dict[Path, list[Module]] = {}
+        self._resolved: dict[tuple[Path, ImportRef], tuple[Module, str | None] | None] = {}
         for path, key, source in targets:
             module = self._add(path, key, source, target=True)
             self.targets.append(module)
@@ -258,6 +260,12 @@ class Project:
 
     def conftests(self, module: Module) -> list[Module]:
         """conftest.py files that apply to ``module``: its directory up to the project root."""
+        cached = self._conftests.get(module.path)
+        if cached is None:
+            cached = self._conftests[module.path] = self._find_conftests(module)
+        return cached
+
+    def _find_conftests(self, module: Module) -> list[Module]:
         found: list[Module] = []
         directory = module.path.parent
         while True:
@@ -275,6 +283,12 @@ class Project:
 
     def resolve(self, importer: Module, ref: ImportRef) -> tuple[Module, str | None] | None:
         """The project module an import names, and the name inside it (None: the module)."""
+        key = (importer.path.parent, ref)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(importer, ref)
+        return self._resolved[key]
+
+    def _resolve(self, importer: Module, ref: ImportRef) -> tuple[Module, str | None] | None:
         parts = [p for p in ref.module.split(".") if p]
         bases: list[Path] = []
         if ref.level:

@@ -136,11 +136,15 @@ class FileAnalysis:
 
     def conftest_analyses(self) -> list[AnalysisView]:
         """The analyses of the conftest files that apply to this module."""
+        cached = self.cache.get("conftests")
+        if isinstance(cached, list):
+            return cached
         found: list[AnalysisView] = []
         for conftest in self.project.conftests(self.module):
             analysis = self.workspace.analysis(conftest)
             if analysis is not None:
                 found.append(analysis)
+        self.cache["conftests"] = found
         return found
 
     def loaded_analyses(self) -> list[AnalysisView]:

@@ -47,6 +47,20 @@ _CLASS_LEVEL = frozenset(
 )
 
 
+class _Line:
+    """``file:line`` of a node, worked out only if a message uses it."""
+
+    def __init__(self, analysis: AnalysisView, node: cst.CSTNode) -> None:
+        self.analysis = analysis
+        self.node = node
+
+    def __format__(self, spec: str) -> str:
+        return format(self.analysis.line_of(self.node), spec)
+
+    def __str__(self) -> str:
+        return self.analysis.line_of(self.node)
+
+
 class Providers:
     """Provider decisions for the scopes of one module (memoised)."""
 
@@ -122,7 +136,7 @@ class Providers:
             if candidate is top:
                 break
         node = top.node if top.node is not None else analysis.facts.module
-        here = analysis.line_of(node)
+        here = _Line(analysis, node)
         if top.name == fixture and top.role == "fixture":
             return None, f"the fixture {fixture} cannot request itself ({here})"
         if top.role == "test":
@@ -212,7 +226,7 @@ class Providers:
         facts = analysis.facts
         if not isinstance(function.node, cst.FunctionDef):
             return Uses(other=f"{function.qualname} is not a plain function")
-        here = analysis.line_of(function.node)
+        here = _Line(analysis, function.node)
         if function.cls is None:
             if function.parent is not facts.scope:
                 return Uses(other=f"{function.qualname} ({here}) is nested in another function")

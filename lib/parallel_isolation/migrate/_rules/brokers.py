@@ -90,6 +90,9 @@ def definition_scopes(a: AnalysisView) -> set[int]:
             if top is not None:
                 starters.add(id(top))
     scopes = set(starters)
+    if not scopes:
+        a.cache["definition_scopes"] = scopes
+        return scopes
     for scope in facts.functions.values():
         top = scope.outermost_function()
         if top is not None and top.cls is not None and top.cls.name in classes:

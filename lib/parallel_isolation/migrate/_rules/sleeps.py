@@ -166,15 +166,15 @@ def _ack_rewrite(
     message = (
         "no SUBACK for the subscription" if kind == "subscribe" else "no CONNACK from the broker"
     )
-    before = [
-        cst.parse_statement(f"{event} = threading.Event()\n"),
-        cst.parse_statement(f"{name}.{callback} = lambda *_: {event}.set()\n"),
-    ]
     edits: dict[int, Edit] = {}
     loop = subscribe_loop
 
     def insert(provider: str, node: cst.CSTNode) -> Result:
         assert isinstance(node, cst.BaseStatement)
+        before = [
+            cst.parse_statement(f"{event} = threading.Event()\n"),
+            cst.parse_statement(f"{name}.{callback} = lambda *_: {event}.set()\n"),
+        ]
         replacement: cst.BaseStatement = node
         if loop is not None:
             replacement = _subscribe_list(node)
