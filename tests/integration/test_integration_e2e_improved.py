@@ -46,12 +46,12 @@ class MessageLog:
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(mqtt_broker.host, mqtt_broker.port)
         self.client.loop_start()
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.subscribe([(topic, 1) for topic in topics])
-        assert subscribed.wait(10), f"no SUBACK for {topics}"
+        assert subscribed.wait(10), "no SUBACK for the subscription"
 
     def _on_message(self, client, userdata, message) -> None:
         with self.cond:

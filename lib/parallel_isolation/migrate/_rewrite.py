@@ -25,7 +25,12 @@ from parallel_isolation.migrate._edit import (
     keyword_argument,
     remove_statements,
 )
-from parallel_isolation.migrate._facts import FIXTURE_PARAMETERS, Scope, collect_facts
+from parallel_isolation.migrate._facts import (
+    FIXTURE_PARAMETERS,
+    ModuleFacts,
+    Scope,
+    collect_facts,
+)
 from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
@@ -351,11 +356,35 @@ def apply(a: AnalysisView, module_plan: Plan, constants: set[str]) -> cst.Module
     assert isinstance(rewritten, cst.Module)
     if constants:
         rewritten = _drop_constants(rewritten, constants)
+    rewritten = _drop_unused_imports(rewritten, _used_names(a.facts))
     if module_plan.imports:
         rewritten = add_imports(rewritten, "parallel_isolation", sorted(module_plan.imports))
     for name in sorted(module_plan.modules):
         rewritten = _import_module(rewritten, name)
     return rewritten
+
+
+def _used_names(facts: ModuleFacts) -> set[str]:
+    return {r.node.value for r in facts.names if isinstance(r.node, cst.Name)}
+
+
+def _drop_unused_imports(tree: cst.Module, used_before: set[str]) -> cst.Module:
+    """Top-level ``import x`` lines whose only uses the rewrite removed (``time``
+    once its sleeps became waits).  Imports that were unused before stay."""
+    facts = collect_facts(tree)
+    used_now = {r.node.value for r in facts.names if isinstance(r.node, cst.Name)}
+    remove: set[int] = set()
+    for statement in tree.body:
+        if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
+            continue
+        small = statement.body[0]
+        if not isinstance(small, cst.Import) or len(small.names) != 1:
+            continue
+        alias = small.names[0]
+        name = alias.evaluated_alias or alias.evaluated_name.split(".")[0]
+        if name in used_before and name not in used_now:
+            remove.add(id(statement))
+    return remove_statements(tree, remove) if remove else tree
 
 
 def _drop_constants(tree: cst.Module, candidates: set[str]) -> cst.Module:

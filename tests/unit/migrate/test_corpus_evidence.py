@@ -246,7 +246,8 @@ def test_the_migrated_suite_passes_under_xdist(
     passed = re.search(r"(\d+) passed", summary)
     assert passed is not None, summary
     assert int(passed.group(1)) == 10, summary
-    assert "failed" not in summary and "error" not in summary, summary
+    assert "failed" not in summary, summary
+    assert "error" not in summary, summary
 
 
 if __name__ == "__main__":

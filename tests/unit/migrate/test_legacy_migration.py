@@ -126,15 +126,40 @@ def hunks(old: str, new: str) -> list[Hunk]:
 
 
 @dataclass(frozen=True)
-class Difference:
-    file: str
-    why: str
+class Change:
+    """One place of a hand edit: the lines removed and the lines added there."""
+
     removed: tuple[str, ...]
     added: tuple[str, ...]
-    count: int | None
+    count: int | None = None
 
     def matches(self, hunk: Hunk) -> bool:
         return hunk.removed == self.removed and hunk.added == self.added
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One hand edit, with its reason: the places it changes (each an exact hunk)."""
+
+    file: str
+    why: str
+    changes: tuple[Change, ...]
+
+    def matches(self, hunk: Hunk) -> bool:
+        return any(change.matches(hunk) for change in self.changes)
+
+
+def _change(entry: dict[str, object], where: str) -> Change:
+    unknown = set(entry) - {"remove", "add", "count"}
+    if unknown:
+        msg = f"{where}: unknown keys {sorted(unknown)}"
+        raise ValueError(msg)
+    count = entry.get("count")
+    return Change(
+        tuple(str(entry.get("remove", "")).splitlines()),
+        tuple(str(entry.get("add", "")).splitlines()),
+        count if isinstance(count, int) else None,
+    )
 
 
 def load_differences(path: Path = DIFFERENCES) -> list[Difference]:
@@ -142,7 +167,7 @@ def load_differences(path: Path = DIFFERENCES) -> list[Difference]:
     entries = []
     for index, entry in enumerate(data.get("difference", [])):
         where = f"{path.name} entry {index + 1}"
-        unknown = set(entry) - {"file", "why", "remove", "add", "count"}
+        unknown = set(entry) - {"file", "why", "remove", "add", "count", "hunk"}
         if unknown:
             msg = f"{where}: unknown keys {sorted(unknown)}"
             raise ValueError(msg)
@@ -153,15 +178,14 @@ def load_differences(path: Path = DIFFERENCES) -> list[Difference]:
         if not why or why.startswith("TODO"):
             msg = f"{where} ({entry['file']}): 'why' must explain the difference"
             raise ValueError(msg)
-        entries.append(
-            Difference(
-                entry["file"],
-                why,
-                tuple(str(entry.get("remove", "")).splitlines()),
-                tuple(str(entry.get("add", "")).splitlines()),
-                entry.get("count"),
-            )
-        )
+        if "hunk" in entry and ("remove" in entry or "add" in entry):
+            msg = f"{where}: either remove/add or [[difference.hunk]] tables, not both"
+            raise ValueError(msg)
+        places = entry.get("hunk") or [
+            {k: entry[k] for k in ("remove", "add", "count") if k in entry}
+        ]
+        changes = tuple(_change(place, f"{where} hunk {n + 1}") for n, place in enumerate(places))
+        entries.append(Difference(entry["file"], why, changes))
     return entries
 
 
@@ -225,10 +249,22 @@ def test_integration_is_codemod_output_modulo_listed_differences(name: str) -> N
     )
     found = hunks(codemod_output(name), (INTEGRATION / name).read_text(encoding="utf-8"))
     for difference in (d for d in differences if d.file == name):
-        matched = sum(1 for hunk in found if difference.matches(hunk))
-        assert matched, f"stale entry in {DIFFERENCES.name} ({difference.why!r}): no such hunk"
-        if difference.count is not None:
-            assert matched == difference.count, (difference.why, matched)
+        for change in difference.changes:
+            matched = sum(1 for hunk in found if change.matches(hunk))
+            assert matched, (
+                f"stale entry in {DIFFERENCES.name} ({difference.why[:60]!r}): "
+                f"no hunk removes {change.removed[:1]} and adds {change.added[:1]}"
+            )
+            if change.count is not None:
+                assert matched == change.count, (difference.why, matched)
+
+
+def test_at_most_twenty_reviewed_differences() -> None:
+    """Every hand edit is listed once, with its reason (issue 15: at most 20)."""
+    differences = load_differences()
+    assert len(differences) <= 20, len(differences)
+    for difference in differences:
+        assert len(difference.why) >= 40, difference.why
 
 
 def test_integration_reports_no_hazards() -> None:
@@ -239,15 +275,22 @@ def test_integration_reports_no_hazards() -> None:
     assert not findings, "\n".join(str(f) for f in findings)
 
 
-def test_hunks_and_matching() -> None:
+def test_hunks_and_matching(tmp_path: Path) -> None:
     old = "a\nb\nc\nd\n"
     new = "a\nB\nc\nd\ne\n"
     found = hunks(old, new)
     assert found == [Hunk(2, ("b",), ("B",)), Hunk(5, (), ("e",))]
-    difference = Difference(FILES[0], "why", ("b",), ("B",), None)
+    difference = Difference(FILES[0], "why", (Change(("b",), ("B",)),))
     assert difference.matches(found[0])
     assert not difference.matches(found[1])
     assert "remove = '''\nb\n'''" in found[0].toml(FILES[0])
+    grouped = tmp_path / "d.toml"
+    grouped.write_text(
+        f'[[difference]]\nfile = "{FILES[0]}"\nwhy = "one edit at two places"\n'
+        '[[difference.hunk]]\nremove = "b"\nadd = "B"\n[[difference.hunk]]\nadd = "e"\n'
+    )
+    (loaded,) = load_differences(grouped)
+    assert all(loaded.matches(hunk) for hunk in found)
 
 
 # -- script ----------------------------------------------------------------------
