@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope
+from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope, last_name
 from parallel_isolation.migrate._site import Site
 
 if TYPE_CHECKING:
@@ -89,22 +89,28 @@ def decide(analyses: Iterable[AnalysisView]) -> None:
         partner = site.extra.get("with")
         if isinstance(partner, Site) and partner.decided is not None:
             site.decided = partner.decided
-    flows = _flows(analyses)
+    # Two unions over the same calls and fixtures: a broker constant ties the
+    # tests that read it to one broker, a topic constant to one set of topics.
+    brokers = _flows(analyses, _BROKER_CODES | _TOPIC_CODES)
+    topics = _flows(analyses, _PREFIX_CODES)
     for a in analyses:
-        a.cache["flows"] = flows
-    members: dict[Node, list[tuple[AnalysisView, Site]]] = {}
+        a.cache["flows"] = topics
+    on_broker: dict[Node, list[tuple[AnalysisView, Site]]] = {}
+    on_topics: dict[Node, list[tuple[AnalysisView, Site]]] = {}
     for a, site in everything:
-        if site.code in FLOW_CODES or site.code == "PI110":
-            root = flows.find(_site_node(a, site))
-            members.setdefault(root, []).append((a, site))
-    for group in members.values():
+        if site.code in _BROKER_CODES or site.code in _TOPIC_CODES:
+            on_broker.setdefault(brokers.find(_site_node(a, site)), []).append((a, site))
+        if site.code in _PREFIX_CODES:
+            on_topics.setdefault(topics.find(_site_node(a, site)), []).append((a, site))
+    for group in on_broker.values():
         if any(s.code == "PI103" for _, s in group):
             for _a, site in group:
                 if site.code in _TOPIC_CODES:
                     site.report = False
                     site.decided = (False, "on the suite's own broker container")
         _block([(a, s) for a, s in group if s.code in _BROKER_CODES], "the broker")
-        _block([(a, s) for a, s in group if s.code in _PREFIX_CODES], "the topics")
+    for group in on_topics.values():
+        _block([(a, s) for a, s in group if s.code in _PREFIX_CODES and s.report], "the topics")
     by_value: dict[tuple[object, ...], list[tuple[AnalysisView, Site]]] = {}
     for a, site in everything:
         for key in site.groups:
@@ -151,8 +157,9 @@ def _site_node(a: AnalysisView, site: Site) -> Node:
     return _function_node(a, site.scope)
 
 
-def _flows(analyses: list[AnalysisView]) -> _Union:
-    """Union of the functions, classes and constants a test reaches."""
+def _flows(analyses: list[AnalysisView], codes: frozenset[str]) -> _Union:
+    """Union of the functions, classes and constants a test reaches (constants
+    only through the sites of ``codes`` they hold)."""
     flows = _Union()
     fixtures: dict[str, list[tuple[AnalysisView, Scope]]] = {}
     for a in analyses:
@@ -181,7 +188,7 @@ def _flows(analyses: list[AnalysisView]) -> _Union:
     owned: set[Node] = set()
     for a in analyses:
         for site in a.sites:
-            if site.code not in FLOW_CODES and site.code != "PI110":
+            if site.code not in codes:
                 continue
             if site.hazard is not None and site.hazard[0] == "const":
                 key: Node = ("const", site.hazard[1], site.hazard[2])
@@ -196,6 +203,15 @@ def _flows(analyses: list[AnalysisView]) -> _Union:
     for a in analyses:
         facts = a.facts
         functions = facts.module_functions()
+        clients = {
+            name
+            for name, bindings in facts.scope.bindings.items()
+            if any(
+                isinstance(b.value, cst.Call)
+                and last_name(b.value.func) in ("Client", "MQTTClient", "connect_client")
+                for b in bindings
+            )
+        }
         for record in facts.names:
             node = record.node
             assert isinstance(node, cst.Name)
@@ -212,6 +228,9 @@ def _flows(analyses: list[AnalysisView]) -> _Union:
                 key = ("const", found[0].path, found[1])
             else:
                 key = ("const", a.path, node.value)
+            if node.value in clients:
+                # A module-level client: its callbacks are set at module level.
+                flows.union(_function_node(a, record.scope), ("module", a.path))
             if key in owned:
                 flows.union(_function_node(a, record.scope), key)
     return flows

@@ -25,14 +25,15 @@ __all__ = ["MAX_LINE", "findings", "fit"]
 MAX_LINE = 160
 
 
-def fit(code: str, base: str, tail: str) -> str:
-    """``base`` + ``tail`` in at most MAX_LINE characters with the code: ``base`` is
-    shortened first (in its middle), the tail (the reason, naming a site) is kept."""
-    room = MAX_LINE - len(code) - 1 - len(tail)
+def fit(code: str, base: str, tail: str, reserve: int = 0) -> str:
+    """``base`` + ``tail`` in at most MAX_LINE characters with the code (and
+    ``reserve`` more): ``base`` is shortened first (in its middle), the tail
+    (the reason, naming a site) is kept."""
+    room = MAX_LINE - reserve - len(code) - 1 - len(tail)
     if len(base) <= room:
         return base + tail
     if room < 20:
-        return (base + tail)[: MAX_LINE - len(code) - 1]
+        return (base + tail)[: MAX_LINE - reserve - len(code) - 1]
     keep = room - 3
     head = keep * 2 // 3
     return base[:head] + "..." + base[len(base) - (keep - head) :] + tail
@@ -114,8 +115,12 @@ def _finding(
     if own_reasons:
         reason = own_reasons[0]
     reason = reason.replace(f"{path}:", "line ")
+    directory = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    if directory:
+        reason = reason.replace(directory, "")  # a sibling file by its name
     if waiting:
-        reason += f"; the {len(waiting)} sites listed change with it"
+        listed = "the site listed" if len(waiting) == 1 else f"the {len(waiting)} sites listed"
+        reason += f"; {listed} change{'s' if len(waiting) == 1 else ''} with it"
     tail = "" if fixable else f" (by hand: {reason})" if reason else " (by hand)"
     code = primary.code
     return Finding(
@@ -124,7 +129,7 @@ def _finding(
         location[1],
         code,
         CODES[code].severity,
-        fit(code, base, tail) if not fixable else fit(code, base, ""),
+        fit(code, base, tail) if not fixable else fit(code, base, "", reserve=len(" [auto-fix]")),
         fixable,
         tuple(related),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -172,6 +173,7 @@ def _rewrite_group(
         for s in a.sites
         if s.decided is not None and s.decided[0] and (s.build is not None or _has_extra(s))
     ]
+    fixed_set = {(a, s) for a, s in fixed}
     plans = plan(everything, fixed)
     rewritten: dict[str, str] = {}
     failures: dict[str, Finding] = {}
@@ -205,7 +207,11 @@ def _rewrite_group(
             )
             continue
         rewritten[a.path] = code
-    refused, checked = _verify(project, rewritten, failures)
+    fixed_keys = Counter(_site_key(a, s) for a, s in fixed)
+    left_keys = Counter(
+        _site_key(a, s) for a in targets for s in a.sites if s.report and (a, s) not in fixed_set
+    )
+    refused, checked = _verify(project, rewritten, failures, fixed_keys - left_keys)
     for path in refused:
         rewritten.pop(path, None)
     after: list[Finding] = []
@@ -224,10 +230,22 @@ def _rewrite_group(
             if moved is not None:
                 after.append(moved)
     by_file: dict[str, list[Finding]] = {}
+    target_keys = [m.key for m in project.targets]
+
+    def owner(finding: Finding) -> str:
+        """The target file a finding is listed under (its own, else the first of its sites)."""
+        if finding.path in sources_by_key:
+            return finding.path
+        for site in finding.related:
+            path = site.rsplit(":", 2)[0]
+            if path in sources_by_key:
+                return path
+        return target_keys[0] if target_keys else finding.path
+
     for finding in after:
-        by_file.setdefault(finding.path, []).append(finding)
+        by_file.setdefault(owner(finding), []).append(finding)
     for finding in before:
-        if finding.path in rewritten:
+        if owner(finding) in rewritten:
             continue
         if finding.path in refused and finding.autofix:
             finding = Finding(
@@ -240,7 +258,7 @@ def _rewrite_group(
                 False,
                 finding.related,
             )
-        by_file.setdefault(finding.path, []).append(finding)
+        by_file.setdefault(owner(finding), []).append(finding)
     results: list[FileResult] = []
     for module in project.targets:
         key = module.key
@@ -295,8 +313,17 @@ def _has_extra(site: object) -> bool:
     return any(isinstance(k, int) for k in extra)
 
 
+def _site_key(a: FileAnalysis, site: object) -> tuple[str, str, str]:
+    node = getattr(site, "node", None)
+    text = a.facts.module.code_for_node(node) if isinstance(node, cst.CSTNode) else ""
+    return a.path, str(getattr(site, "code", "")), text
+
+
 def _verify(
-    project: Project, rewritten: dict[str, str], failures: dict[str, Finding]
+    project: Project,
+    rewritten: dict[str, str],
+    failures: dict[str, Finding],
+    rewrote: Counter[tuple[str, str, str]],
 ) -> tuple[dict[str, str], list[FileAnalysis]]:
     """The rewritten files whose rewrite must be refused, and why (with their
     partners), and the analyses of the rewritten project (decided)."""
@@ -314,10 +341,16 @@ def _verify(
         if twice is not None:
             problems[a.path] = twice
             continue
+        # A site the rewrite changed that is still there as it was: the rewrite
+        # did not happen.  (A site held back before may be free now: not a failure.)
         left = [
             s
             for s in a.sites
-            if s.report and s.decided is not None and s.decided[0] and s.build is not None
+            if s.report
+            and s.decided is not None
+            and s.decided[0]
+            and s.build is not None
+            and rewrote[_site_key(a, s)] > 0
         ]
         if left:
             problems[a.path] = (

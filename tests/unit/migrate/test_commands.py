@@ -18,6 +18,7 @@ from parallel_isolation.migrate import (
     IncomingTopicCommand,
     NetworkNameCommand,
     ServiceEnvPrefixCommand,
+    SubscriptionWaitCommand,
     TopicNamespaceCommand,
 )
 
@@ -815,5 +816,80 @@ class TestFixtureParameters(CodemodTest):
             expected_warnings=[
                 "cannot pass topic_namespace into on_message: not a test, fixture or helper "
                 "called only from those"
+            ],
+        )
+
+
+class TestSubscriptionWait(CodemodTest):
+    TRANSFORM = SubscriptionWaitCommand
+
+    def test_sleeps_after_subscribe_and_connect_become_waits(self) -> None:
+        before = """
+            import time
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_waits():
+                client = mqtt.Client()
+                client.connect("h", 1)
+                client.loop_start()
+                time.sleep(0.5)  # wait for the connection
+                for topic in ["a/b", "c/d"]:
+                    client.subscribe(topic, qos=1)
+                time.sleep(1)
+                client.publish("a/b", b"x")
+        """
+        after = """
+            import threading
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_waits():
+                client = mqtt.Client()
+                connected = threading.Event()
+                client.on_connect = lambda *_: connected.set()
+                client.connect("h", 1)
+                client.loop_start()
+                assert connected.wait(10), "no CONNACK from the broker"  # wait for the connection
+                subscribed = threading.Event()
+                client.on_subscribe = lambda *_: subscribed.set()
+                client.subscribe([(topic, 1) for topic in ["a/b", "c/d"]])
+                assert subscribed.wait(10), "no SUBACK for the subscription"
+                client.publish("a/b", b"x")
+        """
+        self.assertCodemod(before, after, expected_warnings=[])
+
+    def test_noop_without_a_sleep(self) -> None:
+        code = """
+            import paho.mqtt.client as mqtt
+
+
+            def test_no_sleep():
+                client = mqtt.Client()
+                client.subscribe("a/b")
+        """
+        self.assertCodemod(code, code, expected_warnings=[])
+
+    def test_warns_when_the_sleep_waits_for_what_arrives(self) -> None:
+        code = """
+            import time
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_retained(received):
+                client = mqtt.Client()
+                client.subscribe("a/b")
+                time.sleep(1)
+                assert received
+        """
+        self.assertCodemod(
+            code,
+            code,
+            expected_warnings=[
+                "PI112 left as is: time.sleep(1): name the condition and wait for it (or drop "
+                "the wait)"
             ],
         )

@@ -364,7 +364,7 @@ class FileAnalysis:
         if site.autofix is not None:
             return site.autofix, site.manual or ""
         if not self.module.target:
-            return False, f"{self.path} is not among the paths being migrated"
+            return False, "this module is only read: it is not among the paths being migrated"
         if site.build is None:
             return False, site.manual or "needs a decision only a person can make"
         if site.need is None:
