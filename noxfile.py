@@ -38,18 +38,22 @@ FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
 
 
 def _install(session: nox.Session) -> None:
-    """Install the project (editable) into the session's venv, once per pyproject.
+    """Install the library and this repository's system under test (both editable), once.
 
+    The library's wheel holds ``parallel_isolation`` only; ``wildfire`` (the
+    services the suite tests) is its own small distribution under services/.
     The venvs are reused; an editable install sees code changes by itself, so
-    pip runs again only when pyproject.toml (the dependencies) changed.
+    pip runs again only when a pyproject.toml (the dependencies) changed.
     """
-    digest = hashlib.sha256(Path("pyproject.toml").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        Path("pyproject.toml").read_bytes() + Path("services/pyproject.toml").read_bytes()
+    ).hexdigest()[:16]
     location = getattr(session.virtualenv, "location", None)
     stamp = Path(location) / f".installed-{digest}" if location else None
     if stamp is not None and stamp.exists():
         session.log("project already installed for this pyproject.toml")
         return
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "./services")
     if stamp is not None:
         for old in stamp.parent.glob(".installed-*"):
             old.unlink()
@@ -85,7 +89,7 @@ def _images_if_engine(session: nox.Session) -> None:
             "no Docker engine answers: Docker-backed tests skip (fail with --require-docker)"
         )
         return
-    session.run("python", "-m", "parallel_isolation.images", "build")
+    session.run("parallel-isolation", "images", "build")
 
 
 # -- steps (shared by the sessions below) ------------------------------------------
@@ -126,7 +130,7 @@ def _validate(session: nox.Session, run: str) -> None:
     latest = Path(".isolation/runs/latest")
     if run == "latest" and latest.exists():
         run = latest.read_text().strip()
-    base = ["python", "-m", "parallel_isolation.validate", "--run", run]
+    base = ["parallel-isolation", "validate", "--run", run]
     session.run(
         *base, "--format", "json", "-o", str(REPORTS / f"validate-{run}.json"), success_codes=[0, 1]
     )
@@ -137,7 +141,60 @@ def _validate(session: nox.Session, run: str) -> None:
 
 
 def _cleanup(session: nox.Session, args: list[str]) -> None:
-    session.run("python", "-m", "parallel_isolation.reap", *args)
+    session.run("parallel-isolation", "cleanup-orphans", *args)
+
+
+EXAMPLE = Path("examples/quickstart")
+EXAMPLE_VENV = Path(".nox/example-venv")
+
+
+def _example(session: nox.Session) -> None:
+    """The stranger project in examples/: the built wheel in a venv of its own.
+
+    The wheel (not an editable install; nothing of lib/ or services/ on the
+    path) goes into a venv of the example's own; its tests run -n 8 on the
+    process backend and, when an engine answers, on the docker backend; then
+    `parallel-isolation validate` (each run) and `cleanup-orphans --dry-run`
+    run from the example's directory, as its README says.
+    """
+    dist = Path(".nox/example-dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", ".", "-w", str(dist), "--no-deps", "-q")
+    wheel = next(dist.glob("parallel_isolation-*.whl")).resolve()
+    venv = EXAMPLE_VENV.resolve()
+    if not (venv / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(venv))
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    session.run(*pip, "--force-reinstall", "--no-deps", str(wheel), external=True)
+    session.run(*pip, str(wheel), external=True)  # its dependencies, once
+    env = {"PYTHONPATH": "", "PYTEST_ADDOPTS": "", "VIRTUAL_ENV": str(venv)}
+    tool = str(venv / "bin" / "parallel-isolation")
+    pytest = [str(venv / "bin" / "pytest"), "-n", "8", "-p", "no:cacheprovider"]
+    session.chdir(EXAMPLE)
+    where = session.run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import parallel_isolation; print(parallel_isolation.__file__)",
+        external=True,
+        silent=True,
+        env=env,
+    )
+    if not str(where).strip().startswith(str(venv)):
+        session.error(f"the example imported parallel_isolation from {where!r}, not its venv")
+    backends = ["process"]
+    if _engine_answers() or _docker_required():
+        session.run(tool, "images", external=True, env=env)
+        backends.append("docker")
+    else:
+        session.log("no Docker engine: the example runs on the process backend only")
+    for backend in backends:
+        run_id = uuid.uuid4().hex[:8]
+        session.run(
+            *pytest, "--isolation-backend", backend, f"--testrunuid={run_id}", external=True, env=env
+        )
+        session.run(tool, "validate", "--run", run_id, external=True, env=env)
+    session.run(tool, "cleanup-orphans", "--dry-run", external=True, env=env)
+    session.run(tool, "runs", "--no-validate", external=True, env=env)
 
 
 # -- sessions ------------------------------------------------------------------------
@@ -161,6 +218,7 @@ def tests(session: nox.Session) -> None:
             session.log(
                 "no Docker engine: the docker-backend run of the integration suite is skipped"
             )
+        _example(session)
     finally:
         _cleanup(session, [])
 
@@ -220,18 +278,27 @@ def integration_legacy(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def example(session: nox.Session) -> None:
+    """The stranger project (examples/quickstart): built wheel, own venv, -n 8, validate."""
+    _example(session)
+
+
+@nox.session(default=False)
 def images(session: nox.Session) -> None:
     """Build the Docker backend's images (offline from the host's Debian mirror if need be)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.images", "build", *session.posargs)
+    session.run("parallel-isolation", "images", *(session.posargs or ["build"]))
 
 
 @nox.session(default=False)
 def validate(session: nox.Session) -> None:
-    """Validate a run (default: the latest); reports into artifacts/ci; exit 1 on findings."""
+    """Validate the latest run (JSON/HTML reports into artifacts/ci), or as `-- OPTIONS` say."""
     _install(session)
     args = list(session.posargs)
-    _validate(session, args[args.index("--run") + 1] if "--run" in args else "latest")
+    if not args or (args[:1] == ["--run"] and len(args) == 2):
+        _validate(session, args[1] if args else "latest")
+    else:
+        session.run("parallel-isolation", "validate", *args)
 
 
 @nox.session(name="cleanup-orphans", default=False)
@@ -268,7 +335,7 @@ def bench(session: nox.Session) -> None:
 def validate_merge(session: nox.Session) -> None:
     """One verdict from several shards' validation reports (JSON files after --)."""
     _install(session)
-    session.run("python", "-m", "parallel_isolation.validate.merge", *session.posargs)
+    session.run("parallel-isolation", "merge", *session.posargs)
 
 
 @nox.session(default=False)

@@ -58,7 +58,7 @@ def _broker_times(runs: int, root: Path) -> tuple[float, list[float]]:
                 identity=worker.identity,
                 allocator=worker.allocator,
                 workdir=worker.artifacts.logs_dir,
-                backend=worker.broker_backend(),
+                backend=worker.docker_broker_backend(),
                 events=worker.events,
             )
             started = time.perf_counter()

@@ -3,8 +3,8 @@
 #
 # Runs `python -m parallel_isolation.images build` with $PYTHON (default python3),
 # which must have the project's dependencies (docker, filelock, paho-mqtt...).
-# The package is taken from this checkout's lib/ and services/ even when it is
-# not installed.  Needs a running engine (ci/start-docker.sh) and, for the
+# The package is taken from this checkout's lib/ even when it is not
+# installed; the images are the library's and those pyproject.toml declares.  Needs a running engine (ci/start-docker.sh) and, for the
 # offline base image, root and debootstrap (ci/install-system-deps.sh).
 #
 # Arguments are passed through: e.g. `ci/build-images.sh --force`, `-v`,
@@ -20,6 +20,6 @@ command -v "${python}" >/dev/null 2>&1 || {
     exit 1
 }
 
-export PYTHONPATH="${repo}/lib:${repo}/services${PYTHONPATH:+:${PYTHONPATH}}"
+export PYTHONPATH="${repo}/lib${PYTHONPATH:+:${PYTHONPATH}}"
 cd "${repo}"
 exec "${python}" -m parallel_isolation.images build "$@"

@@ -8,7 +8,7 @@ the package gets the fixtures ``parallel_test_context``, ``mqtt_broker``,
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -19,9 +19,15 @@ from parallel_isolation.mqtt.brokers import TestMQTTBroker
 from parallel_isolation.mqtt.client import NamespacedClient, ReceivedMessage
 from parallel_isolation.mqtt.topics import TopicNamespace
 from parallel_isolation.recording import recorder as recording
+from parallel_isolation.services.spec import ServiceSpec
 from parallel_isolation.session import runstate
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import OPTIONS, Option, SettingError
+
+DOCKER_MARKER_HELP = (
+    "docker: the test needs a Docker engine; it skips without one, and fails instead with "
+    "--require-docker"
+)
 
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:
@@ -64,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[runstate.STATE_KEY] = state
     runstate.spawn_zygote(state)
     config.addinivalue_line("markers", recording.EXPECT_MARKER_HELP)
+    config.addinivalue_line("markers", DOCKER_MARKER_HELP)
     if state.role != "controller":
         recorder = recording.SessionRecorder.for_run(
             state.identity,
@@ -157,12 +164,27 @@ def mqtt_broker(isolation_worker: WorkerContext) -> TestMQTTBroker:
     return isolation_worker.broker
 
 
+@pytest.fixture(scope="session")
+def isolation_services() -> list[ServiceSpec]:
+    """Services this project registers in Python: override it in a conftest.py.
+
+    Return :class:`~parallel_isolation.services.spec.ServiceSpec` objects; they
+    join those of ``[tool.parallel-isolation.services]`` in pyproject.toml.
+    """
+    return []
+
+
 @pytest.fixture
 def parallel_test_context(
-    request: pytest.FixtureRequest, isolation_worker: WorkerContext
+    request: pytest.FixtureRequest,
+    isolation_worker: WorkerContext,
+    isolation_services: Iterable[ServiceSpec],
 ) -> Iterator[ParallelTestContext]:
-    """Per-test isolation: namespace, names, ports, clients, service environments."""
-    context = ParallelTestContext(isolation_worker, request.node.nodeid)
+    """Per-test isolation: namespace, names, ports, clients, services, processes."""
+    context = ParallelTestContext(
+        isolation_worker, request.node.nodeid, services=isolation_services
+    )
+    _ = context.service_catalog  # a registration error fails the setup, before the test runs
     yield context
     errors = context.close()
     crash = isolation_worker.recover_broker()

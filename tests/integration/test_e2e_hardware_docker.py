@@ -64,7 +64,7 @@ def broker(isolation_worker, network):
         identity=isolation_worker.identity,
         allocator=isolation_worker.allocator,
         workdir=isolation_worker.artifacts.logs_dir,
-        backend=isolation_worker.broker_backend(base="mqtt-broker-e2e"),
+        backend=isolation_worker.docker_broker_backend(base="mqtt-broker-e2e"),
         events=isolation_worker.events,
         name="mqtt-broker-e2e",
     )

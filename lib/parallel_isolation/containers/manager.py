@@ -62,7 +62,7 @@ __all__ = [
 NETWORK_BASE = "isolation-net"
 _POOL_EXHAUSTED = "could not find an available, non-overlapping"
 _POOL_WAIT_S = 60.0
-IMAGE_HINT = "build it with `invoke images` or `python -m parallel_isolation.images build`"
+IMAGE_HINT = "build it with `parallel-isolation images build`"
 
 
 class ImageMissingError(ContainerError):
@@ -407,7 +407,7 @@ class DockerContainerManager:
                         f"docker network create {name} failed: the engine's address pools are "
                         f"used up ({getattr(error, 'explanation', text)}). Every worker of every "
                         "running test run uses one network; remove stale ones with "
-                        "`invoke cleanup-orphans` or give dockerd more default-address-pools"
+                        "`parallel-isolation cleanup-orphans` or give dockerd more default-address-pools"
                     )
                     raise DaemonError(msg) from error
                 raise _daemon_error(f"network create {name}", error) from error

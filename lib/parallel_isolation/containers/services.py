@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from parallel_isolation.containers.manager import DockerContainerManager, ManagedContainer
-from parallel_isolation.services.runner import ServiceSpec
+from parallel_isolation.services.spec import ServiceSpec
 
 __all__ = ["ContainerLauncher", "ContainerService"]
 
@@ -31,6 +31,12 @@ class ContainerService:
     def kill(self) -> None:
         self.container.kill()
 
+    def address(self) -> str:
+        """The container's address on the worker's network (its ports are reached there)."""
+        self.container.container.reload()
+        networks = self.container.container.attrs["NetworkSettings"]["Networks"]
+        return next((n["IPAddress"] for n in networks.values() if n.get("IPAddress")), "")
+
     def log_text(self) -> str:
         return self.container.logs()
 
@@ -49,15 +55,17 @@ class ContainerLauncher:
     def __init__(self, manager: DockerContainerManager) -> None:
         self.manager = manager
 
-    def __call__(self, spec: ServiceSpec, env: dict[str, str], *, test: str) -> ContainerService:
-        """Run ``spec`` with ``env`` (the test's), labelled with the test's node id."""
+    def __call__(
+        self, spec: ServiceSpec, env: dict[str, str], *, test: str, command: list[str] | None
+    ) -> ContainerService:
+        """Run ``spec``'s image with ``command`` and ``env``, labelled with the test's node id."""
         manager = self.manager
         manager.ensure_images([spec.image])
         container = manager.run(
             manager.unique_name(spec.container_base),
             spec.image,
             role=f"service:{spec.name}",
-            command=spec.command,
+            command=command,
             environment=env,
             check_image=False,
             test=test,

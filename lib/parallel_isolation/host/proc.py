@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,20 +82,48 @@ class ChildProcess:
         return None if self.popen is None else self.popen.poll()
 
     def stop(self, grace: float = 3.0, kill_wait: float = 2.0) -> int | None:
-        """SIGTERM, wait ``grace`` seconds, then SIGKILL; returns the exit code."""
+        """SIGTERM, wait ``grace`` seconds, then SIGKILL; returns the exit code.
+
+        The signals go to the child's process group (it leads its own
+        session), so the processes it started (a shell pipeline's) stop too.
+        """
         popen = self.popen
         if popen is None:
             return None
         if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                popen.send_signal(signal.SIGTERM)
+            self._signal_group(signal.SIGTERM)
             try:
                 popen.wait(grace)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    popen.kill()
+                self._signal_group(signal.SIGKILL)
                 popen.wait(kill_wait)
+        self._sweep_group(grace)
         return popen.returncode
+
+    def _signal_group(self, signum: int) -> None:
+        assert self.popen is not None
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # not our group after all: the child alone
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signum)
+
+    def _sweep_group(self, grace: float) -> None:
+        """After the leader ended: give what is left of its group ``grace``, then SIGKILL."""
+        assert self.popen is not None
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                os.killpg(self.popen.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                return
+            threading.Event().wait(0.05)
 
     def kill(self) -> None:
         """SIGKILL (tests of crash handling use this)."""

@@ -1,44 +1,83 @@
-"""Rich rendering shared by the invoke tasks (progress lines, tables)."""
+"""Progress of an image build: events, the step that emits them, a plain-text printer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TextIO
 
-from rich.console import Console
-from rich.table import Table
+__all__ = ["Progress", "ProgressEvent", "Step", "no_progress", "text_progress"]
 
-from parallel_isolation.images.core import ImageStatus, ProgressEvent
-
-__all__ = ["image_progress", "image_status_table"]
+ProgressKind = Literal["start", "done", "skip", "log", "info"]
 
 
-def image_progress(console: Console, verbose: bool = False) -> Callable[[ProgressEvent], None]:
-    """A progress callback for :func:`parallel_isolation.images.core.build_images`."""
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a build: ``start`` then ``done`` (or ``skip``); ``log`` lines between.
+
+    ``image`` is the image reference the step works on ("" for global steps);
+    ``seconds`` is set on ``done``.
+    """
+
+    step: str
+    kind: ProgressKind
+    message: str = ""
+    image: str = ""
+    seconds: float | None = None
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+def no_progress(_event: ProgressEvent) -> None:
+    """The progress callback that reports nothing."""
+    return None
+
+
+class Step:
+    """Context manager emitting ``start``/``done`` events around one step.
+
+    Set :attr:`result` inside the block: it becomes the ``done`` event's
+    message.  A step that raises emits no ``done``.
+    """
+
+    def __init__(self, progress: Progress, step: str, image: str = "", message: str = "") -> None:
+        self.progress = progress
+        self.step = step
+        self.image = image
+        self.message = message
+        self.started = 0.0
+        self.result = ""
+
+    def __enter__(self) -> Step:
+        self.started = time.monotonic()
+        self.progress(ProgressEvent(self.step, "start", self.message, self.image))
+        return self
+
+    def log(self, line: str) -> None:
+        self.progress(ProgressEvent(self.step, "log", line, self.image))
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            elapsed = time.monotonic() - self.started
+            self.progress(ProgressEvent(self.step, "done", self.result, self.image, elapsed))
+
+
+def text_progress(verbose: bool = False, stream: TextIO | None = None) -> Progress:
+    """A callback printing one plain line per event (``log`` lines only when ``verbose``)."""
 
     def show(event: ProgressEvent) -> None:
-        where = f" [cyan]{event.image}[/cyan]" if event.image else ""
+        out = stream or sys.stderr
+        where = f" [{event.image}]" if event.image else ""
         if event.kind == "start":
-            console.print(f"[bold]>[/bold] {event.step}{where} {event.message}")
+            print(f"==> {event.step}{where} {event.message}".rstrip(), file=out)
         elif event.kind == "done":
-            took = f" ({event.seconds:.1f} s)" if event.seconds is not None else ""
-            console.print(f"[green]done[/green] {event.step}{where}{took}")
-        elif event.kind in {"skip", "info"}:
-            console.print(f"[dim]{event.step}{where}: {event.message}[/dim]")
+            print(f"    done in {event.seconds or 0:.1f}s {event.message}".rstrip(), file=out)
+        elif event.kind in ("skip", "info"):
+            print(f"--- {event.step}{where}: {event.message}", file=out)
         elif verbose:
-            console.print(f"[dim]  {event.message}[/dim]", highlight=False)
+            print(f"    | {event.message}", file=out)
 
     return show
-
-
-def image_status_table(rows: Iterable[ImageStatus]) -> Table:
-    table = Table(title="Docker backend images")
-    for column in ("image", "present", "current", "reason"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row.ref,
-            "yes" if row.present else "[red]no[/red]",
-            "yes" if row.up_to_date else "[yellow]no[/yellow]",
-            row.reason,
-        )
-    return table

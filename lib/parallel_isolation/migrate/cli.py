@@ -139,9 +139,13 @@ def run(
     return EXIT_CLEAN
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: the process's arguments), run, return the exit code."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` (default: the process's arguments), run, return the exit code.
+
+    ``prog`` is the name usage and ``--help`` show (``parallel-isolation
+    migrate`` when mounted as that command's subcommand).
+    """
+    parser = build_parser(prog) if prog else build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse exits 2 on usage errors, 0 on --help

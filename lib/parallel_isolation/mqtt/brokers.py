@@ -408,7 +408,7 @@ class TestMQTTBroker:
             msg = (
                 f"{self.backend.describe()} did not become ready: {error}\n"
                 f"--- last log lines ---\n{self.backend.log_tail()}"
-                "--- hint: run `invoke validate` for the run's event log, "
+                "--- hint: run `parallel-isolation validate` for the run's event log, "
                 "or try --isolation-backend embedded ---"
             )
             raise type(error)(msg) from error

@@ -510,9 +510,9 @@ def _duration(raw: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "parallel-isolation cleanup-orphans") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m parallel_isolation.reap",
+        prog=prog,
         description="Remove containers, networks, volumes, processes, port reservations and "
         "temp dirs that carry parallel-isolation labels/markers and whose owner is dead.",
     )
@@ -543,9 +543,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, prog: str = "parallel-isolation cleanup-orphans"
+) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
     except SystemExit as stop:  # argparse's --help and usage errors
         return stop.code if isinstance(stop.code, int) else 2
     report = cleanup_orphans(

@@ -40,7 +40,7 @@ __all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "SessionRecorder"]
 EXPECT_MARKER = "isolation_expect"
 EXPECT_MARKER_HELP = (
     f"{EXPECT_MARKER}(*codes, reason=''): this test deliberately causes these validate "
-    "findings (e.g. 'crosstalk', 'leak.thread'); invoke validate reports them as info"
+    "findings (e.g. 'crosstalk', 'leak.thread'); parallel-isolation validate reports them as info"
 )
 _MAX_EXCERPT = 1500
 

@@ -13,7 +13,8 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,11 @@ from parallel_isolation.mqtt.brokers import BackendFactory, TestMQTTBroker, reso
 from parallel_isolation.mqtt.client import NamespacedClient, connect_client
 from parallel_isolation.mqtt.spy import CrossTalkSpy
 from parallel_isolation.mqtt.topics import TopicNamespace
+from parallel_isolation.project import Project, find_project
+from parallel_isolation.services.catalog import ServiceCatalog, specs_from_project
+from parallel_isolation.services.process import ProcessStartError, TestProcess, resolve_executable
 from parallel_isolation.services.runner import Launcher, ServiceRunner
+from parallel_isolation.services.spec import EnvNames, ServiceSpec
 from parallel_isolation.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,9 +77,12 @@ def probe_host_for(settings: Settings) -> str | None:
 class WorkerContext:
     """One worker's session-wide resources.  Create once per process."""
 
-    def __init__(self, identity: Identity, settings: Settings) -> None:
+    def __init__(
+        self, identity: Identity, settings: Settings, *, project: Project | None = None
+    ) -> None:
         self.identity = identity
         self.settings = settings
+        self._project = project
         self.artifacts = RunArtifacts(settings.artifacts_root, identity)
         self.events: EventLog = self.artifacts.event_log()
         self.allocator = PortAllocator(
@@ -92,6 +100,8 @@ class WorkerContext:
         self._spy: CrossTalkSpy | None = None
         self._containers: DockerContainerManager | None = None
         self._serial = itertools.count(1)
+        self.process_serial = itertools.count(1)  # log file numbers of popen'd processes
+        self._catalog: ServiceCatalog | None = None
         self._cleanups: list[tuple[str, Cleanup]] = []
         self.events.emit(
             "worker_started",
@@ -132,15 +142,18 @@ class WorkerContext:
             self._watch(broker)
         return self._broker
 
-    def broker_backend(self, base: str | None = None) -> str | BackendFactory:
-        """The ``backend`` argument of a :class:`TestMQTTBroker` of this worker's kind.
-
-        On the docker backend that is a factory bound to the worker's container
-        manager (``base`` names the container, default ``mqtt-broker``); on the
-        others the backend's name.
-        """
+    def broker_backend(self) -> str | BackendFactory:
+        """The ``backend`` argument of this worker's :class:`TestMQTTBroker`."""
         if self.backend_name != "docker":
             return self.backend_name
+        return self.docker_broker_backend()
+
+    def docker_broker_backend(self, base: str | None = None) -> BackendFactory:
+        """A docker broker backend factory bound to this worker's container manager.
+
+        For a broker of a test's own in a container, whatever the run's
+        backend; ``base`` names the container (default ``mqtt-broker``).
+        """
         from parallel_isolation.containers.broker import DockerBrokerBackend
 
         options: dict[str, Any] = {"manager": self.containers}
@@ -177,7 +190,7 @@ class WorkerContext:
         """The worker's Docker container manager, created on first use, closed with the worker."""
         if self._containers is None or self._containers.closed:
             from parallel_isolation.containers.manager import DockerContainerManager
-            from parallel_isolation.images.core import project_image_check
+            from parallel_isolation.images import project_image_check
 
             self._containers = DockerContainerManager(
                 self.identity,
@@ -185,9 +198,27 @@ class WorkerContext:
                 events=self.events,
                 publish_host=self.settings.publish_host,
                 state_dir=self.allocator.state_dir,
-                image_check=project_image_check(self.events),
+                image_check=project_image_check(self.events, self.project),
             )
         return self._containers
+
+    @property
+    def project(self) -> Project:
+        """The project's rootdir and ``[tool.parallel-isolation]`` table (images, services).
+
+        The plugin passes the run's; a context made by hand finds it from the
+        current directory, the way pytest finds its rootdir.
+        """
+        if self._project is None:
+            self._project = find_project()
+        return self._project
+
+    @property
+    def service_catalog(self) -> ServiceCatalog:
+        """The services the project's pyproject.toml registers (read once)."""
+        if self._catalog is None:
+            self._catalog = ServiceCatalog(specs_from_project(self.project))
+        return self._catalog
 
     def service_launcher(self) -> Launcher | None:
         """How the worker's services start: containers on the docker backend, else processes."""
@@ -246,7 +277,9 @@ class ParallelTestContext:
 
     __test__ = False
 
-    def __init__(self, worker: WorkerContext, nodeid: str) -> None:
+    def __init__(
+        self, worker: WorkerContext, nodeid: str, *, services: Iterable[ServiceSpec] = ()
+    ) -> None:
         self.worker = worker
         self.nodeid = nodeid
         self.namespace = worker.namespace.for_test(nodeid)
@@ -254,6 +287,8 @@ class ParallelTestContext:
         self._ports: list[int] = []
         self._cleanups: list[tuple[str, Cleanup]] = []
         self._services: ServiceRunner | None = None
+        self._extra_services = tuple(services)
+        self._catalog: ServiceCatalog | None = None
         worker.events.emit("test_namespace", test=nodeid, namespace=self.namespace.prefix)
 
     # -- identity and names --------------------------------------------
@@ -306,10 +341,14 @@ class ParallelTestContext:
         self._ports.append(port)
         return port
 
-    def service_env(
-        self, service: str, *, in_container: bool = False, **extra: Any
-    ) -> dict[str, str]:
-        """Environment of a system-under-test service for this test.
+    @property
+    def rootdir(self) -> Path:
+        """The project's rootdir (relative service ``cwd`` values start there)."""
+        return self.worker.project.rootdir
+
+    def service_values(self, service: str, *, in_container: bool = False) -> dict[str, str]:
+        """What a service of this test is told: ``host``, ``port``, ``url``, ``prefix``,
+        ``client_id`` (a new one per call), ``name``, ``python`` and ``rootdir``.
 
         ``in_container`` gives the addresses a container on the worker's
         network uses (the broker's container name and its inner port).
@@ -323,14 +362,33 @@ class ParallelTestContext:
             host, port = inner
         else:
             host, port = broker.host, broker.port
-        env = {
-            "MQTT_BROKER": str(host),
-            "MQTT_PORT": str(port),
-            "TOPIC_PREFIX": self.namespace.prefix,
-            "MQTT_CLIENT_ID": self.client_id(service),
-            "SERVICE_NAME": service,
-            "LOG_LEVEL": "INFO",
+        return {
+            "host": str(host),
+            "port": str(port),
+            "url": f"mqtt://{host}:{port}",
+            "prefix": self.namespace.prefix,
+            "client_id": self.client_id(service),
+            "name": service,
+            "python": sys.executable,
+            "rootdir": str(self.rootdir),
         }
+
+    def service_env(
+        self,
+        service: str,
+        *,
+        in_container: bool = False,
+        names: EnvNames | None = None,
+        **extra: Any,
+    ) -> dict[str, str]:
+        """Environment of a service for this test: the broker and namespace, plus ``extra``.
+
+        By default ``MQTT_BROKER``, ``MQTT_PORT``, ``TOPIC_PREFIX``,
+        ``MQTT_CLIENT_ID`` and ``SERVICE_NAME``; ``names`` (an
+        :class:`~parallel_isolation.services.spec.EnvNames`) chooses others.
+        """
+        values = self.service_values(service, in_container=in_container)
+        env = (names or EnvNames()).apply(values)
         env.update({key: str(value) for key, value in extra.items()})
         return env
 
@@ -366,8 +424,67 @@ class ParallelTestContext:
     def services(self) -> ServiceRunner:
         """Starts the system under test: containers on the docker backend, else processes."""
         if self._services is None:
-            self._services = ServiceRunner(self, launcher=self.worker.service_launcher())
+            self._services = ServiceRunner(
+                self, catalog=self.service_catalog, launcher=self.worker.service_launcher()
+            )
         return self._services
+
+    @property
+    def service_catalog(self) -> ServiceCatalog:
+        """The services this test can start by name: the project's and the fixture's."""
+        if self._catalog is None:
+            self._catalog = self.worker.service_catalog.with_specs(self._extra_services)
+        return self._catalog
+
+    def popen(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        name: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        inherit_env: bool = True,
+        grace: float = 5.0,
+    ) -> TestProcess:
+        """Start ``argv`` as this test's own process, with the toolkit's guarantees.
+
+        It carries the owner markers (validate and cleanup-orphans see it),
+        dies with its worker, logs stdout and stderr to ``<logs>/<name>-NNN.log``
+        and is stopped at teardown (SIGTERM, ``grace`` seconds, SIGKILL).
+        ``env`` is added to this process's environment (or replaces it when
+        ``inherit_env`` is false); ``name`` defaults to the program's name.
+        """
+        args = [os.fspath(arg) for arg in argv]
+        if not args:
+            msg = "popen: argv is empty; give the program to run as its first element"
+            raise ProcessStartError(msg)
+        label = name or Path(args[0]).name
+        where = Path(cwd) if cwd is not None else None
+        full_env = {**(os.environ if inherit_env else {}), **(env or {})}
+        full_env.update(ownership.marker_env(self.identity, f"process:{label}"))
+        owner = f"process {label!r} of {self.nodeid}"
+        program = resolve_executable(args[0], cwd=where, env=full_env, owner=owner)
+        serial = next(self.worker.process_serial)
+        log_path = self.artifacts.log_path(f"{label}-{serial:03d}.log")
+        process = TestProcess(
+            label, [program, *args[1:]], log_path=log_path, env=full_env, cwd=where, grace=grace
+        ).start()
+        events = self.worker.events
+        events.emit(
+            "process_started",
+            test=self.nodeid,
+            name=label,
+            pid=process.pid,
+            argv=process.argv,
+            log=str(log_path),
+        )
+
+        def stop() -> None:
+            code = process.stop()
+            events.emit("process_stopped", test=self.nodeid, name=label, exit_code=code)
+
+        self.add_cleanup(f"stop {process.describe()}", stop)
+        return process
 
     def add_cleanup(self, label: str, cleanup: Cleanup) -> None:
         """Run ``cleanup`` at the end of this test (last added, first run)."""

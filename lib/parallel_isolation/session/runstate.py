@@ -18,6 +18,9 @@ import pytest
 
 from parallel_isolation.artifacts import RunArtifacts
 from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_run_id
+from parallel_isolation.project import Project, ProjectError
+from parallel_isolation.services.catalog import specs_from_project
+from parallel_isolation.services.spec import ServiceConfigError
 from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
@@ -56,6 +59,7 @@ class RunState:
     closing_errors: list[str] = field(default_factory=list)
     zygote: Any = None  # the controller's zygote.Zygote, with --isolation-fork-workers
     zygote_problem: str | None = None
+    project: Project | None = None  # rootdir, ini values, [tool.parallel-isolation]
 
 
 STATE_KEY = pytest.StashKey[RunState]()
@@ -80,7 +84,9 @@ def configure(config: pytest.Config) -> RunState:
         identity = Identity.resolve(
             run_id=workerinput["testrunuid"], worker_id=workerinput["workerid"]
         )
-        return RunState(identity=identity, settings=settings, role="worker")
+        return RunState(
+            identity=identity, settings=settings, role="worker", project=_project(config)
+        )
     cli = {option.field: getattr(config.option, option.field, None) for option in OPTIONS}
     ini = {option.field: config.getini(option.ini) for option in OPTIONS}
     settings = Settings.resolve(cli=cli, ini=ini, rootdir=config.rootpath)
@@ -106,13 +112,25 @@ def configure(config: pytest.Config) -> RunState:
             # Hand our id to xdist so its testrun_uid and ours are the same.
             config.option.testrunuid = run_id
     identity = Identity.resolve(run_id=run_id, worker_id=MASTER)
-    return RunState(identity=identity, settings=settings, role=role)
+    return RunState(identity=identity, settings=settings, role=role, project=_project(config))
+
+
+def _project(config: pytest.Config) -> Project:
+    """The project of this run: rootdir, ini file and ``[tool.parallel-isolation]``."""
+    ini = {option.ini: config.getini(option.ini) for option in OPTIONS}
+    try:
+        project = Project.from_pytest(config.rootpath, config.inipath, ini)
+        # A bad registration is one usage error before any test, not an error per test.
+        specs_from_project(project)
+    except (ProjectError, ServiceConfigError) as error:
+        raise SettingError(str(error)) from None
+    return project
 
 
 def worker_context(state: RunState) -> WorkerContext:
     """The worker's context, created on first use."""
     if state.worker is None:
-        state.worker = WorkerContext(state.identity, state.settings)
+        state.worker = WorkerContext(state.identity, state.settings, project=state.project)
     return state.worker
 
 

@@ -31,10 +31,8 @@ def _severity(raw: str) -> Severity:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m parallel_isolation.validate", description=DESCRIPTION
-    )
+def build_parser(prog: str = "parallel-isolation validate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     parser.add_argument(
         "--run", default="latest", help="run id (or unique prefix) or 'latest' [latest]"
     )
@@ -45,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifacts",
         type=Path,
         default=None,
-        help="artifacts root [$ISOLATION_ARTIFACTS_DIR or ./.isolation/runs]",
+        help="artifacts root [found like the plugin: isolation_artifacts of the pytest "
+        "rootdir's ini file, $ISOLATION_ARTIFACTS_DIR, default <rootdir>/.isolation/runs]",
     )
     parser.add_argument(
         "--state-dir",
@@ -74,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "parallel-isolation validate") -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
     except SystemExit as stop:  # argparse's --help (0) and usage errors (2)
         return stop.code if isinstance(stop.code, int) else EXIT_UNVALIDATED
     root = args.artifacts or default_artifacts_root()

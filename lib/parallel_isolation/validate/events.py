@@ -14,7 +14,7 @@ __all__ = ["scan_crosstalk", "scan_events"]
 
 SPY_LAG_S = 0.25
 """How late the spy may see a message after it was published (broker send delays)."""
-CLEANUP_HINT = "run `invoke cleanup-orphans` to remove what a dead owner left"
+CLEANUP_HINT = "run `parallel-isolation cleanup-orphans` to remove what a dead owner left"
 
 # kind -> (severity, code, message template, hint); fields of the event fill the template.
 EVENT_RULES: dict[str, tuple[Severity, str, str, str | None]] = {

@@ -111,9 +111,9 @@ def _table(merged: MergedVerdict) -> Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "parallel-isolation merge") -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "reports", nargs="*", type=Path, help="validate-<run>.json files, one per shard"

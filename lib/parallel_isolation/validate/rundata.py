@@ -19,7 +19,7 @@ from parallel_isolation.artifacts import (
     read_jsonl_lines,
 )
 from parallel_isolation.identity import Owner
-from parallel_isolation.settings import Settings
+from parallel_isolation.project import artifacts_root, explain_artifacts_root
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
@@ -43,14 +43,17 @@ class ValidationError(RuntimeError):
 
 
 def default_artifacts_root(cwd: Path | None = None) -> Path:
-    """The artifacts root the settings give (environment, else the default) under ``cwd``."""
-    return Settings.resolve(cli={}, rootdir=cwd or Path.cwd()).artifacts_root
+    """The plugin's artifacts root for the project ``cwd`` is in (pytest rootdir + ini/env)."""
+    return artifacts_root(cwd)
 
 
 def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
     if not root.is_dir():
-        msg = f"no artifacts directory at {root} (run the tests with the plugin first, or pass --artifacts)"
+        msg = (
+            f"no artifacts directory at {root}: run the tests with the plugin first; "
+            f"{explain_artifacts_root(root)}"
+        )
         raise ValidationError(msg)
     if run == "latest":
         marker = root / LATEST_FILE

@@ -57,6 +57,13 @@ def test_broker_restart_keeps_port(mqtt_broker, parallel_test_context):
     client.wait_for("after", timeout=15)
 """
 
+# The inner project registers the services it starts, as any project does.
+SERVICES = "\n".join(
+    f'[tool.parallel-isolation.services.{name}]\nmodule = "wildfire.{name}"\n'
+    'image = "parallel-isolation/wildfire-services:latest"\n'
+    for name in ("gpio_trigger", "fire_consensus", "camera_detector")
+)
+
 # Docker's wording for a name clash ("409 Client Error ... Conflict (\"Conflict. The
 # container name ... is already in use\")"); ids and timestamps may contain "409".
 CONFLICT = re.compile(r"409 Client Error|Conflict|is already in use by container")
@@ -66,6 +73,7 @@ def test_suite_under_four_workers_on_the_docker_backend(
     pytester: pytest.Pytester, run_objects: Any
 ) -> None:
     pytester.makepyfile(test_docker_suite=SUITE)
+    pytester.makepyprojecttoml(SERVICES)
     result = pytester.runpytest_subprocess(
         "-n", "4", "--isolation-backend", "docker", "--require-docker", "-p", "no:randomly",
         timeout=300,

@@ -22,12 +22,16 @@ from typing import Any
 
 import pytest
 
-from parallel_isolation.images import core as im
+from parallel_isolation import images as im
+from parallel_isolation.images import apt, cli, commands, progress, recipe
 from parallel_isolation.ownership import TOOL_LABEL, TOOL_VALUE
+from parallel_isolation.project import find_project
 
 ROOT = Path(__file__).resolve().parents[3]
 RUN_LABEL = "io.parallel-isolation.run"
 RUN_ID = uuid.uuid4().hex[:8]
+# This repository's own image, declared in its pyproject.toml.
+SERVICES_IMAGE = "parallel-isolation/wildfire-services:latest"
 
 # --- apt sources -------------------------------------------------------------------
 
@@ -164,7 +168,7 @@ def test_select_debian_mirror(
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    mirror = im.select_debian_mirror(im.read_apt_sources(tmp_path), "bookworm")
+    mirror = apt.select_debian_mirror(apt.read_apt_sources(tmp_path), "bookworm")
     assert (mirror.uri, mirror.keyring) == (uri, keyring)
     assert str(tmp_path) in mirror.origin
 
@@ -201,11 +205,11 @@ def test_missing_debian_entry_is_a_clear_error(tmp_path: Path, files: dict[str, 
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     with pytest.raises(im.MirrorNotFoundError, match="ISOLATION_DEBIAN_MIRROR"):
-        im.select_debian_mirror(im.read_apt_sources(tmp_path), "bookworm")
+        apt.select_debian_mirror(apt.read_apt_sources(tmp_path), "bookworm")
 
 
 def test_one_line_options_and_origin() -> None:
-    (entry,) = im.parse_one_line_sources(
+    (entry,) = apt.parse_one_line_sources(
         "deb [ arch=amd64,arm64 signed-by=/k.gpg trusted=yes ] http://m/debian bookworm main\n",
         "x.list",
     )
@@ -217,7 +221,7 @@ def test_one_line_options_and_origin() -> None:
 
 
 def test_deb822_multi_value_fields() -> None:
-    (entry, security) = im.parse_deb822_sources(HOST_DEB822, "d.sources")
+    (entry, security) = apt.parse_deb822_sources(HOST_DEB822, "d.sources")
     assert entry.suites == ("bookworm", "bookworm-updates")
     assert entry.origin == "d.sources:1"
     assert security.uris == ("http://deb.debian.org/debian-security",)
@@ -226,7 +230,7 @@ def test_deb822_multi_value_fields() -> None:
 def test_host_sources_name_a_mirror_when_on_debian() -> None:
     if not Path("/etc/debian_version").exists():
         pytest.skip("not a Debian host")
-    mirror = im.select_debian_mirror(im.read_apt_sources(), "bookworm")
+    mirror = apt.select_debian_mirror(apt.read_apt_sources(), "bookworm")
     assert mirror.uri.startswith(("http://", "https://", "file:/"))
 
 
@@ -311,11 +315,19 @@ def test_recipe_hash_ignores_order_and_tracks_content() -> None:
         assert other.inputs_hash != recipe.inputs_hash
 
 
-def test_project_recipe_loads() -> None:
-    recipe = im.BaseRecipe.load(ROOT / "docker" / "base" / "recipe.toml")
-    assert recipe.suite == "bookworm"
-    assert {"python3", "mosquitto", "ca-certificates"} <= set(recipe.packages)
-    assert any(req.startswith("paho-mqtt==2.") for req in recipe.pip)
+def test_shipped_recipes_load() -> None:
+    """The base recipe and the broker image's Dockerfile come with the package."""
+    base = recipe.base_recipe()
+    assert base.suite == "bookworm"
+    assert {"python3", "mosquitto", "ca-certificates"} <= set(base.packages)
+    assert any(req.startswith("paho-mqtt==2.") for req in base.pip)
+    broker = recipe.broker_image_spec()
+    assert broker.ref == im.MOSQUITTO_IMAGE
+    assert [f.path for f in im.context_files(broker)] == [
+        "Dockerfile",
+        "entrypoint.sh",
+        "mosquitto.conf",
+    ]
 
 
 def test_bad_recipe_names_the_file(tmp_path: Path) -> None:
@@ -363,8 +375,8 @@ def test_failed_step_names_step_command_and_tail() -> None:
         "-c",
         "import sys; print('line one'); print('boom', file=sys.stderr); sys.exit(4)",
     ]
-    with pytest.raises(im.StepError) as caught, im._Step(events.append, "demo step") as step:
-        im._run(step, argv, timeout=30)
+    with pytest.raises(im.StepError) as caught, progress.Step(events.append, "demo step") as step:
+        commands.run_command(step, argv, timeout=30)
     error = caught.value
     assert error.step == "demo step"
     assert error.returncode == 4
@@ -378,9 +390,9 @@ def test_failed_step_names_step_command_and_tail() -> None:
 def test_step_timeout_kills_and_reports() -> None:
     with (
         pytest.raises(im.StepError, match="timed out after 1s"),
-        im._Step(im._no_progress, "slow") as step,
+        progress.Step(progress.no_progress, "slow") as step,
     ):
-        im._run(
+        commands.run_command(
             step,
             [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(30)"],
             timeout=1,
@@ -407,7 +419,7 @@ def engine() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def built(engine: Any) -> list[im.ImageResult]:
     """The images, built now or found up to date (CI builds them before the tests)."""
-    return im.build_images(client=engine)
+    return im.build_images(client=engine, project=find_project(ROOT))
 
 
 def _labels() -> dict[str, str]:
@@ -437,7 +449,7 @@ def run_container(engine: Any) -> Iterator[Any]:
 @pytest.mark.docker
 def test_build_produces_labelled_images(built: list[im.ImageResult], engine: Any) -> None:
     refs = [r.ref for r in built]
-    assert refs[-2:] == [im.MOSQUITTO_IMAGE, im.SERVICES_IMAGE]
+    assert refs[-2:] == [im.MOSQUITTO_IMAGE, SERVICES_IMAGE]
     for result in built:
         labels = engine.api.inspect_image(result.ref)["Config"]["Labels"]
         assert labels[im.IMAGE_LABEL] == TOOL_VALUE
@@ -448,23 +460,22 @@ def test_build_produces_labelled_images(built: list[im.ImageResult], engine: Any
 @pytest.mark.docker
 def test_up_to_date_check_is_a_fast_noop(built: list[im.ImageResult], engine: Any) -> None:
     events: list[im.ProgressEvent] = []
-    started = time.monotonic()
-    again = im.build_images(progress=events.append)
-    elapsed = time.monotonic() - started
+    again = im.build_images(progress=events.append, project=find_project(ROOT))
     assert [r.action for r in again] == ["up-to-date"] * len(again)
     assert [(r.ref, r.image_id) for r in again] == [(r.ref, r.image_id) for r in built]
-    assert elapsed < 2.0, f"up-to-date check took {elapsed:.2f}s"
-    assert {e.step for e in events} == {"check images"}
-    assert all(s.up_to_date for s in im.images_status(client=engine)[1:])
+    assert {e.step for e in events} == {"check images"}, "an up-to-date check built something"
+    report = im.images_status(client=engine, project=find_project(ROOT))
+    assert report.up_to_date, report.stale
 
 
 @pytest.mark.docker
 def test_status_cli_reports_current(
     built: list[im.ImageResult], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert im.main(["status"]) == 0
+    assert cli.main(["status", "--project", str(ROOT)]) == 0
     out = capsys.readouterr().out
     assert im.MOSQUITTO_IMAGE in out
+    assert SERVICES_IMAGE in out
     assert "up to date" in out
 
 
@@ -544,7 +555,7 @@ def test_services_image_has_paho_and_wildfire(
     built: list[im.ImageResult], run_container: Any
 ) -> None:
     probe = run_container(
-        im.SERVICES_IMAGE,
+        SERVICES_IMAGE,
         ["python3", "-c", "import paho.mqtt, wildfire; print('ok', paho.mqtt.__version__)"],
     )
     status = probe.wait(timeout=60)
@@ -557,29 +568,34 @@ def test_services_image_has_paho_and_wildfire(
 def test_build_failure_names_step_and_output(
     built: list[im.ImageResult], engine: Any, tmp_path: Path
 ) -> None:
-    """A broken Dockerfile fails with the step, the command and the output tail; no tag moves."""
+    """A broken Dockerfile of a project image fails with the step, the command and the tail."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "docker", project / "docker")
-    shutil.copytree(
-        ROOT / "services", project / "services", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (project / "docker" / "mosquitto" / "Dockerfile").write_text(
+    (project / "img").mkdir(parents=True)
+    (project / "img" / "Dockerfile").write_text(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo about-to-fail && exit 3\n"
     )
-    before = engine.api.inspect_image(im.MOSQUITTO_IMAGE)["Id"]
+    ref = f"images-test-broken-{RUN_ID}:latest"
+    (project / "pyproject.toml").write_text(
+        f'[tool.parallel-isolation.images.broken]\nref = "{ref}"\ncontext = "img"\n'
+    )
+    broker_before = engine.api.inspect_image(im.MOSQUITTO_IMAGE)["Id"]
     with pytest.raises(im.StepError) as caught:
         im.build_images(
-            project_root=project,
+            project=find_project(project),
             cache_dir=tmp_path / "cache",
             source=built[-1].source,
             client=engine,
         )
     error = caught.value
-    assert error.step == "build mosquitto"
+    assert error.step == "build broken"
     assert error.command.startswith("docker build -f ")
     assert any("about-to-fail" in line for line in error.output_tail)
     assert "returned a non-zero code: 3" in str(error)
-    assert engine.api.inspect_image(im.MOSQUITTO_IMAGE)["Id"] == before
+    assert engine.api.inspect_image(im.MOSQUITTO_IMAGE)["Id"] == broker_before
+    from docker.errors import ImageNotFound
+
+    with pytest.raises(ImageNotFound):
+        engine.api.inspect_image(ref)
 
 
 @pytest.mark.docker
