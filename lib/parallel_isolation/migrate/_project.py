@@ -54,6 +54,7 @@ _ENV_READ = re.compile(
 )
 _PREFIX_LITERAL = re.compile(r"""["']([A-Z][A-Z0-9_]*TOPIC[A-Z0-9_]*PREFIX)["']""")
 _MAX_SCANNED = 3000
+_PROJECT_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
 
 
 def find_root(path: Path) -> Path | None:
@@ -79,7 +80,15 @@ def is_test_file(path: Path) -> bool:
 def _source_files(root: Path) -> Iterator[Path]:
     count = 0
     for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        # A subdirectory with its own project file is another project (an
+        # example, a vendored package): its services are not this project's.
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIP_DIRS
+            and not d.startswith(".")
+            and not any((Path(directory) / d / marker).exists() for marker in _PROJECT_FILES)
+        )
         for name in sorted(files):
             if not name.endswith(".py"):
                 continue
@@ -98,13 +107,19 @@ def learn_prefix_env(
     """The variable the project's services read for their topic prefix, and where it was learned.
 
     In order: the ``prefix-env`` setting of ``[tool.parallel-isolation]``;
-    the services' source (variables read with ``os.environ``/``getenv``,
+    the services registered there (``[tool.parallel-isolation.services.*]``:
+    their ``env-names.prefix``, ``TOPIC_PREFIX`` when not given); the
+    services' source (not descending into nested projects) (variables read with ``os.environ``/``getenv``,
     else ``*TOPIC*PREFIX`` names), the most used one; the existing tests'
     environments; the plugin's own ``TOPIC_PREFIX``.
     """
     configured = settings.get("prefix-env")
     if isinstance(configured, str) and configured:
         return configured, "[tool.parallel-isolation] prefix-env"
+    registered = _registered_prefixes(settings.get("services"))
+    best = _unique_best(registered)
+    if best is not None:
+        return best, "the services in [tool.parallel-isolation.services]"
     if root is not None:
         reads: dict[str, int] = {}
         named: dict[str, int] = {}
@@ -136,6 +151,21 @@ def learn_prefix_env(
     if best is not None:
         return best, "the existing tests"
     return DEFAULT_PREFIX_ENV, "the default (no service source names one)"
+
+
+def _registered_prefixes(services: object) -> dict[str, int]:
+    """How many registered services read each prefix variable."""
+    counts: dict[str, int] = {}
+    if not isinstance(services, Mapping):
+        return counts
+    for spec in services.values():
+        if not isinstance(spec, Mapping):
+            continue
+        names = spec.get("env-names", spec.get("env_names", {}))
+        prefix = names.get("prefix", DEFAULT_PREFIX_ENV) if isinstance(names, Mapping) else None
+        if isinstance(prefix, str) and prefix:
+            counts[prefix] = counts.get(prefix, 0) + 1
+    return counts
 
 
 def _unique_best(counts: Mapping[str, int]) -> str | None:

@@ -218,6 +218,46 @@ def test_the_prefix_setting_wins(tmp_path: Path) -> None:
     assert "SVC_PREFIX" in finding.message
 
 
+def test_registered_services_name_the_prefix_variable(tmp_path: Path) -> None:
+    """``[tool.parallel-isolation.services]`` says what the services read (default TOPIC_PREFIX)."""
+    root = _project(
+        tmp_path,
+        {
+            "shop/alarm.py": SERVICE_SOURCE,  # reads SHOP_TOPIC_PREFIX, but is not registered
+            "tests/test_env.py": """\
+                def test_env(mqtt_broker):
+                    env = {"MQTT_BROKER": mqtt_broker.host}
+            """,
+        },
+    )
+    (root / "pyproject.toml").write_text(
+        "[project]\nname = 'p'\n"
+        "[tool.parallel-isolation.services.alarm]\nmodule = 'shop.alarm'\n"
+        "[tool.parallel-isolation.services.pump]\nmodule = 'shop.pump'\n"
+        "[tool.parallel-isolation.services.relay]\ncommand = ['relay']\n"
+        "env-names = { prefix = 'RELAY_PREFIX' }\n"
+    )
+    (finding,) = check_paths([root / "tests"], jobs=1)
+    assert "not TOPIC_PREFIX" in finding.message
+
+
+def test_a_nested_project_is_not_read_for_the_prefix(tmp_path: Path) -> None:
+    root = _project(
+        tmp_path,
+        {
+            "examples/demo/pyproject.toml": "[project]\nname = 'demo'\n",
+            "examples/demo/relay.py": SERVICE_SOURCE,  # another project's service
+            "tests/test_env.py": """\
+                def test_env(mqtt_broker):
+                    env = {"MQTT_BROKER": mqtt_broker.host}
+            """,
+        },
+    )
+    (finding,) = check_paths([root / "tests"], jobs=1)
+    assert "SHOP_TOPIC_PREFIX" not in finding.message
+    assert "not TOPIC_PREFIX" in finding.message
+
+
 @pytest.mark.parametrize(
     "directory",
     [
