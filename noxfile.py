@@ -317,10 +317,26 @@ def bench_core(session: nox.Session) -> None:
 
 @nox.session(name="bench-docker", default=False)
 def bench_docker(session: nox.Session) -> None:
-    """Docker backend figures: broker container start-to-ready, one stack, 12 stacks at once."""
+    """Docker backend figures: broker and stack start, 12 stacks at once, where a run's CPU goes."""
     _install(session)
     _images_if_engine(session)
     session.run("python", "benchmarks/bench_docker.py", *session.posargs)
+
+
+@nox.session(name="bench-peers", default=False)
+def bench_peers(session: nox.Session) -> None:
+    """This toolkit vs testcontainers-python on the same image: broker and stack start, interleaved."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_peers.py", *session.posargs)
+
+
+@nox.session(name="bench-ab", default=False)
+def bench_ab(session: nox.Session) -> None:
+    """Two versions of the library on the docker backend, interleaved: -- --a main [--b REV]."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_ab.py", *session.posargs)
 
 
 @nox.session(default=False)

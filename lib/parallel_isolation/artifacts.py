@@ -32,6 +32,7 @@ __all__ = [
     "CLEANUP_FILE",
     "CROSSTALK_FILE",
     "EVENTS_FILE",
+    "IMAGES_CHECKED_FILE",
     "LATEST_FILE",
     "LOGS_DIR",
     "RUN_FILE",
@@ -51,6 +52,8 @@ CLEANUP_FILE = "cleanup.jsonl"
 EVENTS_FILE = "events.jsonl"
 SNAPSHOTS_FILE = "snapshots.jsonl"
 CROSSTALK_FILE = "crosstalk.jsonl"
+# In the run directory: the first worker that found the container images current says so.
+IMAGES_CHECKED_FILE = "images-checked.json"
 LOGS_DIR = "logs"
 
 # A bad line, for readers that want to report it: (line number, raw text, is it the last line?)
@@ -195,6 +198,10 @@ class RunArtifacts:
     @property
     def crosstalk_path(self) -> Path:
         return self.worker_dir / CROSSTALK_FILE
+
+    @property
+    def images_checked_path(self) -> Path:
+        return self.run_dir / IMAGES_CHECKED_FILE
 
     def log_path(self, name: str) -> Path:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
