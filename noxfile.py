@@ -31,7 +31,7 @@ SUITE_ARGS: list[str] = _DEV["integration-args"]
 SUITE_ENV: dict[str, str] = _DEV["integration-env"]
 # Elsewhere: the hypothesis plugin costs each process half a second of CPU.
 LEAN = ["-p", "no:hypothesispytest"]
-UNIT_PATHS = ["tests/unit", "tests/wildfire", "tests/migration"]
+UNIT_PATHS = ["tests/unit", "tests/wildfire"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
