@@ -56,7 +56,8 @@ CROSSTALK_FILE = "crosstalk.jsonl"
 IMAGES_CHECKED_FILE = "images-checked.json"
 LOGS_DIR = "logs"
 
-# A bad line, for readers that want to report it: (line number, raw text, is it the last line?)
+# A bad line, for readers that want to report it: (line number, raw text, partial?), where
+# partial means the file's last line, cut before its newline (its writer was killed).
 BadLine = Callable[[int, str, bool], None]
 
 
@@ -76,14 +77,17 @@ def read_jsonl_lines(
     """``(line number, object)`` of each JSON object in a JSON-lines file; none if it is missing.
 
     A line that is not a JSON object is skipped and, when ``on_bad`` is given,
-    reported with its number, its text and whether it is the file's last line
-    (a killed writer leaves at most a partial last line).
+    reported with its number, its text and whether it is *partial*: the last
+    line of a file that does not end with a newline (every writer writes whole
+    lines, so only a writer killed mid-line leaves one).  Other errors than a
+    missing file (permissions, ...) are raised.
     """
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
         return
     lines = text.splitlines()
+    unterminated = bool(text) and not text.endswith("\n")
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -94,7 +98,7 @@ def read_jsonl_lines(
         if isinstance(record, dict):
             yield number, record
         elif on_bad is not None:
-            on_bad(number, raw, number == len(lines))
+            on_bad(number, raw, unterminated and number == len(lines))
 
 
 def read_jsonl(path: Path, on_bad: BadLine | None = None) -> Iterator[dict[str, Any]]:
@@ -158,6 +162,11 @@ class DeferredWriter:
         """Write what is buffered if the run directory exists by now."""
         with self._lock:
             self._open()
+
+    @property
+    def wrote(self) -> bool:
+        """True once records went to disk (the run directory existed)."""
+        return self._ready
 
     def _open(self) -> bool:
         if self._ready:

@@ -78,9 +78,37 @@ def pytest_configure(config: pytest.Config) -> None:
             flush_crosstalk=lambda timeout: runstate.flush_crosstalk(state, timeout),
         )
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")
+    if state.role != "worker":
+        config.pluginmanager.register(VerdictHooks(state), "parallel-isolation-verdict")
     if hasattr(config.pluginmanager.hook, "pytest_configure_node"):
         # xdist's hook specs are registered (however xdist itself was loaded).
         config.pluginmanager.register(XdistHooks(), "parallel-isolation-xdist")
+
+
+class VerdictHooks:
+    """Controller (or a run without xdist): the run's isolation verdict in pytest's summary."""
+
+    def __init__(self, state: runstate.RunState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
+        # Inner wrapper: every plain sessionfinish (workers torn down, run.json
+        # written) is done; the terminal reporter's summary is still to come.
+        result = yield
+        verdict = runstate.judge(self.state)
+        if verdict is not None and verdict.fails_session and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return result
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.state.verdict is None:
+            return
+        from parallel_isolation.validate.verdict import summary_lines
+
+        terminalreporter.write_sep("=", "parallel-isolation", bold=True)
+        for text, markup in summary_lines(self.state.verdict, elapsed_s=self.state.verdict_seconds):
+            terminalreporter.write_line(text, **markup)
 
 
 class XdistHooks:
@@ -97,6 +125,22 @@ class XdistHooks:
             node.workerinput[runstate.LONGEST_FIRST_KEY] = (
                 state.settings.durations_file if wanted else None
             )
+
+    @pytest.hookimpl
+    def pytest_testnodeready(self, node: Any) -> None:
+        runstate.node_up(node.config.stash[runstate.STATE_KEY], str(node.gateway.id))
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        state = node.config.stash[runstate.STATE_KEY]
+        output = getattr(node, "workeroutput", None) or {}
+        recorded = output.get(recording.RECORDED_KEY)
+        runstate.node_down(
+            state,
+            str(node.gateway.id),
+            crashed=error is not None,
+            recorded=recorded if isinstance(recorded, bool) else None,
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
