@@ -34,7 +34,7 @@ SUITE_ARGS: list[str] = _DEV["integration-args"]
 SUITE_ENV: dict[str, str] = _DEV["integration-env"]
 # Elsewhere: the hypothesis plugin costs each process half a second of CPU.
 LEAN = ["-p", "no:hypothesispytest"]
-UNIT_PATHS = ["tests/unit", "tests/wildfire", "tests/migration"]
+UNIT_PATHS = ["tests/unit", "tests/wildfire"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
@@ -114,7 +114,11 @@ def _faults(session: nox.Session, args: list[str]) -> None:
 
 
 def _integration(session: nox.Session, args: list[str], *, label: str = "integration") -> str:
-    """Run tests/integration under a run id we choose; return it (8 hex) for validation."""
+    """Run tests/integration under a run id we choose; return it (8 hex) for validation.
+
+    Failed tests (exit 1) do not stop the session here: the run is validated
+    first, and :func:`_verdict` fails the session with both verdicts.
+    """
     REPORTS.mkdir(parents=True, exist_ok=True)
     run_id = uuid.uuid4().hex[:8]
     session.run(
@@ -125,28 +129,59 @@ def _integration(session: nox.Session, args: list[str], *, label: str = "integra
         f"--junitxml={REPORTS / f'{label}-{run_id}.xml'}",
         *_with_workers(args, DEFAULT_WORKERS),
         env=SUITE_ENV,
+        success_codes=[0, 1],
     )
-    session.log(f"{label}: run {run_id}")
     return run_id
 
 
-def _validate(session: nox.Session, run: str) -> None:
-    """Scan a finished run; JSON and HTML reports into artifacts/ci; fail on findings."""
+def _validate(session: nox.Session, run: str, *, label: str = "validate") -> None:
+    """Validate a finished run once: the table on stdout, JSON and HTML into artifacts/ci.
+
+    The session's last line is the run's two verdicts (tests, isolation); it
+    fails when a test failed or validation found something (or could not).
+    """
     REPORTS.mkdir(parents=True, exist_ok=True)
-    latest = Path(".isolation/runs/latest")
-    if run == "latest" and latest.exists():
+    runs = Path(".isolation/runs")
+    latest = runs / "latest"
+    # A pytest-split shard derives its own run id from the one we gave: the newest run.
+    if (run == "latest" or not (runs / run).is_dir()) and latest.exists():
         run = latest.read_text().strip()
-    base = ["parallel-isolation", "validate", "--run", run]
+    json_path = REPORTS / f"validate-{run}.json"
+    html_path = REPORTS / f"validate-{run}.html"
+    json_path.unlink(missing_ok=True)
     session.run(
-        *base, "--format", "json", "-o", str(REPORTS / f"validate-{run}.json"), success_codes=[0, 1]
+        *("parallel-isolation", "validate", "--run", run),
+        *("--json", str(json_path), "--html", str(html_path)),
+        success_codes=[0, 1, 2],
     )
-    session.run(
-        *base, "--format", "html", "-o", str(REPORTS / f"validate-{run}.html"), success_codes=[0, 1]
+    _verdict(session, label, run, json_path, html_path)
+
+
+def _verdict(session: nox.Session, label: str, run: str, json_path: Path, html_path: Path) -> None:
+    if not json_path.exists():
+        session.error(f"{label}: run {run}: could not validate (see the error above)")
+    report = json.loads(json_path.read_text())
+    tests, isolation = report["tests"], report["isolation"]
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(tests["counts"].items()))
+    line = (
+        f"{label}: run {run} · tests {tests['verdict'].upper()} ({counts or 'none'}) · "
+        f"isolation {isolation['verdict'].upper()} (exit {isolation['exit_code']}) · "
+        f"reports {json_path}, {html_path}"
     )
-    session.run(*base, "--format", "table")
+    if tests["verdict"] != "passed" or isolation["exit_code"] != 0:
+        session.error(line)
+    session.log(line)
 
 
 def _cleanup(session: nox.Session, args: list[str]) -> None:
+    """Reap dead runs' leftovers; without an engine (and Docker not required) only the rest.
+
+    cleanup-orphans exits 2 when it cannot look at Docker; on a machine that
+    has no engine at all, skipping Docker is the honest request.
+    """
+    if "--no-docker" not in args and not _docker_required() and not _engine_answers():
+        session.log("no Docker engine answers: cleaning up processes, reservations, temp dirs")
+        args = [*args, "--no-docker"]
     session.run("parallel-isolation", "cleanup-orphans", *args)
 
 
@@ -199,7 +234,9 @@ def _example(session: nox.Session) -> None:
             *pytest, "--isolation-backend", backend, f"--testrunuid={run_id}", external=True, env=env
         )
         session.run(tool, "validate", "--run", run_id, external=True, env=env)
-    session.run(tool, "cleanup-orphans", "--dry-run", external=True, env=env)
+    # Without an engine cleanup-orphans would exit 2 (it could not look at Docker).
+    no_docker = [] if "docker" in backends else ["--no-docker"]
+    session.run(tool, "cleanup-orphans", "--dry-run", *no_docker, external=True, env=env)
     session.run(tool, "runs", "--no-validate", external=True, env=env)
 
 
@@ -218,12 +255,16 @@ def _tests(session: nox.Session) -> None:
     try:
         _unit(session, list(session.posargs))
         _faults(session, [])
-        _validate(session, _integration(session, [], label="integration-default"))
+        _validate(
+            session,
+            _integration(session, [], label="integration-default"),
+            label="integration-default",
+        )
         if _engine_answers() or _docker_required():
             docker_run = _integration(
                 session, ["--isolation-backend", "docker"], label="integration-docker"
             )
-            _validate(session, docker_run)
+            _validate(session, docker_run, label="integration-docker")
         else:
             session.log(
                 "no Docker engine: the docker-backend run of the integration suite is skipped"
@@ -418,12 +459,12 @@ def faults(session: nox.Session) -> None:
 
 @nox.session(name="integration-parallel")
 def integration_parallel(session: nox.Session) -> None:
-    """The integration files under xdist, -n 12 unless -n is given after --."""
+    """The integration files under xdist (-n 12 unless -n is given after --), then their verdict."""
     _install(session)
     args = list(session.posargs)
     if "docker" in args or os.environ.get("ISOLATION_BACKEND") == "docker":
         _images_if_engine(session)
-    _integration(session, args)
+    _validate(session, _integration(session, args), label="integration-parallel")
 
 
 @nox.session(default=False)
@@ -458,7 +499,7 @@ def images(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def validate(session: nox.Session) -> None:
-    """Validate the latest run (JSON/HTML reports into artifacts/ci), or as `-- OPTIONS` say."""
+    """Validate the latest run (JSON/HTML reports into artifacts/ci, both verdicts), or as `-- OPTIONS` say."""
     _install(session)
     args = list(session.posargs)
     if not args or (args[:1] == ["--run"] and len(args) == 2):
@@ -481,9 +522,16 @@ def bench_core(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
+@nox.session(name="bench-recorder", default=False)
+def bench_recorder(session: nox.Session) -> None:
+    """The recorder's per-test cost, quiet and under process churn (target: median <= 5 ms)."""
+    _install(session)
+    session.run("python", "benchmarks/bench_recorder.py", *session.posargs)
+
+
 @nox.session(name="bench-tools", default=False)
 def bench_tools(session: nox.Session) -> None:
-    """Tool figures with their targets: recorder overhead, validate on 12 workers, reaping 50."""
+    """Tool figures with their targets: validate on 12 workers, reaping 50, the images check."""
     _install(session)
     _images_if_engine(session)
     session.run("python", "benchmarks/bench_tools.py", *session.posargs)
@@ -491,10 +539,26 @@ def bench_tools(session: nox.Session) -> None:
 
 @nox.session(name="bench-docker", default=False)
 def bench_docker(session: nox.Session) -> None:
-    """Docker backend figures: broker container start-to-ready, one stack, 12 stacks at once."""
+    """Docker backend figures: broker and stack start, 12 stacks at once, where a run's CPU goes."""
     _install(session)
     _images_if_engine(session)
     session.run("python", "benchmarks/bench_docker.py", *session.posargs)
+
+
+@nox.session(name="bench-peers", default=False)
+def bench_peers(session: nox.Session) -> None:
+    """This toolkit vs testcontainers-python on the same image: broker and stack start, interleaved."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_peers.py", *session.posargs)
+
+
+@nox.session(name="bench-ab", default=False)
+def bench_ab(session: nox.Session) -> None:
+    """Two versions of the library on the docker backend, interleaved: -- --a main [--b REV]."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", "benchmarks/bench_ab.py", *session.posargs)
 
 
 @nox.session(default=False)

@@ -100,6 +100,10 @@ def migrate(
         "state_dir": "host-wide state dir (port reservations)",
         "output": "write the report to this file instead",
         "fail_on": "lowest severity that fails: error, warning (default) or info",
+        "min_severity": "lowest severity the table shows: info (default), warning or error",
+        "details": "list every finding of a group (the table groups repeated findings)",
+        "json": "also write the JSON report to this file",
+        "html": "also write the HTML report to this file",
         "no_process_scan": "skip looking for the run's leftover marked processes",
     }
 )
@@ -111,9 +115,13 @@ def validate(
     state_dir: str = "",
     output: str = "",
     fail_on: str = "",
+    min_severity: str = "",
+    details: bool = False,
+    json: str = "",
+    html: str = "",
     no_process_scan: bool = False,
 ) -> None:
-    """Scan a finished run (logs, events, Docker, processes, snapshots); exit 1 on findings, 2 if it cannot."""
+    """Scan a finished run (tests and isolation verdicts); exit 1 on findings, 2 if it cannot."""
     options = _argv(
         run=run,
         format=format,
@@ -121,6 +129,10 @@ def validate(
         state_dir=state_dir,
         output=output,
         fail_on=fail_on,
+        min_severity=min_severity,
+        details=details,
+        json=json,
+        html=html,
         no_process_scan=no_process_scan,
     )
     _call(c, "validate", options)
@@ -134,6 +146,7 @@ def validate(
         "state_dir": "host-wide state dir",
         "artifacts": "artifacts root; removals are noted in <run>/cleanup.jsonl there",
         "grace": "seconds between SIGTERM and SIGKILL",
+        "no_docker": "do not look at Docker (without it, no engine means exit 2)",
         "format": "table or json",
     }
 )
@@ -145,6 +158,7 @@ def cleanup_orphans(
     state_dir: str = "",
     artifacts: str = "",
     grace: str = "",
+    no_docker: bool = False,
     format: str = "",
 ) -> None:
     """Remove what dead runs left (labelled containers, networks, processes, reservations); never a live run's."""
@@ -155,6 +169,7 @@ def cleanup_orphans(
         state_dir=state_dir,
         artifacts=artifacts,
         grace=grace,
+        no_docker=no_docker,
         format=format,
     )
     _call(c, "cleanup-orphans", options)

@@ -1,12 +1,13 @@
-"""Tool figures: the recorder's per-test cost, validate on a 12-worker run, reaping orphans.
+"""Tool figures: validate on a 12-worker run, the recorder's cost there, reaping orphans.
 
 Run: ``python benchmarks/bench_tools.py [--out FILE]`` (or ``nox -s bench-tools``).
 Every figure is measured here, in this run, next to the load average of the
 machine while it was measured (the figures move with the load; the tests
 assert behaviour only and leave the budgets to this script):
 
-* recorder: the per-test path of the recorder plugin (leak mark, snapshot,
-  leak check, snapshot) 200 times in this process, median and max;
+(The recorder's per-test cost in isolation, quiet and under churn, is
+``nox -s bench-recorder``.)
+
 * run: a 12-worker run of a realistic suite (the one the fault tests use),
   the median ``overhead_ms`` its workers recorded per test, and
   ``python -m parallel_isolation.validate`` on that run, best of three;
@@ -44,7 +45,6 @@ IMAGES = ("parallel-isolation/base:bookworm", "parallel-isolation/mosquitto:late
 
 # figure -> (target, unit)
 TARGETS: dict[str, tuple[float, str]] = {
-    "recorder_overhead_median_ms": (5.0, "ms"),
     "run_overhead_median_ms": (5.0, "ms"),
     "validate_12_workers_s": (5.0, "s"),
     "reap_50_containers_s": (30.0, "s"),
@@ -67,28 +67,6 @@ def _env() -> dict[str, str]:
 
 def _load() -> float:
     return os.getloadavg()[0]
-
-
-def recorder_overhead(runs: int = 200) -> dict[str, Any]:
-    from parallel_isolation.host.procfs import ChildTracker
-    from parallel_isolation.recording.leaks import LeakTracker
-    from parallel_isolation.recording.snapshots import take_snapshot
-
-    tracker = ChildTracker()
-    leaks = LeakTracker(tracker, grace=0.0)
-    costs = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        mark = leaks.begin()
-        take_snapshot("before", test="t", children=tracker)
-        leaks.end(mark)
-        take_snapshot("after", test="t", children=tracker)
-        costs.append((time.perf_counter() - started) * 1000)
-    return {
-        "recorder_overhead_median_ms": statistics.median(costs),
-        "recorder_overhead_max_ms": max(costs),
-        "recorder_runs": runs,
-    }
 
 
 def _validate(artifacts: Path, run_id: str) -> tuple[float, int]:
@@ -262,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": _load()}
     with tempfile.TemporaryDirectory(prefix="bench-tools-") as tmp:
         root = Path(tmp)
-        steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [("recorder", recorder_overhead)]
+        steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
         if not args.no_run:
             steps.append(("run", lambda: run_and_validate(root)))
         if not args.no_reap:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the system packages the Docker backend and the offline image build need.
+# Install the system packages the Docker backend, the offline image build and the
+# HTML report's browser test (chromium, headless) need.
 #
 # Idempotent: when every package is already installed it runs no apt command at
 # all, so a second run takes well under a second.  It never leaves a system
@@ -32,9 +33,30 @@ installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
 }
 
+# The HTML report's browser test needs a headless Chromium. Debian packages it as
+# `chromium`; Ubuntu only through a snap (`chromium-browser`), so there a Chrome
+# that is already installed (GitHub's runners have one) is used instead.
+BROWSERS=(chromium chromium-browser google-chrome google-chrome-stable)
+browser_on_path() {
+    local name
+    for name in "${BROWSERS[@]}"; do
+        command -v "${name}" >/dev/null 2>&1 && return 0
+    done
+    return 1
+}
+browser_package=()
+if ! browser_on_path; then
+    distro="$( (. /etc/os-release && echo "${ID:-debian}") 2>/dev/null || echo debian)"
+    if [[ ${distro} == ubuntu ]]; then
+        browser_package=(chromium-browser)
+    else
+        browser_package=(chromium)
+    fi
+fi
+
 # EXTRA_PACKAGES is a space-separated list by contract; word splitting is wanted.
 # shellcheck disable=SC2206
-wanted=("${PACKAGES[@]}" ${EXTRA_PACKAGES:-})
+wanted=("${PACKAGES[@]}" "${browser_package[@]}" ${EXTRA_PACKAGES:-})
 missing=()
 for pkg in "${wanted[@]}"; do
     installed "${pkg}" || missing+=("${pkg}")
@@ -94,4 +116,5 @@ fi
 for tool in docker dockerd debootstrap mosquitto mosquitto_pub ip ps; do
     command -v "${tool}" >/dev/null 2>&1 || die "${tool} is not on PATH after the install"
 done
+browser_on_path || die "no headless browser (${BROWSERS[*]}) is on PATH after the install"
 log "ok"

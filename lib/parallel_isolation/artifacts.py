@@ -44,6 +44,7 @@ __all__ = [
     "CLEANUP_FILE",
     "CROSSTALK_FILE",
     "EVENTS_FILE",
+    "IMAGES_CHECKED_FILE",
     "LATEST_FILE",
     "LOGS_DIR",
     "RUN_FILE",
@@ -68,9 +69,12 @@ CLEANUP_FILE = "cleanup.jsonl"
 EVENTS_FILE = "events.jsonl"
 SNAPSHOTS_FILE = "snapshots.jsonl"
 CROSSTALK_FILE = "crosstalk.jsonl"
+# In the run directory: the first worker that found the container images current says so.
+IMAGES_CHECKED_FILE = "images-checked.json"
 LOGS_DIR = "logs"
 
-# A bad line, for readers that want to report it: (line number, raw text, is it the last line?)
+# A bad line, for readers that want to report it: (line number, raw text, partial?), where
+# partial means the file's last line, cut before its newline (its writer was killed).
 BadLine = Callable[[int, str, bool], None]
 
 
@@ -214,14 +218,17 @@ def read_jsonl_lines(
     """``(line number, object)`` of each JSON object in a JSON-lines file; none if it is missing.
 
     A line that is not a JSON object is skipped and, when ``on_bad`` is given,
-    reported with its number, its text and whether it is the file's last line
-    (a killed writer leaves at most a partial last line).
+    reported with its number, its text and whether it is *partial*: the last
+    line of a file that does not end with a newline (every writer writes whole
+    lines, so only a writer killed mid-line leaves one).  Other errors than a
+    missing file (permissions, ...) are raised.
     """
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
         return
     lines = text.splitlines()
+    unterminated = bool(text) and not text.endswith("\n")
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -232,7 +239,7 @@ def read_jsonl_lines(
         if isinstance(record, dict):
             yield number, record
         elif on_bad is not None:
-            on_bad(number, raw, number == len(lines))
+            on_bad(number, raw, unterminated and number == len(lines))
 
 
 def read_jsonl(path: Path, on_bad: BadLine | None = None) -> Iterator[dict[str, Any]]:
@@ -314,6 +321,11 @@ class DeferredWriter:
         with self._lock:
             self._open()
 
+    @property
+    def wrote(self) -> bool:
+        """True once records went to disk (the run directory existed)."""
+        return self._ready
+
     def _open(self) -> bool:
         if self._ready:
             return True
@@ -358,6 +370,10 @@ class RunArtifacts:
     @property
     def crosstalk_path(self) -> Path:
         return self.worker_dir / CROSSTALK_FILE
+
+    @property
+    def images_checked_path(self) -> Path:
+        return self.run_dir / IMAGES_CHECKED_FILE
 
     def log_path(self, name: str) -> Path:
         make_private_dir(self.logs_dir)

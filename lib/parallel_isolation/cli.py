@@ -64,7 +64,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "migrate",
-        "parallel_isolation.migrate_cli",
+        "parallel_isolation.migrate.cli",
         "find (--check) or rewrite parallel-unsafe patterns in test files",
     ),
     Command(

@@ -81,9 +81,37 @@ def pytest_configure(config: pytest.Config) -> None:
             flush_crosstalk=lambda timeout: runstate.flush_crosstalk(state, timeout),
         )
         config.pluginmanager.register(recorder, "parallel-isolation-recorder")
+    if state.role != "worker":
+        config.pluginmanager.register(VerdictHooks(state), "parallel-isolation-verdict")
     if hasattr(config.pluginmanager.hook, "pytest_configure_node"):
         # xdist's hook specs are registered (however xdist itself was loaded).
         config.pluginmanager.register(XdistHooks(), "parallel-isolation-xdist")
+
+
+class VerdictHooks:
+    """Controller (or a run without xdist): the run's isolation verdict in pytest's summary."""
+
+    def __init__(self, state: runstate.RunState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Iterator[None]:
+        # Inner wrapper: every plain sessionfinish (workers torn down, run.json
+        # written) is done; the terminal reporter's summary is still to come.
+        result = yield
+        verdict = runstate.judge(self.state)
+        if verdict is not None and verdict.fails_session and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return result
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.state.verdict is None:
+            return
+        from parallel_isolation.validate.verdict import summary_lines
+
+        terminalreporter.write_sep("=", "parallel-isolation", bold=True)
+        for text, markup in summary_lines(self.state.verdict, elapsed_s=self.state.verdict_seconds):
+            terminalreporter.write_line(text, **markup)
 
 
 class XdistHooks:
@@ -103,15 +131,24 @@ class XdistHooks:
 
     @pytest.hookimpl
     def pytest_testnodeready(self, node: Any) -> None:
-        watch = node.config.stash[runstate.STATE_KEY].hang_watch
-        if watch is not None:
-            watch.node_up(node.gateway.id, getattr(node, "workerinfo", {}).get("pid"))
+        state = node.config.stash[runstate.STATE_KEY]
+        runstate.node_up(state, str(node.gateway.id))
+        if state.hang_watch is not None:
+            state.hang_watch.node_up(node.gateway.id, getattr(node, "workerinfo", {}).get("pid"))
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        watch = node.config.stash[runstate.STATE_KEY].hang_watch
-        if watch is not None:
-            watch.node_down(node.gateway.id)
+        state = node.config.stash[runstate.STATE_KEY]
+        if state.hang_watch is not None:
+            state.hang_watch.node_down(node.gateway.id)
+        output = getattr(node, "workeroutput", None) or {}
+        recorded = output.get(recording.RECORDED_KEY)
+        runstate.node_down(
+            state,
+            str(node.gateway.id),
+            crashed=error is not None,
+            recorded=recorded if isinstance(recorded, bool) else None,
+        )
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

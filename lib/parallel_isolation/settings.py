@@ -22,7 +22,9 @@ __all__ = [
     "DEFAULT_BASE",
     "DEFAULT_BLOCK_SIZE",
     "DEFAULT_BROKER_IMAGE",
+    "DEFAULT_FAIL_ON",
     "DEFAULT_PUBLISH_HOST",
+    "FAIL_ON_CHOICES",
     "OPTIONS",
     "STATE_DIR_ENV",
     "Option",
@@ -30,6 +32,7 @@ __all__ = [
     "Settings",
     "default_state_dir",
     "parse_bool",
+    "parse_fail_on",
 ]
 
 # Every default lives here; the modules that use them import them from here.
@@ -38,6 +41,7 @@ DEFAULT_BLOCK_SIZE = 100
 DEFAULT_ARTIFACTS = ".isolation/runs"
 DEFAULT_PUBLISH_HOST = "127.0.0.1"
 DEFAULT_BROKER_IMAGE = "parallel-isolation/mosquitto:latest"
+DEFAULT_FAIL_ON = "error"
 STATE_DIR_ENV = "ISOLATION_STATE_DIR"
 
 
@@ -54,6 +58,7 @@ def default_state_dir() -> Path:
 
 
 BACKEND_CHOICES = ("auto", "process", "embedded", "docker")
+FAIL_ON_CHOICES = ("never", "error", "warning")
 
 
 class SettingError(ValueError):
@@ -74,6 +79,14 @@ def parse_backend(raw: str) -> str:
     value = raw.strip().lower()
     if value not in BACKEND_CHOICES:
         msg = f"expected one of {', '.join(BACKEND_CHOICES)}, got {raw!r}"
+        raise ValueError(msg)
+    return value
+
+
+def parse_fail_on(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in FAIL_ON_CHOICES:
+        msg = f"expected one of {', '.join(FAIL_ON_CHOICES)}, got {raw!r}"
         raise ValueError(msg)
     return value
 
@@ -255,6 +268,16 @@ OPTIONS: tuple[Option, ...] = (
         "the controller reports it as hung, naming the test and the worker's state, and "
         "kills the worker (its resources are left to cleanup-orphans). 0: no limit.",
     ),
+    Option(
+        "fail_on",
+        "--isolation-fail-on",
+        "ISOLATION_FAIL_ON",
+        "isolation_fail_on",
+        DEFAULT_FAIL_ON,
+        parse_fail_on,
+        "Which isolation findings of the run's end-of-run verdict fail the session: never, "
+        "error (cross-talk, leaks, leftovers: the results cannot be trusted) or warning.",
+    ),
 )
 
 
@@ -272,6 +295,7 @@ class Settings:
     fork_workers: bool = False
     durations_file: str = ""
     test_timeout: float = 0.0
+    fail_on: str = DEFAULT_FAIL_ON
 
     @classmethod
     def resolve(

@@ -1,7 +1,7 @@
 """Services in-process against the broker: the pump state machine end to end.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the services run in the test
+tests/unit/migrate/expected_differences.toml): the services run in the test
 process on the worker's broker with the test's topic prefix and unique client
 ids; waits are events with deadlines (ready, SUBACK, a telemetry event).
 """
@@ -50,12 +50,12 @@ class Telemetry:
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(mqtt_broker.host, mqtt_broker.port)
         self.client.loop_start()
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.subscribe(topic_namespace.filter("system/trigger_telemetry"), qos=1)
-        assert subscribed.wait(5), "no SUBACK for the telemetry subscription"
+        assert subscribed.wait(10), "no SUBACK for the subscription"
 
     def _on_message(self, client, userdata, message) -> None:
         data = json.loads(message.payload)

@@ -1,7 +1,7 @@
 """Single hardware resources: the GPIO bank and the accelerator, one user at a time.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): every use of a device is wrapped
+tests/unit/migrate/expected_differences.toml): every use of a device is wrapped
 in ``exclusive_resource``, so workers take turns; the intervals go to the
 run's artifacts (one file for all workers of this run) and are checked for
 overlap.  The simulated devices stay host-wide on purpose: they stand for one
@@ -124,14 +124,14 @@ def test_same_device_users_take_turns(exclusive_resource):
 def test_gpio_state_is_published(mqtt_broker, parallel_test_context, topic_namespace, exclusive_resource):
     received = []
     done = threading.Event()
-    subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=parallel_test_context.client_id("hardware-gpio-monitor"))
     client.on_message = lambda c, u, m: (received.append(json.loads(m.payload)), done.set())
-    client.on_subscribe = lambda *_: subscribed.set()
     client.connect(mqtt_broker.host, mqtt_broker.port)
     client.loop_start()
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
     client.subscribe(topic_namespace.filter("gpio/status"), qos=1)
-    assert subscribed.wait(5)
+    assert subscribed.wait(10), "no SUBACK for the subscription"
     with exclusive_resource("gpio"), SimulatedDevice(GPIO_DEVICE, "gpio") as gpio:
         gpio.operate(1)
         client.publish(topic_namespace.topic("gpio/status"), json.dumps({"pins": {"MAIN_VALVE": True}}), qos=1)

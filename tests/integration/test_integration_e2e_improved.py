@@ -1,7 +1,7 @@
 """End to end over MQTT: camera discovery -> fire consensus -> pump controller.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the services run for this test
+tests/unit/migrate/expected_differences.toml): the services run for this test
 only (processes, or containers on the Docker backend) with the test's topic
 prefix and unique client ids; the test's client lives in the test's
 namespace; every wait is an event with a deadline, and "nothing happened" is
@@ -46,12 +46,12 @@ class MessageLog:
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect(mqtt_broker.host, mqtt_broker.port)
         self.client.loop_start()
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.subscribe([(topic, 1) for topic in topics])
-        assert subscribed.wait(10), f"no SUBACK for {topics}"
+        assert subscribed.wait(10), "no SUBACK for the subscription"
 
     def _on_message(self, client, userdata, message) -> None:
         with self.cond:

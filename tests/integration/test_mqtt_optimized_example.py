@@ -1,7 +1,7 @@
 """MQTT behaviour the services rely on: QoS, payload sizes, retained messages, wills.
 
 Migrated form (``invoke migrate`` plus the hand edits listed in
-tests/migration/expected_differences.toml): the worker's broker, the test's
+tests/unit/migrate/expected_differences.toml): the worker's broker, the test's
 topic namespace, unique client ids, SUBACK and CONNACK instead of sleeps.
 """
 
@@ -43,10 +43,10 @@ def connect(client_id: str, inbox: Inbox | None = None, *, mqtt_broker: TestMQTT
 
 
 def subscribe(client: mqtt.Client, topic: str, qos: int = 0) -> None:
-    acked = threading.Event()
-    client.on_subscribe = lambda *_: acked.set()
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
     client.subscribe(topic, qos=qos)
-    assert acked.wait(5), f"no SUBACK for {topic}"
+    assert subscribed.wait(10), "no SUBACK for the subscription"  # let the broker register the subscription
 
 
 def close(*clients: mqtt.Client) -> None:
@@ -125,7 +125,7 @@ def test_last_will_on_abrupt_disconnect(mqtt_broker, parallel_test_context, topi
     doomed.on_connect = lambda *_: connected.set()
     doomed.connect(mqtt_broker.host, mqtt_broker.port)
     doomed.loop_start()
-    assert connected.wait(5), "the doomed client never connected"
+    assert connected.wait(10), "no CONNACK from the broker"
     doomed._sock_close()  # no DISCONNECT: the broker must publish the will
     doomed.loop_stop()
     try:

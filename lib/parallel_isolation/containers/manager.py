@@ -42,6 +42,7 @@ from parallel_isolation.containers.engine import (
     engine_address,
     poll_pause,
 )
+from parallel_isolation.containers.logstream import LogFollower
 from parallel_isolation.containers.slots import ApiSlots
 from parallel_isolation.host.ports import is_port_conflict
 from parallel_isolation.host.statedir import checked_state_dir
@@ -77,6 +78,10 @@ class DaemonError(ContainerError):
     """The engine refused an operation; the message carries the daemon's words."""
 
 
+class _NameTaken(ContainerError):
+    """The engine refused a create because the name exists (HTTP 409); the rules decide."""
+
+
 def _daemon_error(operation: str, error: APIError) -> DaemonError:
     explanation = getattr(error, "explanation", None) or str(error)
     status = getattr(error, "status_code", None)
@@ -108,6 +113,9 @@ class ManagedContainer:
         # Removal saves the logs once, however many times (or threads) ask for it.
         self.removing = threading.Lock()
         self.logs_saved = False
+        # The container's output as it is written (started by the manager after
+        # `docker start`); None for containers this process did not start.
+        self.follower: LogFollower | None = None
 
     @property
     def short_id(self) -> str:
@@ -130,13 +138,37 @@ class ManagedContainer:
         return dict(state)
 
     def is_running(self) -> bool:
+        """What the engine says; once the output stream ended with the exit, without asking."""
+        follower = self.follower
+        if follower is not None and not self.removed and follower.exited:
+            return False
         return bool(self.state().get("Running"))
+
+    def seems_running(self) -> bool:
+        """True while the output stream is open, without asking the engine.
+
+        For loops that check now and then while waiting for something else (a
+        service coming online): the stream ends when the container exits, so
+        the answer lags an exit by the milliseconds the engine takes to close
+        it.  Without a stream it is :meth:`is_running`.
+        """
+        follower = self.follower
+        if follower is not None and not self.removed and not follower.ended:
+            return True
+        return self.is_running()
 
     def logs(self, tail: int | None = None) -> str:
         """The container's output (stdout and stderr); saved text once removed."""
         if self.removed:
             text = self.final_logs or ""
             return "".join(text.splitlines(keepends=True)[-tail:]) if tail else text
+        follower = self.follower
+        if follower is not None and follower.error is None:
+            return follower.tail(tail) if tail else follower.text()
+        return self.engine_logs(tail)
+
+    def engine_logs(self, tail: int | None = None) -> str:
+        """The container's output as the engine has it (one request)."""
         try:
             raw = self.container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
         except NotFound:
@@ -162,6 +194,9 @@ class ManagedContainer:
         except APIError as error:
             if self.is_running():
                 raise _daemon_error(f"kill {self.name}", error) from error
+        if self.follower is not None:
+            # Return once it is dead: the output stream ends with the process.
+            self.follower.wait_ended(10.0)
 
     def stop(self, grace: float = 3.0) -> int | None:
         """Stop (SIGTERM, ``grace`` s, SIGKILL), save the logs, remove; the exit code."""
@@ -225,6 +260,7 @@ class DockerContainerManager:
             self.state_dir, events=events, first=identity.worker_number
         )
         self._client = client
+        self._stream_api: Any | None = None
         self._containers: dict[str, ManagedContainer] = {}
         self._network: Any | None = None
         self._images_ok: set[str] = set()
@@ -240,6 +276,23 @@ class DockerContainerManager:
         if self._client is None:
             self._client = connect_engine()
         return self._client
+
+    @property
+    def stream_api(self) -> Any:
+        """A low-level engine client without read timeout, for the containers' log streams.
+
+        A quiet container must not end its stream by a client-side timeout; the
+        engine's API version is the main client's (no second version request).
+        """
+        with self._lock:
+            if self._stream_api is None:
+                from docker.client import DockerClient
+
+                version = self.client.api.api_version
+                self._stream_api = DockerClient.from_env(
+                    version=version, timeout=None, max_pool_size=64
+                ).api
+            return self._stream_api
 
     def container_name(self, base: str) -> str:
         return naming.resource_name(base, self.identity)
@@ -317,6 +370,13 @@ class DockerContainerManager:
             if self._network is not None:
                 return self.network_name
             name = self.network_name
+            try:
+                # Create first: the name is almost always free, and a lookup before
+                # every create cost a request per worker.
+                self._network = self._create_network(name)
+                return name
+            except _NameTaken:
+                pass
             for existing in self._networks_named(name):
                 if self._claim_network(existing):
                     self._network = existing
@@ -390,15 +450,19 @@ class DockerContainerManager:
         while True:
             try:
                 with self.slots.hold("network create"):
-                    network = self.client.networks.create(
+                    # Low-level: the SDK's high-level create inspects the network after it.
+                    created = self.client.api.create_network(
                         name,
                         driver="bridge",
                         labels=self.labels("network"),
                         check_duplicate=True,
                     )
+                network = self.client.networks.prepare_model({"Id": created["Id"], "Name": name})
                 break
             except APIError as error:
                 text = str(error)
+                if getattr(error, "status_code", None) == 409:
+                    raise _NameTaken(name) from error
                 if _POOL_EXHAUSTED in text and time.monotonic() < deadline:
                     if not waited:
                         self._emit("network_pool_wait", name=name, error=text)
@@ -482,7 +546,16 @@ class DockerContainerManager:
         except BaseException:
             self.remove(managed, grace=0.0)
             raise
+        self._follow(managed)
         return managed
+
+    def _follow(self, managed: ManagedContainer) -> None:
+        """Read the container's output on one stream from now on (see :mod:`.logstream`)."""
+        try:
+            api = self.stream_api
+        except (DockerException, OSError):
+            return  # the manager falls back to asking the engine
+        managed.follower = LogFollower(api, managed.id, managed.name).start()
 
     def run_all(self, requests: Mapping[str, Mapping[str, Any]]) -> dict[str, ManagedContainer]:
         """Create and start several containers at once; all of them, or none.
@@ -531,8 +604,12 @@ class DockerContainerManager:
         return {name: future.result() for name, future in futures.items()}
 
     def _create(self, name: str, image: str, **options: Any) -> Any:
+        """Create ``name``; only when the engine says the name is taken is its holder examined.
+
+        Looking the name up before every create cost one request per container;
+        a conflict is rare, and :meth:`_clear_name` then applies the same rules.
+        """
         for attempt in range(3):
-            self._clear_name(name)
             try:
                 with self.slots.hold("create"):
                     return self.client.containers.create(image, name=name, detach=True, **options)
@@ -540,9 +617,9 @@ class DockerContainerManager:
                 msg = f"image {image} is not present on the engine; {IMAGE_HINT}"
                 raise ImageMissingError(msg) from None
             except APIError as error:
-                # Someone created the name between our check and our create:
-                # check again (it may be a dead owner's leftover appearing late).
+                # The name is taken: free it if the rules allow (or raise), then retry.
                 if getattr(error, "status_code", None) == 409 and attempt < 2:
+                    self._clear_name(name)
                     continue
                 raise _daemon_error(f"create {name}", error) from error
         msg = f"docker create {name}: the name kept being taken"  # pragma: no cover
@@ -634,15 +711,21 @@ class DockerContainerManager:
         managed.removed = True
 
     def _stop(self, managed: ManagedContainer, grace: float) -> None:
-        if not managed.state().get("Running"):
+        follower = managed.follower
+        if follower is not None and follower.exited:
+            return  # its output stream ended: it is not running (no inspect needed)
+        if follower is None and not managed.state().get("Running"):
             return
         try:
+            # Stopping one that has just exited is harmless (the engine answers 304).
             managed.container.stop(timeout=max(0, math.ceil(grace)))
         except APIError as error:
             if isinstance(error, NotFound):
                 raise
             # The stop call failed (daemon trouble): kill outright, still bounded.
             managed.kill()
+        if follower is not None:
+            follower.wait_ended(5.0)  # the last lines arrive before the stream ends
 
     def _save_logs(self, managed: ManagedContainer, reason: str, *, ran: bool) -> None:
         """Append the container's output to its log file, under a header naming it.
@@ -652,7 +735,11 @@ class DockerContainerManager:
         records the refusal, and the file keeps one section per container
         that ran.
         """
-        text = managed.logs()
+        follower = managed.follower
+        if follower is not None and follower.exited:
+            text = follower.text()  # all of it, already read: no logs request
+        else:
+            text = managed.engine_logs()
         managed.final_logs = text
         managed.logs_saved = True
         if not ran and not text:
@@ -690,6 +777,8 @@ class DockerContainerManager:
             self.remove(managed, grace=0.0, reason="timed out")
             msg = f"{managed.describe()} did not finish within {timeout:.0f} s: {error}"
             raise ContainerError(msg) from error
+        if managed.follower is not None:
+            managed.follower.wait_ended(5.0)  # its last lines arrive just after the exit
         output = managed.logs()
         self.remove(managed, grace=0.0)
         code = result.get("StatusCode") if isinstance(result, dict) else None
@@ -753,6 +842,10 @@ class DockerContainerManager:
                     continue
                 self._emit("network_removed", name=network.name, id=network.id)
             self._network = None
+            if self._stream_api is not None:
+                # Every stream ended with its container; release the connections.
+                self._stream_api.close()
+                self._stream_api = None
             return problems
 
 

@@ -23,7 +23,9 @@ class ContainerService:
         return self.container.name
 
     def is_running(self) -> bool:
-        return self.container.is_running()
+        # Asked every half second while the service comes online: from the container's
+        # output stream, not the engine (see ManagedContainer.seems_running).
+        return self.container.seems_running()
 
     def stop(self, grace: float = 5.0) -> int | None:
         return self.container.stop(grace=grace)

@@ -52,6 +52,7 @@ class ApiSlots:
         self.timeout = timeout
         self.events = events
         self.first = first
+        self._locks: dict[int, filelock.FileLock] = {}
         if count:
             make_private_dir(directory)
 
@@ -71,12 +72,13 @@ class ApiSlots:
         deadline = started + self.timeout
         order = [(self.first + i) % self.count for i in range(self.count)]
         problem = ""
+        pause = 0.005
         while True:
             if not self.directory.is_dir():  # removed under us (someone's cleanup): again
                 with contextlib.suppress(OSError):
                     make_private_dir(self.directory)
             for index in order:
-                lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+                lock = self._slot(index)
                 try:
                     lock.acquire(timeout=0)
                 except filelock.Timeout:
@@ -99,7 +101,17 @@ class ApiSlots:
                     f"{problem}"
                 )
                 raise ContainerError(msg)
-            poll_pause(0.005)
+            # Back off while all are busy (a slot is held for a create or a start, often
+            # seconds under load): polling every 5 ms cost the waiting workers CPU.
+            poll_pause(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    def _slot(self, index: int) -> filelock.FileLock:
+        lock = self._locks.get(index)
+        if lock is None:
+            lock = filelock.FileLock(str(self.directory / f"slot-{index}.lock"))
+            self._locks[index] = lock
+        return lock
 
 
 def api_slot_count() -> int:

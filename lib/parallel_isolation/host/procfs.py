@@ -3,7 +3,7 @@
 Everything here reads files of ``/proc`` (or asks a socket about itself) and
 returns plain values; nothing keeps state except :class:`ChildTracker`, which
 remembers the descendants it has seen so that each look examines only the
-pids allocated since the previous one.
+processes started since the previous one that are still there.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "cmdline",
     "count_fds",
     "environ",
+    "fd_table",
     "is_process",
     "last_pid",
     "listening_inodes",
@@ -26,6 +27,7 @@ __all__ = [
     "memory",
     "own_listening_port",
     "pid_max",
+    "pids",
     "read_bytes",
     "socket_fds",
     "socket_inodes",
@@ -33,7 +35,6 @@ __all__ = [
     "wait_exit",
 ]
 
-_FULL_SCAN_LIMIT = 4096
 _LISTEN = "0A"
 
 
@@ -127,6 +128,32 @@ def socket_inodes(pid: int) -> set[int]:
     return set(socket_fds(pid))
 
 
+def fd_table(pid: int) -> tuple[int, dict[int, int]]:
+    """``(open descriptors, socket inode -> fd)`` of ``pid`` in one pass over its fd directory.
+
+    ``(-1, {})`` when the directory cannot be read.
+    """
+    base = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return -1, {}
+    sockets: dict[int, int] = {}
+    for name in names:
+        try:
+            target = os.readlink(f"{base}/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            sockets[int(target[8:-1])] = int(name)
+    return len(names), sockets
+
+
+def pids() -> list[int]:
+    """The pids of every process visible in ``/proc`` now (one directory read)."""
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
 def own_listening_port(fd: int, inode: int) -> int | None:
     """The TCP port this process's socket ``fd`` listens on, or None.
 
@@ -209,10 +236,15 @@ class ChildTracker:
 
     Pids are allocated in increasing order (modulo ``pid_max``), so a process
     created since the last look has a pid between the last allocated pid seen
-    then and the one the kernel reports now (``/proc/loadavg``).  Only those
-    pids are examined; a wrap-around or a very long range falls back to a
-    full ``/proc`` scan.  Processes are keyed by pid *and* start time, so a
-    reused pid is a different process.
+    then and the one the kernel reports now (``/proc/loadavg``).  When this
+    process has no child at all, there is nothing to look for.  Otherwise one
+    read of the ``/proc`` directory lists the processes alive now; only those
+    in that range are examined (their ``stat``).  The whole host allocates pids, and a
+    Docker run allocates hundreds per test (runtimes, shims, the containers'
+    processes) that are gone a moment later: examining every pid of the range,
+    as this class once did, cost a failed ``open`` each, tens of milliseconds
+    per look.  Processes are keyed by pid *and* start time, so a reused pid is
+    a different process.
     """
 
     def __init__(self, pid: int | None = None) -> None:
@@ -221,6 +253,8 @@ class ChildTracker:
         self._last_pid: int | None = None
         self._pid_max = pid_max()
         self.full_scans = 0
+        self.examined = 0
+        """Processes whose ``stat`` was read to find new descendants (a cost figure)."""
         self.scan()
 
     def alive(self) -> dict[int, int]:
@@ -237,13 +271,41 @@ class ChildTracker:
         now = last_pid()
         previous = self._last_pid
         self._last_pid = now
-        if now is None or previous is None or now < previous or now - previous > _FULL_SCAN_LIMIT:
+        if now is None or previous is None:
             self._full_scan()
             return
-        for pid in range(previous + 1, now + 1):
+        if now == previous:
+            return  # no process was created anywhere since the last look
+        if not self._may_have_new_descendants():
+            return
+        present = pids()
+        if now > previous:
+            new = sorted(pid for pid in present if previous < pid <= now)
+        else:  # the pids wrapped around pid_max
+            new = sorted(pid for pid in present if pid > previous)
+            new += sorted(pid for pid in present if pid <= now)
+        for pid in new:  # parents before their children (lower pids first)
             self._consider(pid)
 
+    def _may_have_new_descendants(self) -> bool:
+        """False when this process has no child at all (so no descendant either).
+
+        One ``waitid`` without reaping (``WNOWAIT``) answers ECHILD when there
+        is no child, alive or exited: a Docker-backend worker, whose broker
+        and services are containers, then skips the look at ``/proc``.
+        """
+        if self.known or self.pid != os.getpid():
+            return True
+        try:
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        except OSError:
+            return True
+        return True
+
     def _consider(self, pid: int) -> None:
+        self.examined += 1
         fields = stat_fields(pid)
         if fields is None or fields[0] in {"Z", "X"}:
             return
@@ -254,12 +316,10 @@ class ChildTracker:
     def _full_scan(self) -> None:
         self.full_scans += 1
         table: dict[int, tuple[int, int]] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            fields = stat_fields(int(name))
+        for pid in pids():
+            fields = stat_fields(pid)
             if fields is not None and fields[0] not in {"Z", "X"}:
-                table[int(name)] = (fields[1], fields[2])
+                table[pid] = (fields[1], fields[2])
         found: dict[int, int] = {}
         frontier = [self.pid]
         while frontier:

@@ -10,6 +10,7 @@ is removed by id when it carries the image marker and nothing uses it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import time
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
+
+import filelock
 
 from parallel_isolation.images.commands import TAIL_LINES
 from parallel_isolation.images.errors import ImagesError, StepError
@@ -377,7 +380,7 @@ def build_images(
 
 
 def project_image_check(
-    events: Any | None = None, project: Project | None = None
+    events: Any | None = None, project: Project | None = None, record: Path | None = None
 ) -> Callable[[Any], None]:
     """The container manager's ``image_check``: the images current before their first use.
 
@@ -386,12 +389,44 @@ def project_image_check(
     when an image is missing or stale; a failed check or build is an
     :class:`~parallel_isolation.containers.manager.ImageMissingError` naming
     the stale images.
+
+    ``record`` (the run's ``images-checked.json``): once one worker of a run
+    found the images current it writes the file, and the run's other workers
+    take its word instead of hashing the build inputs again.  The workers of a
+    run start together, so the check holds a lock next to the record: the
+    first checks, the others wait for its verdict.
     """
 
     def check(client: Any) -> None:
+        if record is None:
+            check_now(client)
+            return
+        record.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(record.with_name(f"{record.name}.lock")))
+        try:
+            lock.acquire(timeout=RECORD_LOCK_WAIT_S)
+        except filelock.Timeout:
+            check_now(client)  # the first worker is stuck: check for ourselves
+            return
+        try:
+            check_now(client)
+        finally:
+            lock.release()
+
+    def check_now(client: Any) -> None:
         from parallel_isolation.containers.manager import IMAGE_HINT, ImageMissingError
 
         started = time.monotonic()
+        if record is not None and record.exists():
+            if events is not None:
+                events.emit(
+                    "images_checked",
+                    stale=[],
+                    built=[],
+                    seconds=round(time.monotonic() - started, 3),
+                    reused=record.name,
+                )
+            return
         try:
             report = images_status(client=client, project=project)
         except ImagesError as error:
@@ -409,6 +444,8 @@ def project_image_check(
                 )
                 raise ImageMissingError(msg) from error
             built = [r.ref for r in results if r.action != "up-to-date"]
+        if record is not None:
+            _write_record(record, [s.ref for s in report.images], built)
         if events is not None:
             events.emit(
                 "images_checked",
@@ -418,3 +455,15 @@ def project_image_check(
             )
 
     return check
+
+
+RECORD_LOCK_WAIT_S = 120.0
+
+
+def _write_record(record: Path, current: list[str], built: list[str]) -> None:
+    """Atomically; only a saving, so a failure to write leaves each worker checking itself."""
+    with contextlib.suppress(OSError):
+        record.parent.mkdir(parents=True, exist_ok=True)
+        partial = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"images": current, "built": built}, indent=1) + "\n")
+        partial.replace(record)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TextIO
 
+from parallel_isolation.console import Out
+
 __all__ = ["Progress", "ProgressEvent", "Step", "no_progress", "text_progress"]
 
 ProgressKind = Literal["start", "done", "skip", "log", "info"]
@@ -66,18 +68,26 @@ class Step:
 
 
 def text_progress(verbose: bool = False, stream: TextIO | None = None) -> Progress:
-    """A callback printing one plain line per event (``log`` lines only when ``verbose``)."""
+    """A callback printing one line per event (``log`` lines only when ``verbose``).
+
+    Through :class:`parallel_isolation.console.Out`: image references, steps and
+    command output are printed as they are; plain text unless the stream is a
+    terminal, where the step markers are styled.
+    """
+    out = Out(stream or sys.stderr)
 
     def show(event: ProgressEvent) -> None:
-        out = stream or sys.stderr
         where = f" [{event.image}]" if event.image else ""
         if event.kind == "start":
-            print(f"==> {event.step}{where} {event.message}".rstrip(), file=out)
+            out.segments(
+                [("==> ", "bold"), (f"{event.step}{where} {event.message}".rstrip(), None)]
+            )
         elif event.kind == "done":
-            print(f"    done in {event.seconds or 0:.1f}s {event.message}".rstrip(), file=out)
+            took = f"done in {event.seconds or 0:.1f}s {event.message}".rstrip()
+            out.segments([("    ", None), (took, "green")])
         elif event.kind in ("skip", "info"):
-            print(f"--- {event.step}{where}: {event.message}", file=out)
+            out.line(f"--- {event.step}{where}: {event.message}", "dim")
         elif verbose:
-            print(f"    | {event.message}", file=out)
+            out.line(f"    | {event.message}", "dim")
 
     return show

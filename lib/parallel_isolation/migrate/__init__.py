@@ -20,6 +20,7 @@ from parallel_isolation.migrate._commands import (
     IncomingTopicCommand,
     NetworkNameCommand,
     ServiceEnvPrefixCommand,
+    SubscriptionWaitCommand,
     TopicNamespaceCommand,
 )
 from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
@@ -37,6 +38,7 @@ from parallel_isolation.migrate._runner import (
     migrate_paths,
     migrate_source,
 )
+from parallel_isolation.migrate.cli import build_parser, main, split_paths
 
 __all__ = [
     "CODES",
@@ -54,15 +56,19 @@ __all__ = [
     "NetworkNameCommand",
     "ServiceEnvPrefixCommand",
     "Severity",
+    "SubscriptionWaitCommand",
     "TopicNamespaceCommand",
+    "build_parser",
     "check_paths",
     "check_source",
     "codes_markdown",
     "discover",
     "findings_json",
+    "main",
     "migrate_paths",
     "migrate_source",
     "render_findings",
     "render_report",
     "report_json",
+    "split_paths",
 ]

@@ -10,21 +10,32 @@ from parallel_isolation.migrate._sinks import env_dict
 
 __all__ = [
     "Builder",
+    "Result",
     "add_prefix",
     "broker_attribute",
     "call_on",
     "env_container",
     "env_string",
+    "provider_expression",
     "strip_topic",
     "wrap_in",
 ]
 
-Builder = Callable[[str, cst.CSTNode], cst.CSTNode]
+#: What an edit may return: a node, or several statements/arguments in its place.
+Result = cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]
+Builder = Callable[[str, cst.CSTNode], Result]
+
+
+def provider_expression(provider: str) -> cst.BaseExpression:
+    """``mqtt_broker`` or ``self.mqtt_broker`` as an expression."""
+    if "." not in provider:
+        return cst.Name(provider)
+    return cst.parse_expression(provider)
 
 
 def call_on(provider: str, method: str, value: cst.BaseExpression) -> cst.Call:
     return cst.Call(
-        func=cst.Attribute(value=cst.Name(provider), attr=cst.Name(method)),
+        func=cst.Attribute(value=provider_expression(provider), attr=cst.Name(method)),
         args=[cst.Arg(value=value)],
     )
 
@@ -39,7 +50,9 @@ def wrap_in(method: str) -> Builder:
 
 def broker_attribute(attr: str, as_string: bool = False) -> Builder:
     def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
-        value: cst.BaseExpression = cst.Attribute(value=cst.Name(provider), attr=cst.Name(attr))
+        value: cst.BaseExpression = cst.Attribute(
+            value=provider_expression(provider), attr=cst.Name(attr)
+        )
         if as_string:
             value = cst.Call(func=cst.Name("str"), args=[cst.Arg(value=value)])
         return value
@@ -73,7 +86,16 @@ def env_container(key: str, value: str) -> Builder:
     return build
 
 
-def add_prefix(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+def add_prefix(key: str = "TOPIC_PREFIX") -> Builder:
+    """A builder adding ``key: <provider>.prefix`` after a mapping's last MQTT entry."""
+
+    def build(provider: str, node: cst.CSTNode) -> cst.CSTNode:
+        return _add_prefix(key, provider, node)
+
+    return build
+
+
+def _add_prefix(prefix_key: str, provider: str, node: cst.CSTNode) -> cst.CSTNode:
     assert isinstance(node, cst.Dict)
     info = env_dict(node)
     assert info is not None
@@ -84,8 +106,8 @@ def add_prefix(provider: str, node: cst.CSTNode) -> cst.CSTNode:
     if isinstance(before, cst.DictElement) and isinstance(before.key, cst.SimpleString):
         key_quote = before.key.quote if len(before.key.quote) == 1 else '"'
     new = cst.DictElement(
-        key=cst.SimpleString(f"{key_quote}TOPIC_PREFIX{key_quote}"),
-        value=cst.Attribute(value=cst.Name(provider), attr=cst.Name("prefix")),
+        key=cst.SimpleString(f"{key_quote}{prefix_key}{key_quote}"),
+        value=cst.Attribute(value=provider_expression(provider), attr=cst.Name("prefix")),
     )
     if isinstance(before.comma, cst.Comma):
         new = new.with_changes(comma=before.comma)

@@ -181,13 +181,15 @@ _ALL = (
         "PI112",
         "sleep-wait",
         "warning",
-        "`time.sleep` used to wait for a message or a state (a sleep outside a polling loop).",
+        "`time.sleep` used to wait for a message or a state (any sleep but one in a loop that "
+        "re-checks a condition, such as `while not ready(): sleep(0.1)`).",
         "Under load (12 workers on 2 cores) the sleep is too short and the test flakes; "
         "unloaded it wastes the time every run.",
         "Wait until a deadline for the named condition: "
         "`mqtt_client.wait_for('fire/trigger', predicate, timeout=10)`, "
-        "`wait_for_message(...)`.",
-        "no",
+        "`wait_for_message(...)`; after a raw client's `subscribe()`/`connect()` the codemod "
+        "waits for the SUBACK/CONNACK itself.",
+        "partly",
     ),
     Code(
         "PI113",
@@ -213,11 +215,34 @@ _ALL = (
         "PI115",
         "service-env-prefix",
         "error",
-        "A service environment sets the broker (`MQTT_BROKER`) but no `TOPIC_PREFIX`.",
-        "The service then publishes and subscribes on bare topics, shared by every worker.",
-        "Add `'TOPIC_PREFIX': topic_namespace.prefix`, or build the whole environment with "
-        "`parallel_test_context.service_env(service)`.",
+        "A service environment (a mapping, `monkeypatch.setenv`/`os.environ` calls, a mapping "
+        "copied into `os.environ`) sets the broker but not the variable the services read "
+        "for their topic prefix (learned from their source, `TOPIC_PREFIX` by default).",
+        "The service then publishes and subscribes on bare topics, shared by every worker, "
+        "while the test's topics are namespaced.",
+        "Set the services' prefix variable to `topic_namespace.prefix`, or build the whole "
+        "environment with `parallel_test_context.service_env(service)`.",
         "yes",
+    ),
+    Code(
+        "PI116",
+        "fixed-subnet",
+        "error",
+        "A Docker network with a fixed subnet (`IPAMPool(subnet='172.28.0.0/16')`, `--subnet`).",
+        "The second worker's network overlaps the first's and Docker refuses to create it.",
+        "Leave the subnet to Docker (no IPAM config), or give each worker its own.",
+        "no",
+    ),
+    Code(
+        "PI117",
+        "shared-image-build",
+        "error",
+        "An image tag every worker builds (`images.build(tag='app:test')`, "
+        "`docker build -t app:test`).",
+        "Workers build and re-tag the same image at the same time: slow, and one worker's "
+        "build can replace the image another is starting containers from.",
+        "Build the image once per run before the workers start (or tag it per worker).",
+        "no",
     ),
 )
 

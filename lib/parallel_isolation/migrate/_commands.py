@@ -1,44 +1,46 @@
 """The codemod commands: one LibCST command per transformation.
 
-Each command analyses the module it is given (so commands compose in any
-order and each can be tested alone), rewrites the fixable sites of its own
-codes and warns about the rest.  :data:`COMMANDS` is the order the tool runs
-them in; :class:`FixtureParametersCommand` comes last and adds the fixture
-parameters the others' rewrites refer to.
+Each command rewrites the fixable sites of its own codes.  The tool does not
+run them one after the other on a re-parsed tree: it analyses the project
+once, lets every command contribute its edits from that one analysis
+(:meth:`_SiteCommand.contribute`), and applies them together
+(``_rewrite``).  Run on its own (``CodemodTest``, or LibCST's runner), a
+command analyses the module it is given and applies only its own edits,
+warning about the sites of its codes it leaves alone; its output may then
+use a fixture no parameter provides yet (adding those is
+:class:`FixtureParametersCommand`'s job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
 
-from parallel_isolation.migrate._analysis import Analysis, External, Site
-from parallel_isolation.migrate._edit import (
-    Replacer,
-    add_imports,
-    append_arguments,
-    append_parameters,
-    keyword_argument,
-    remove_statements,
+from parallel_isolation.migrate._analysis import FileAnalysis, Workspace
+from parallel_isolation.migrate._decide import decide
+from parallel_isolation.migrate._edit import append_arguments, keyword_argument
+from parallel_isolation.migrate._facts import FIXTURE_PARAMETERS, Record, Scope
+from parallel_isolation.migrate._project import DEFAULT_PREFIX_ENV, Project, Settings
+from parallel_isolation.migrate._rewrite import (
+    Edit,
+    Plan,
+    _autouse_edit,
+    _drop_constants,
+    _fixtures,
+    _inject_edit,
+    _parameters_edit,
+    apply,
+    site_edits,
 )
-from parallel_isolation.migrate._facts import (
-    FIXTURE_PARAMETERS,
-    Record,
-    Scope,
-    collect_facts,
-    is_suppressed,
-    suppressions,
-)
-from parallel_isolation.migrate._walk import start_positions
+from parallel_isolation.migrate._site import Site
+from parallel_isolation.migrate._view import AnalysisView
 
 __all__ = [
     "COMMANDS",
-    "EXTERNAL_KEY",
-    "SUPPRESSIONS_KEY",
+    "PREFIX_ENV_KEY",
     "BrokerAddressCommand",
     "ClientIdCommand",
     "ContainerNameCommand",
@@ -46,43 +48,32 @@ __all__ = [
     "IncomingTopicCommand",
     "NetworkNameCommand",
     "ServiceEnvPrefixCommand",
+    "SubscriptionWaitCommand",
     "TopicNamespaceCommand",
+    "commands_for",
 ]
 
-#: ``context.scratch`` key of the class summaries of the conftest files in scope.
-EXTERNAL_KEY = "parallel_isolation.migrate.external"
-#: ``context.scratch`` key: False when the source has no ``# isolation:`` comment
-#: (then no command needs positions to honour suppressions).
-SUPPRESSIONS_KEY = "parallel_isolation.migrate.may_suppress"
-
-_ANNOTATIONS = {
-    "mqtt_broker": "TestMQTTBroker",
-    "parallel_test_context": "ParallelTestContext",
-    "isolation_worker": "WorkerContext",
-    "topic_namespace": "TopicNamespace",
-}
+#: ``context.scratch`` key: the variable the services read for their topic prefix.
+PREFIX_ENV_KEY = "parallel_isolation.migrate.prefix_env"
 
 
-def _external(context: CodemodContext) -> External | None:
-    value = context.scratch.get(EXTERNAL_KEY)
-    return value if isinstance(value, External) else None
+def _analysis(tree: cst.Module, context: CodemodContext) -> FileAnalysis:
+    """The analysis of a module given on its own (no project around it)."""
+    prefix_env = context.scratch.get(PREFIX_ENV_KEY, DEFAULT_PREFIX_ENV)
+    settings = Settings(None, str(prefix_env), "given")
+    name = context.filename or "<string>"
+    project = Project.single(tree, Path(name), name, settings)
+    analysis = Workspace(project).analysis(project.targets[0])
+    assert analysis is not None
+    decide([analysis])
+    return analysis
 
 
 class _Command(CodemodCommand):
-    """A command that needs no LibCST metadata, so the tree is not copied for it.
-
-    ``Codemod.transform_module`` wraps the tree in a ``MetadataWrapper``,
-    which deep-copies it; these commands compute what they need themselves
-    (see ``_walk``), then run the import additions they scheduled, as
-    ``CodemodCommand`` does.
-    """
+    """A command that needs no LibCST metadata, so the tree is not copied for it."""
 
     def transform_module(self, tree: cst.Module) -> cst.Module:
-        tree = self.transform_module_impl(tree)
-        if self.context.scratch.get(AddImportsVisitor.CONTEXT_KEY):
-            tree = AddImportsVisitor(self.context).transform_module(tree)
-            self.context.scratch[AddImportsVisitor.CONTEXT_KEY] = []
-        return tree
+        return self.transform_module_impl(tree)
 
 
 class _SiteCommand(_Command):
@@ -90,49 +81,42 @@ class _SiteCommand(_Command):
 
     CODES: ClassVar[frozenset[str]] = frozenset()
 
-    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        analysis = Analysis(collect_facts(tree), _external(self.context))
-        mine = [site for site in analysis.sites if site.code in self.CODES]
-        if not mine:
-            return tree
-        lines: dict[int, tuple[int, int]] = {}
-        suppressed: dict[int, frozenset[str]] = {}
-        if self.context.scratch.get(SUPPRESSIONS_KEY, True):
-            lines, code = start_positions(tree, [site.node for site in mine])
-            suppressed = suppressions(code)
-        edits: dict[int, Callable[[cst.CSTNode], cst.CSTNode]] = {}
-        for site in mine:
-            if lines and is_suppressed(suppressed, lines[id(site.node)][0], site.code):
+    @classmethod
+    def owns(cls, site: Site) -> bool:
+        return site.code in cls.CODES
+
+    def contribute(self, analysis: AnalysisView, sites: list[Site], plan: Plan) -> None:
+        """Add the edits of the fixable ``sites`` of this command's codes to ``plan``."""
+        defined = {s.hazard for s in analysis.sites if s.origin is not None and s.node is s.origin}
+        for site in sites:
+            if not self.owns(site):
                 continue
             fixable, reason = analysis.fixable(site)
             if not fixable:
-                if site.report:
-                    self.warn(f"{site.code} left as is: {_snippet(tree, site.node)}: {reason}")
+                if site.report and (site.hazard not in defined or site.node is site.origin):
+                    self.warn(
+                        f"{site.code} left as is: {analysis.snippet(site.node, 60)}: {reason}"
+                    )
                 continue
-            if site.build is None:
+            if site.build is None and not any(isinstance(k, int) for k in site.extra):
                 continue  # fixed elsewhere (a constant goes once its uses are rewritten)
-            provider = analysis.provider(site.scope, site.need)[0] if site.need else ""
-            assert provider is not None
-            edits[id(site.node)] = _bound(site, provider)
-        if not edits:
-            return tree
-        paths = analysis.facts.paths_to(set(edits))
-        return self.after(analysis, tree.visit(Replacer(edits, paths)))
+            site_edits(analysis, site, plan)
 
-    def after(self, analysis: Analysis, tree: cst.Module) -> cst.Module:
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        analysis = _analysis(tree, self.context)
+        plan = Plan()
+        self.contribute(analysis, analysis.sites, plan)
+        if not plan.edits:
+            return tree
+        return self.after(analysis, _apply(analysis, plan))
+
+    def after(self, analysis: FileAnalysis, tree: cst.Module) -> cst.Module:
         """A hook for clean-ups once the sites are rewritten."""
         return tree
 
 
-def _snippet(tree: cst.Module, node: cst.CSTNode) -> str:
-    text = " ".join(tree.code_for_node(node).split())
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _bound(site: Site, provider: str) -> Callable[[cst.CSTNode], cst.CSTNode]:
-    build = site.build
-    assert build is not None
-    return lambda node: build(provider, node)
+def _apply(analysis: FileAnalysis, plan: Plan) -> cst.Module:
+    return apply(analysis, plan, set())
 
 
 class BrokerAddressCommand(_SiteCommand):
@@ -141,30 +125,14 @@ class BrokerAddressCommand(_SiteCommand):
     )
     CODES = frozenset({"PI101", "PI102"})
 
-    def after(self, analysis: Analysis, tree: cst.Module) -> cst.Module:
+    @classmethod
+    def owns(cls, site: Site) -> bool:
+        return site.code in cls.CODES and "needs" not in site.extra
+
+    def after(self, analysis: FileAnalysis, tree: cst.Module) -> cst.Module:
         """Drop the broker constants that no code uses any more."""
         candidates = set(analysis.broker_constants)
-        if not candidates:
-            return tree
-        facts = collect_facts(tree)
-        used = {
-            record.node.value
-            for record in facts.names
-            if isinstance(record.node, cst.Name) and record.node.value in candidates
-        }
-        remove: set[int] = set()
-        for statement in tree.body:
-            if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
-                continue
-            small = statement.body[0]
-            target: cst.BaseExpression | None = None
-            if isinstance(small, cst.Assign) and len(small.targets) == 1:
-                target = small.targets[0].target
-            elif isinstance(small, cst.AnnAssign):
-                target = small.target
-            if isinstance(target, cst.Name) and target.value in candidates - used:
-                remove.add(id(statement))
-        return remove_statements(tree, remove) if remove else tree
+        return _drop_constants(tree, candidates) if candidates else tree
 
 
 class ContainerNameCommand(_SiteCommand):
@@ -184,9 +152,14 @@ class ClientIdCommand(_SiteCommand):
 
 class ServiceEnvPrefixCommand(_SiteCommand):
     DESCRIPTION = (
-        "Add TOPIC_PREFIX: topic_namespace.prefix to service environments that set a broker."
+        "Give service environments that set a broker the services' topic prefix variable "
+        "(mappings, setenv/os.environ sequences, mappings copied into os.environ)."
     )
     CODES = frozenset({"PI115"})
+
+    @classmethod
+    def owns(cls, site: Site) -> bool:
+        return site.code in cls.CODES or "needs" in site.extra
 
 
 class TopicNamespaceCommand(_SiteCommand):
@@ -202,6 +175,14 @@ class IncomingTopicCommand(_SiteCommand):
     CODES = frozenset({"PI109"})
 
 
+class SubscriptionWaitCommand(_SiteCommand):
+    DESCRIPTION = (
+        "Replace a sleep after a raw client's subscribe()/connect() with a wait for the "
+        "SUBACK/CONNACK (an event set by on_subscribe/on_connect, asserted with a deadline)."
+    )
+    CODES = frozenset({"PI112"})
+
+
 class FixtureParametersCommand(_Command):
     DESCRIPTION = (
         "Add the fixtures rewritten code uses as parameters of tests and fixtures, and thread "
@@ -209,8 +190,15 @@ class FixtureParametersCommand(_Command):
     )
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        self._imports: set[str] = set()
-        analysis = Analysis(collect_facts(tree), _external(self.context))
+        analysis = _analysis(tree, self.context)
+        plan = Plan()
+        self.contribute_unbound(analysis, plan)
+        if not plan.edits:
+            return tree
+        return _apply(analysis, plan)
+
+    def contribute_unbound(self, analysis: FileAnalysis, plan: Plan) -> None:
+        """Parameters for the fixture names the module uses without binding them."""
         facts = analysis.facts
         needs: dict[int, set[str]] = {}
         scopes: dict[int, Scope] = {}
@@ -227,7 +215,6 @@ class FixtureParametersCommand(_Command):
                 continue
             needs.setdefault(id(top), set()).add(name.value)
             scopes[id(top)] = top
-        # Propagate to a fixpoint: a helper that needs a fixture makes its callers need it.
         threaded: dict[int, list[Record]] = {}
         pending = list(needs)
         while pending:
@@ -235,8 +222,8 @@ class FixtureParametersCommand(_Command):
             scope = scopes[key]
             if scope.role in ("test", "fixture"):
                 continue
-            calls = analysis.call_sites(scope) if scope.role in ("helper", "method") else None
-            if calls is None:
+            uses = analysis.providers.uses(scope) if scope.role in ("helper", "method") else None
+            if uses is None or uses.other is not None or not uses.calls:
                 if key not in threaded:
                     self.warn(
                         f"cannot pass {', '.join(sorted(needs[key]))} into {scope.qualname}: "
@@ -244,8 +231,8 @@ class FixtureParametersCommand(_Command):
                     )
                 threaded[key] = []
                 continue
-            threaded[key] = calls
-            for record in calls:
+            threaded[key] = [site.record for site in uses.calls if site.analysis is analysis]
+            for record in threaded[key]:
                 caller = record.scope.outermost_function()
                 if caller is None:
                     continue
@@ -257,7 +244,7 @@ class FixtureParametersCommand(_Command):
                         wanted.add(fixture)
                         scopes[id(caller)] = caller
                         pending.append(id(caller))
-        edits: dict[int, Callable[[cst.CSTNode], cst.CSTNode]] = {}
+        self._self_attributes(analysis, plan)
         for key, wanted in needs.items():
             scope = scopes[key]
             ordered = [n for n in FIXTURE_PARAMETERS if n in wanted]
@@ -265,47 +252,73 @@ class FixtureParametersCommand(_Command):
                 continue
             if scope.role in ("test", "fixture"):
                 if scope.has_positional_defaults:
-                    edits[id(scope.node)] = self._parameters_edit([], ordered, scope)
+                    plan.add(id(scope.node), _parameters_edit([], ordered, scope, plan))
                 else:
-                    edits[id(scope.node)] = self._parameters_edit(ordered, [], scope)
+                    plan.add(id(scope.node), _parameters_edit(ordered, [], scope, plan))
                 continue
             calls = threaded.get(key) or []
             if not calls:
                 continue
-            edits[id(scope.node)] = self._parameters_edit([], ordered, scope)
+            plan.add(id(scope.node), _parameters_edit([], ordered, scope, plan))
             for record in calls:
                 call = record.node
                 assert isinstance(call, cst.Call)
                 present = {a.keyword.value for a in call.args if a.keyword is not None}
                 names = [n for n in ordered if n not in present]
                 if names:
-                    edits[id(call)] = _arguments_edit(names)
-        if not edits:
-            return tree
-        tree = tree.visit(Replacer(edits, facts.paths_to(set(edits))))
-        return add_imports(tree, "parallel_isolation", sorted(self._imports))
+                    plan.add(id(call), _arguments(names))
 
-    def _parameters_edit(
-        self, positional: list[str], keyword_only: list[str], scope: Scope
-    ) -> Callable[[cst.CSTNode], cst.CSTNode]:
-        def param(name: str) -> cst.Param:
-            if not scope.annotated:
-                return cst.Param(cst.Name(name))
-            annotation = _ANNOTATIONS[name]
-            self._imports.add(annotation)
-            return cst.Param(cst.Name(name), annotation=cst.Annotation(cst.Name(annotation)))
+    def _self_attributes(self, analysis: FileAnalysis, plan: Plan) -> None:
+        """``self.<fixture>`` in a class that never sets it: an autouse fixture method
+        (unittest classes) or a constructor parameter (other classes)."""
+        facts = analysis.facts
+        used: dict[str, set[str]] = {}
+        assigned: dict[str, set[str]] = {}
+        for target, _value, scope in facts.assigns:
+            top = scope.outermost_function()
+            if (
+                top is not None
+                and top.cls is not None
+                and isinstance(target, cst.Attribute)
+                and isinstance(target.value, cst.Name)
+                and target.value.value == "self"
+            ):
+                assigned.setdefault(top.cls.name, set()).add(target.attr.value)
+        for record in facts.attributes:
+            node = record.node
+            assert isinstance(node, cst.Attribute)
+            top = record.scope.outermost_function()
+            if (
+                top is None
+                or top.cls is None
+                or not top.cls.top_level
+                or not isinstance(node.value, cst.Name)
+                or node.value.value != "self"
+                or node.attr.value not in FIXTURE_PARAMETERS
+            ):
+                continue
+            used.setdefault(top.cls.name, set()).add(node.attr.value)
+        for name, fixtures in used.items():
+            missing = fixtures - assigned.get(name, set())
+            cls = facts.classes.get(name)
+            if not missing or cls is None:
+                continue
+            if "_isolation_fixtures" in cls.methods:
+                continue
+            if cls.is_unittest:
+                plan.modules.add("pytest")
+                plan.add(id(cls.node), _autouse_edit(sorted(missing)))
+                continue
+            plan.add(id(cls.node), _inject_edit(sorted(missing), analysis, name, plan))
+            for site in analysis.providers.class_uses(name).calls:
+                if site.analysis is analysis:
+                    present = {a.keyword.value for a in site.call.args if a.keyword is not None}
+                    names = [n for n in sorted(missing) if n not in present]
+                    if names:
+                        plan.add(id(site.call), _arguments(names))
 
-        new_positional = [param(n) for n in positional]
-        new_keyword_only = [param(n) for n in keyword_only]
 
-        def edit(node: cst.CSTNode) -> cst.CSTNode:
-            assert isinstance(node, cst.FunctionDef)
-            return append_parameters(node, new_positional, new_keyword_only)
-
-        return edit
-
-
-def _arguments_edit(names: list[str]) -> Callable[[cst.CSTNode], cst.CSTNode]:
+def _arguments(names: list[str]) -> Edit:
     def edit(node: cst.CSTNode) -> cst.CSTNode:
         assert isinstance(node, cst.Call)
         return append_arguments(node, [keyword_argument(n) for n in names])
@@ -313,7 +326,7 @@ def _arguments_edit(names: list[str]) -> Callable[[cst.CSTNode], cst.CSTNode]:
     return edit
 
 
-#: The order the tool composes the commands in.
+#: The order the tool composes the commands' edits in.
 COMMANDS: tuple[type[CodemodCommand], ...] = (
     BrokerAddressCommand,
     ContainerNameCommand,
@@ -322,5 +335,35 @@ COMMANDS: tuple[type[CodemodCommand], ...] = (
     ServiceEnvPrefixCommand,
     TopicNamespaceCommand,
     IncomingTopicCommand,
+    SubscriptionWaitCommand,
     FixtureParametersCommand,
 )
+
+
+def commands_for(context: CodemodContext) -> list[_SiteCommand]:
+    """Instances of the site commands, sharing one context."""
+    return [c(context) for c in COMMANDS if issubclass(c, _SiteCommand)]
+
+
+def plan(analyses: list[FileAnalysis], fixed: list[tuple[FileAnalysis, Site]]) -> dict[str, Plan]:
+    """The project's edits per module key: every site command contributes its
+    edits for the fixed sites from the one analysis of each module, then the
+    fixture parameters those edits use are added."""
+    plans: dict[str, Plan] = {}
+
+    def plan_of(a: AnalysisView) -> Plan:
+        return plans.setdefault(a.path, Plan())
+
+    by_module: dict[int, list[Site]] = {}
+    owners: dict[int, FileAnalysis] = {}
+    for a, site in fixed:
+        by_module.setdefault(id(a), []).append(site)
+        owners[id(a)] = a
+    for key, sites in by_module.items():
+        a = owners[key]
+        context = CodemodContext(filename=a.path)
+        for command in commands_for(context):
+            command.contribute(a, sites, plan_of(a))
+        plan_of(a).notes.extend(context.warnings)
+    _fixtures(fixed, plan_of)
+    return plans

@@ -16,7 +16,7 @@ __all__ = [
     "remove_statements",
 ]
 
-Edit = Callable[[cst.CSTNode], cst.CSTNode]
+Edit = Callable[[cst.CSTNode], cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]]
 _TRAILING = ("whitespace_after_param", "whitespace_after_arg")
 
 
@@ -37,7 +37,7 @@ class Replacer(cst.CSTTransformer):
 
     def on_leave(  # type: ignore[override]
         self, original_node: cst.CSTNode, updated_node: cst.CSTNode
-    ) -> cst.CSTNode:
+    ) -> cst.CSTNode | cst.FlattenSentinel[cst.CSTNode]:
         edit = self.edits.get(id(original_node))
         return updated_node if edit is None else edit(updated_node)
 

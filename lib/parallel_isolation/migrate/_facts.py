@@ -23,7 +23,9 @@ __all__ = [
     "PLUGIN_FIXTURES",
     "Binding",
     "ClassInfo",
+    "ImportRef",
     "ModuleFacts",
+    "Record",
     "Scope",
     "collect_facts",
     "dotted",
@@ -121,6 +123,16 @@ class Binding:
     path: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True)
+class ImportRef:
+    """Where an imported name comes from: ``from module import name`` (``name``
+    None for ``import module``); ``level`` counts the leading dots."""
+
+    module: str
+    name: str | None
+    level: int = 0
+
+
 @dataclass(eq=False)
 class ClassInfo:
     node: cst.ClassDef
@@ -159,6 +171,8 @@ class Scope:
     raw_clients: set[str] = field(default_factory=set)
     ns_messages: set[str] = field(default_factory=set)
     loop_depth: int = 0
+    #: The loops (``for``/``while``) open at the current point of the walk.
+    loops: list[cst.CSTNode] = field(default_factory=list)
 
     @property
     def is_function(self) -> bool:
@@ -203,6 +217,10 @@ class Record:
     loop_depth: int = 0
     in_fstring: bool = False
     in_annotation: bool = False
+    #: Inside ``if __name__ == "__main__":`` (code that never runs under pytest).
+    in_main: bool = False
+    #: The innermost ``for``/``while`` of the same function around the node.
+    loop: cst.CSTNode | None = None
 
 
 @dataclass(eq=False)
@@ -213,6 +231,10 @@ class ModuleFacts:
     functions: dict[int, Scope] = field(default_factory=dict)
     classes: dict[str, ClassInfo] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    #: Local names bound by imports, and where they come from.
+    imports: dict[str, ImportRef] = field(default_factory=dict)
+    #: Top-level ``if __name__ == "__main__":`` statements.
+    main_blocks: list[cst.If] = field(default_factory=list)
     #: The module imports an MQTT client library (paho, aiomqtt, gmqtt, ...):
     #: it can make clients that do not namespace topics.
     uses_raw_mqtt: bool = False
@@ -393,6 +415,7 @@ class _FactsVisitor(Walker):
         self.annotation = 0
         self.class_stack: list[ClassInfo] = []
         self._pending: Scope | None = None
+        self.main = 0
 
     # -- helpers ---------------------------------------------------------
 
@@ -408,6 +431,8 @@ class _FactsVisitor(Walker):
             loop_depth=scope.loop_depth,
             in_fstring=self.fstring > 0,
             in_annotation=self.annotation > 0,
+            in_main=self.main > 0,
+            loop=scope.loops[-1] if scope.loops else None,
         )
 
     def _bind(self, name: cst.Name, binding: Binding) -> None:
@@ -440,8 +465,12 @@ class _FactsVisitor(Walker):
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 local = alias.asname.name.value
                 self.facts.aliases[local] = full
+                target = full
             else:
                 local = full.split(".")[0]
+                target = local
+            if self.scope.role == "module":
+                self.facts.imports[local] = ImportRef(target, None)
             self.scope.bindings.setdefault(local, []).append(Binding())
         return False
 
@@ -459,6 +488,8 @@ class _FactsVisitor(Walker):
                 local = alias.asname.name.value
             if not node.relative:
                 self.facts.aliases[local] = f"{module}.{name}" if module else name
+            if self.scope.role == "module":
+                self.facts.imports[local] = ImportRef(module, name, len(node.relative))
             self.scope.bindings.setdefault(local, []).append(Binding())
         return False
 
@@ -611,6 +642,7 @@ class _FactsVisitor(Walker):
         self._bind_target(node.target, node.iter, loop=True)
         self.facts.loops.append(self._record(node))
         self.scope.loop_depth += 1
+        self.scope.loops.append(node)
         iterated = node.iter
         if (
             isinstance(iterated, cst.Call)
@@ -621,12 +653,26 @@ class _FactsVisitor(Walker):
 
     def leave_For(self, original_node: cst.For) -> None:
         self.scope.loop_depth -= 1
+        self.scope.loops.pop()
 
     def visit_While(self, node: cst.While) -> None:
         self.scope.loop_depth += 1
+        self.scope.loops.append(node)
 
     def leave_While(self, original_node: cst.While) -> None:
         self.scope.loop_depth -= 1
+        self.scope.loops.pop()
+
+    # -- ``if __name__ == "__main__":`` ------------------------------------------
+
+    def visit_If(self, node: cst.If) -> None:
+        if self.scope.role == "module" and _is_main_test(node.test):
+            self.facts.main_blocks.append(node)
+            self.main += 1
+
+    def leave_If(self, original_node: cst.If) -> None:
+        if self.facts.main_blocks and self.facts.main_blocks[-1] is original_node:
+            self.main -= 1
 
     def visit_CompFor(self, node: cst.CompFor) -> None:
         self._bind_target(node.target, None)
@@ -742,6 +788,18 @@ class _FactsVisitor(Walker):
         record = self._record(node)
         self.facts.names.append(record)
         self.scope.uses.setdefault(node.value, []).append(node)
+
+
+def _is_main_test(test: cst.BaseExpression) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+        return False
+    target = test.comparisons[0]
+    if not isinstance(target.operator, cst.Equal):
+        return False
+    sides = {dotted(test.left), dotted(target.comparator)}
+    values = {string_value(test.left), string_value(target.comparator)}
+    return "__name__" in sides and "__main__" in values
 
 
 def _fill_params(scope: Scope, params: cst.Parameters) -> None:

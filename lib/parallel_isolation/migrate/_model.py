@@ -13,7 +13,12 @@ __all__ = ["FileResult", "Finding", "MigrationReport"]
 
 @dataclass(frozen=True, order=True)
 class Finding:
-    """One hazard at ``path:line:col`` (both 1-based)."""
+    """One hazard at ``path:line:col`` (both 1-based).
+
+    ``related`` are the hazard's other sites (``path:line:col``): the uses of
+    a constant, the same name written again in another file.  A finding is
+    one *distinct* hazard; its sites are listed, not counted again.
+    """
 
     path: str
     line: int
@@ -22,6 +27,7 @@ class Finding:
     severity: Severity
     message: str
     autofix: bool = False
+    related: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         fix = " [auto-fix]" if self.autofix else ""
@@ -31,8 +37,14 @@ class Finding:
     def name(self) -> str:
         return CODES[self.code].name
 
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "name": self.name}
+        data = {**asdict(self), "name": self.name}
+        data["related"] = list(self.related)
+        return data
 
 
 @dataclass(frozen=True)

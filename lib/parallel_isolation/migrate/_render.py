@@ -1,22 +1,55 @@
-"""Output: one ``file:line:col CODE message`` line per finding, a rich summary
-table, JSON for machines, unified diffs for the codemod."""
+"""Output of the tool: plain lines for people and tools, JSON for machines.
+
+Every ``path:line:col`` and every message is printed exactly as it is: no
+markup, no emoji codes, no wrapping.  Colour is added only to the tool's own
+words (codes, statuses), only when the stream is a terminal and ``NO_COLOR``
+is not set.  Results go to the stream given (stdout); nothing here writes to
+stderr.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Literal
-
-from rich.console import Console
-from rich.table import Table
+from typing import Any, Literal, TextIO
 
 from parallel_isolation.migrate._codes import CODES
-from parallel_isolation.migrate._model import Finding, MigrationReport
+from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
 
-__all__ = ["Format", "findings_json", "render_findings", "render_report", "report_json"]
+__all__ = [
+    "Format",
+    "findings_json",
+    "render_findings",
+    "render_report",
+    "report_json",
+    "use_color",
+]
 
 Format = Literal["text", "json"]
+
+_RED, _YELLOW, _GREEN, _CYAN, _BOLD, _RESET = (
+    "\x1b[31m",
+    "\x1b[33m",
+    "\x1b[32m",
+    "\x1b[36m",
+    "\x1b[1m",
+    "\x1b[0m",
+)
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _paint(text: str, color: str, enabled: bool) -> str:
+    return f"{color}{text}{_RESET}" if enabled else text
 
 
 def findings_json(findings: Sequence[Finding]) -> dict[str, Any]:
@@ -25,6 +58,7 @@ def findings_json(findings: Sequence[Finding]) -> dict[str, Any]:
         "findings": [f.as_dict() for f in findings],
         "summary": {
             "total": len(findings),
+            "sites": sum(1 + len(f.related) for f in findings),
             "files": len({f.path for f in findings}),
             "auto_fixable": sum(1 for f in findings if f.autofix),
             "by_code": dict(sorted(counts.items())),
@@ -32,54 +66,71 @@ def findings_json(findings: Sequence[Finding]) -> dict[str, Any]:
     }
 
 
-def _summary_table(findings: Sequence[Finding], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("code")
-    table.add_column("name")
-    table.add_column("severity")
-    table.add_column("found", justify="right")
-    table.add_column("auto-fixable", justify="right")
+def _finding_lines(finding: Finding, color: bool) -> list[str]:
+    code = _paint(finding.code, _YELLOW if finding.severity == "warning" else _RED, color)
+    fix = " [auto-fix]" if finding.autofix else ""
+    lines = [f"{finding.path}:{finding.line}:{finding.col} {code} {finding.message}{fix}"]
+    if finding.related:
+        lines.append("    also at " + ", ".join(finding.related))
+    return lines
+
+
+def _summary_lines(findings: Sequence[Finding]) -> list[str]:
     counts = Counter(f.code for f in findings)
+    sites: Counter[str] = Counter()
     fixable = Counter(f.code for f in findings if f.autofix)
+    for finding in findings:
+        sites[finding.code] += 1 + len(finding.related)
+    files = len({f.path for f in findings})
+    total_sites = sum(sites.values())
+    person = sum(1 for f in findings if not f.autofix)
+    lines = [
+        f"{len(findings)} hazards ({total_sites} sites) in {files} files: "
+        f"{len(findings) - person} auto-fixable by migrate, {person} for a person",
+        f"{'code':<6} {'name':<20} {'severity':<8} {'hazards':>7} {'sites':>6} {'auto-fix':>8}",
+    ]
     for code, count in sorted(counts.items()):
         info = CODES[code]
-        style = "yellow" if info.severity == "warning" else "red"
-        table.add_row(
-            code, info.name, f"[{style}]{info.severity}[/]", str(count), str(fixable[code])
+        lines.append(
+            f"{code:<6} {info.name:<20} {info.severity:<8} {count:>7} {sites[code]:>6} "
+            f"{fixable[code]:>8}"
         )
-    return table
+    return lines
 
 
 def render_findings(
-    findings: Sequence[Finding], output_format: Format = "text", console: Console | None = None
+    findings: Sequence[Finding],
+    output_format: Format = "text",
+    stream: TextIO | None = None,
+    color: bool | None = None,
 ) -> None:
-    console = console or Console()
+    """One line per distinct hazard (its other sites indented below), then a summary."""
+    out = stream if stream is not None else sys.stdout
     if output_format == "json":
-        console.print_json(json.dumps(findings_json(findings)))
+        out.write(json.dumps(findings_json(findings), indent=2) + "\n")
         return
+    paint = use_color(out) if color is None else color
+    lines: list[str] = []
     for finding in findings:
-        console.print(str(finding), markup=False, highlight=False, soft_wrap=True)
+        lines += _finding_lines(finding, paint)
     if not findings:
-        console.print("[green]no parallel-safety hazards found[/]")
-        return
-    files = len({f.path for f in findings})
-    console.print(
-        _summary_table(
-            findings,
-            f"{len(findings)} hazards in {files} files "
-            f"({sum(1 for f in findings if f.autofix)} auto-fixable by `invoke migrate`)",
-        )
-    )
+        lines.append("no parallel-safety hazards found")
+    else:
+        lines += ["", *_summary_lines(findings)]
+    out.write("\n".join(lines) + "\n")
 
 
-_DIFF_STYLES = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+def _status(result: FileResult) -> str:
+    if result.failed:
+        return "skipped"
+    if result.written:
+        return "rewritten"
+    if result.changed:
+        return "would change"
+    return "unchanged"
 
 
-def _print_diff(text: str, console: Console) -> None:
-    """A unified diff, coloured per line, never wrapped or cropped."""
-    for line in text.splitlines():
-        style = next((s for prefix, s in _DIFF_STYLES if line.startswith(prefix)), None)
-        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+_STATUS_COLORS = {"skipped": _RED, "rewritten": _GREEN, "would change": _CYAN}
 
 
 def report_json(report: MigrationReport, include_diff: bool) -> dict[str, Any]:
@@ -87,6 +138,7 @@ def report_json(report: MigrationReport, include_diff: bool) -> dict[str, Any]:
     for result in report.files:
         entry: dict[str, Any] = {
             "path": result.path,
+            "status": _status(result),
             "changed": result.changed,
             "written": result.written,
             "failed": result.failed,
@@ -107,35 +159,40 @@ def report_json(report: MigrationReport, include_diff: bool) -> dict[str, Any]:
     }
 
 
+_DIFF_COLORS = (("+++", _BOLD), ("---", _BOLD), ("@@", _CYAN), ("+", _GREEN), ("-", _RED))
+
+
 def render_report(
     report: MigrationReport,
     output_format: Format = "text",
-    console: Console | None = None,
+    stream: TextIO | None = None,
     show_diff: bool = False,
+    color: bool | None = None,
 ) -> None:
-    console = console or Console()
+    """The diff (if asked), a table of files (status, hazards left, path), then what is left.
+
+    The path is the last column, so a long path never pushes the others
+    around or gets broken.
+    """
+    out = stream if stream is not None else sys.stdout
     if output_format == "json":
-        console.print_json(json.dumps(report_json(report, show_diff)))
+        out.write(json.dumps(report_json(report, show_diff), indent=2) + "\n")
         return
+    paint = use_color(out) if color is None else color
+    lines: list[str] = []
     if show_diff:
-        _print_diff(report.diff(), console)
-    table = Table(title="invoke migrate", title_justify="left")
-    table.add_column("file", overflow="fold")
-    table.add_column("status")
-    table.add_column("left for a human", justify="right")
+        for line in report.diff().splitlines():
+            style = next((s for prefix, s in _DIFF_COLORS if line.startswith(prefix)), None)
+            lines.append(_paint(line, style, paint) if style else line)
+    lines.append(f"{'status':<12} {'left':>4}  file")
     for result in report.files:
-        if result.failed:
-            status = "[red]skipped[/]"
-        elif result.written:
-            status = "[green]rewritten[/]"
-        elif result.changed:
-            status = "[cyan]would change[/]"
-        else:
-            status = "unchanged"
-        table.add_row(result.path, status, str(len(result.findings)))
-    console.print(table)
+        status = _status(result)
+        tint = _STATUS_COLORS.get(status)
+        shown = _paint(f"{status:<12}", tint, paint) if tint else f"{status:<12}"
+        lines.append(f"{shown} {len(result.findings):>4}  {result.path}")
     remaining = report.findings
     if remaining:
-        console.print("[bold]Left as is (migrate these by hand):[/]")
+        lines += ["", f"Left for a person ({len(remaining)}):"]
         for finding in remaining:
-            console.print(str(finding), markup=False, highlight=False, soft_wrap=True)
+            lines += _finding_lines(finding, paint)
+    out.write("\n".join(lines) + "\n")

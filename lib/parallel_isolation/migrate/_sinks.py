@@ -4,6 +4,7 @@ a broker address or a Docker name (paho, aiomqtt, docker-py, environments,
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Literal
@@ -47,7 +48,8 @@ _ENV_HOST = frozenset(
 )
 _ENV_PORT = frozenset({"MQTT_PORT", "BROKER_PORT", "MQTT_BROKER_PORT"})
 _ENV_CLIENT = frozenset({"MQTT_CLIENT_ID", "CLIENT_ID", "MQTT_CLIENTID"})
-_ENV_PREFIX = frozenset({"TOPIC_PREFIX", "MQTT_TOPIC_PREFIX"})
+_ENV_PREFIX = frozenset({"TOPIC_PREFIX"})
+_PREFIX_KEY = re.compile(r"[A-Z][A-Z0-9_]*TOPIC[A-Z0-9_]*PREFIX|MQTT_[A-Z0-9_]*PREFIX")
 SUBPROCESS = frozenset(
     {
         "subprocess.run",
@@ -125,14 +127,15 @@ def unwrap_conversion(expr: cst.BaseExpression) -> cst.BaseExpression:
     return expr
 
 
-def env_kind(key: str) -> Kind | Literal["prefix"] | None:
+def env_kind(key: str, prefix_env: str | None = None) -> Kind | Literal["prefix"] | None:
+    """What an environment variable configures: the broker, the client id, the topic prefix."""
     if key in _ENV_HOST:
         return "host"
     if key in _ENV_PORT:
         return "port"
     if key in _ENV_CLIENT:
         return "client_id"
-    if key in _ENV_PREFIX:
+    if key == prefix_env or key in _ENV_PREFIX or _PREFIX_KEY.fullmatch(key):
         return "prefix"
     return None
 
@@ -238,6 +241,12 @@ def call_sinks(call: cst.Call, facts: ModuleFacts) -> list[Sink]:
             add(argument(call, 0, "container_id"), "container", "containers.get()")
     elif holder == "networks" and method in ("create", "get"):
         add(argument(call, 0, "name", "network_id"), "network", f"networks.{method}()")
+    elif holder == "networks" and method == "list":
+        listed = keyword_arg(call, "names")
+        if isinstance(listed, cst.List | cst.Tuple):
+            for element in listed.elements:
+                if not isinstance(element, cst.StarredElement):
+                    add(element.value, "network", "networks.list(names=...)")
     if method in ("setenv", "putenv") or (
         method == "setdefault" and dotted(receiver or cst.Name("x")) == "os.environ"
     ):
@@ -259,13 +268,21 @@ class EnvDict:
     has_prefix: bool
     unknown_splat: bool
     last_mqtt_index: int
+    #: Prefix variables it sets other than the one the services read.
+    other_prefixes: tuple[str, ...] = ()
 
 
-def env_dict(node: cst.Dict) -> EnvDict | None:
+def env_dict(node: cst.Dict, prefix_env: str | None = None) -> EnvDict | None:
+    """The MQTT settings of a literal environment mapping (None: it sets none).
+
+    ``has_prefix`` means it sets ``prefix_env``, the variable the services
+    read; another ``*_PREFIX`` is listed in ``other_prefixes``.
+    """
     host: cst.DictElement | None = None
     ports: list[cst.DictElement] = []
     clients: list[cst.DictElement] = []
     has_prefix = False
+    others: list[str] = []
     unknown_splat = False
     last = -1
     for index, element in enumerate(node.elements):
@@ -277,7 +294,7 @@ def env_dict(node: cst.Dict) -> EnvDict | None:
                 unknown_splat = True  # may well carry TOPIC_PREFIX
             continue
         key = string_value(element.key)
-        kind = env_kind(key) if key else None
+        kind = env_kind(key, prefix_env) if key else None
         if kind is None:
             continue
         last = index
@@ -288,10 +305,15 @@ def env_dict(node: cst.Dict) -> EnvDict | None:
         elif kind == "client_id":
             clients.append(element)
         elif kind == "prefix":
-            has_prefix = True
+            if prefix_env is None or key == prefix_env:
+                has_prefix = True
+            elif key is not None:
+                others.append(key)
     if host is None and not ports and not clients:
         return None
-    return EnvDict(host, tuple(ports), tuple(clients), has_prefix, unknown_splat, last)
+    return EnvDict(
+        host, tuple(ports), tuple(clients), has_prefix, unknown_splat, last, tuple(others)
+    )
 
 
 def cli_tokens(call: cst.Call) -> list[tuple[str | None, cst.BaseExpression | None]]:

@@ -19,7 +19,7 @@ import bisect
 import dataclasses
 import itertools
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +146,7 @@ class Walker:
 class _StartState(CodegenState):
     """Plain code generation that notes the token index where wanted nodes start."""
 
-    wanted: Collection[int] = field(default_factory=set)
+    wanted: Container[int] = field(default_factory=set)
     found: dict[int, int] = field(default_factory=dict)
 
     def before_codegen(self, node: cst.CSTNode) -> None:
@@ -167,15 +167,25 @@ class _StartState(CodegenState):
         yield
 
 
+class _Every:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY = _Every()
+
+
 def start_positions(
-    module: cst.Module, nodes: Collection[cst.CSTNode]
+    module: cst.Module, nodes: Collection[cst.CSTNode] | None
 ) -> tuple[dict[int, tuple[int, int]], str]:
-    """``id(node) -> (line, column)`` where each of ``nodes`` starts (as
-    PositionProvider), and the module's code (generated on the way)."""
+    """``id(node) -> (line, column)`` where each of ``nodes`` (None: every
+    node) starts (as PositionProvider), and the module's code (generated on
+    the way)."""
+    wanted: Container[int] = _EVERY if nodes is None else {id(node) for node in nodes}
     state = _StartState(
         default_indent=module.default_indent,
         default_newline=module.default_newline,
-        wanted={id(node) for node in nodes},
+        wanted=wanted,
     )
     module._codegen(state)
     text = "".join(state.tokens)

@@ -42,6 +42,7 @@ from parallel_isolation.ownership import marker_env
 
 __all__ = [
     "BACKENDS",
+    "MOSQUITTO_MISSING",
     "BrokerBackend",
     "BrokerCrashedError",
     "BrokerError",
@@ -94,6 +95,14 @@ class BrokerBackend(Protocol):
     def log_tail(self, lines: int = 20) -> str: ...
 
     def describe(self) -> str: ...
+
+
+MOSQUITTO_MISSING = (
+    "the process backend needs mosquitto, which is not installed (not on PATH, nor in "
+    "/usr/sbin or /usr/local/sbin)\n  fix: install it (apt-get install mosquitto) or choose "
+    "--isolation-backend embedded"
+)
+"""The one wording of "no mosquitto" (start-up check and broker alike)."""
 
 
 def find_mosquitto() -> str | None:
@@ -185,8 +194,7 @@ class ProcessBackend(_ChildBackend):
         super().__init__(identity=identity, workdir=workdir, log_path=log_path)
         binary = find_mosquitto()
         if binary is None:
-            msg = "the process backend needs mosquitto (apt-get install mosquitto); use --isolation-backend embedded"
-            raise BrokerError(msg)
+            raise BrokerError(MOSQUITTO_MISSING)
         self.binary = binary
         self.run_as = RunAs.find(*self.USERS) if os.geteuid() == 0 else None
 

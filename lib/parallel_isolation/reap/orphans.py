@@ -17,6 +17,10 @@ run and, for that run only, also removes what cannot be proven alive or dead
 everything younger than the given age.  Every decision is printed with its
 reason; ``--dry-run`` decides without removing.
 
+Exit codes: 0 everything was examined and what had to go is gone; 1 a
+removal failed; 2 something could not be examined (no Docker engine: pass
+``--no-docker`` to sweep only processes, reservations and temp dirs).
+
 ``python -m parallel_isolation.reap`` is the command behind
 ``invoke cleanup-orphans``.
 """
@@ -41,15 +45,20 @@ from typing import Any
 
 import filelock
 import psutil
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from parallel_isolation.artifacts import (
     CLEANUP_FILE,
     UnsafeDirectoryError,
     append_record,
     make_private_dir,
+)
+from parallel_isolation.console import (
+    EXIT_CLEAN,
+    EXIT_COULD_NOT,
+    EXIT_FINDINGS,
+    Out,
+    columns,
+    natural_key,
 )
 from parallel_isolation.host.ports import Reservation, read_reservations
 from parallel_isolation.host.procfs import wait_exit
@@ -189,6 +198,9 @@ class CleanupReport:
     decisions: list[Decision] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    """Removals that failed: something that should be gone is still there (exit 1)."""
+    problems: list[str] = field(default_factory=list)
+    """What could not be looked at (no engine, ...): the sweep is incomplete (exit 2)."""
     dry_run: bool = False
     elapsed_s: float = 0.0
 
@@ -201,14 +213,19 @@ class CleanupReport:
         return [d for d in self.decisions if d.action == KEEP]
 
     def exit_code(self) -> int:
-        return 1 if self.errors else 0
+        """0 all examined and removed, 1 some removal failed, 2 something could not be examined."""
+        if self.problems:
+            return EXIT_COULD_NOT
+        return EXIT_FINDINGS if self.errors else EXIT_CLEAN
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "removed": len(self.removed),
             "kept": len(self.kept),
+            "exit_code": self.exit_code(),
             "errors": list(self.errors),
+            "problems": list(self.problems),
             "notes": list(self.notes),
             "decisions": [d.as_dict() for d in self.decisions],
             "elapsed_s": round(self.elapsed_s, 3),
@@ -302,8 +319,9 @@ def _remove_docker(client: Any, obj: DockerObject) -> str:
 def _docker(criteria: Criteria, report: CleanupReport, dry_run: bool, timeout: float) -> None:
     client, problem = connect(timeout)
     if client is None:
-        report.notes.append(
-            f"Docker: engine not reachable ({problem}); containers, networks and volumes were not checked"
+        report.problems.append(
+            f"containers, networks and volumes were not checked: {problem} "
+            "(pass --no-docker to clean up only processes, reservations and temp dirs)"
         )
         return
     from docker.errors import DockerException
@@ -311,7 +329,7 @@ def _docker(criteria: Criteria, report: CleanupReport, dry_run: bool, timeout: f
     try:
         objects = list_labelled(client, criteria.run)
     except DockerException as error:
-        report.errors.append(f"Docker: listing labelled objects failed: {error}")
+        report.problems.append(f"Docker: listing labelled objects failed: {error}")
         return
     batches: dict[int, list[tuple[DockerObject, Decision]]] = {}
     for obj in objects:
@@ -471,51 +489,52 @@ def _record(report: CleanupReport, artifacts_root: Path | None) -> None:
 # -- CLI -----------------------------------------------------------------------
 
 
-def _print(report: CleanupReport, console: Console) -> None:
-    title = "cleanup-orphans (dry run)" if report.dry_run else "cleanup-orphans"
-    table = Table(title=title, title_justify="left", expand=True)
-    table.add_column("action", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("object", overflow="fold", ratio=3)
-    table.add_column("run/worker", no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=3)
+_ACTION_STYLE = {
+    "FAILED": "bold red",
+    "removed": "green",
+    "would remove": "green",
+    "kept": "yellow",
+}
 
-    def order(d: Decision) -> tuple[int, str, str]:
-        return (0 if d.action == REMOVE else 1, d.kind, d.name)
 
+def _print(report: CleanupReport, out: Out, errors: Out) -> None:
+    """Decisions (removed first), a summary and notes on ``out``; problems on ``errors``."""
+
+    def order(d: Decision) -> tuple[int, str, tuple[tuple[int, int | str], ...]]:
+        return (0 if d.action == REMOVE else 1, d.kind, natural_key(d.name))
+
+    rows = []
     for decision in sorted(report.decisions, key=order):
         if decision.action == REMOVE:
             failed = decision.result.startswith("failed")
-            label = Text(
-                "FAILED" if failed else ("would remove" if report.dry_run else "removed"),
-                style="bold red" if failed else "green",
-            )
+            label = "FAILED" if failed else ("would remove" if report.dry_run else "removed")
         else:
-            label = Text("kept", style="yellow")
+            label = "kept"
         why = decision.reason + (
-            f"\n{decision.result}" if decision.result.startswith("failed") else ""
+            f" ({decision.result})" if decision.result.startswith("failed") else ""
         )
-        table.add_row(
-            label,
-            decision.kind,
-            decision.name,
-            f"{decision.run or '-'}/{decision.worker or '-'}",
-            why,
-        )
-    if report.decisions:
-        console.print(table)
+        owner = f"{decision.run or '-'}/{decision.worker or '-'}"
+        rows.append((label, [label, decision.kind, decision.name, owner, why]))
+    if rows:
+        lines = columns(["action", "kind", "object", "run/worker", "why"], [r for _, r in rows])
+        out.line(lines[0], "bold")
+        for (label, _), line in zip(rows, lines[1:], strict=True):
+            out.segments([(line[: len(label)], _ACTION_STYLE[label]), (line[len(label) :], None)])
     removed = len(report.removed)
     would = sum(1 for d in report.decisions if d.action == REMOVE)
+    title = "cleanup-orphans (dry run)" if report.dry_run else "cleanup-orphans"
     summary = (
         f"would remove {would}, keep {len(report.kept)}"
         if report.dry_run
         else f"removed {removed}, kept {len(report.kept)}, failed {len(report.errors)}"
     )
-    console.print(f"{summary} in {report.elapsed_s:.2f} s")
+    out.line(f"{title}: {summary} in {report.elapsed_s:.2f} s", "bold")
     for note in report.notes:
-        console.print(f"note: {note}", style="dim")
+        out.line(f"note: {note}", "dim")
     for error in report.errors:
-        console.print(f"error: {error}", style="bold red")
+        errors.line(f"cleanup-orphans: error: {error}", "bold red")
+    for problem in report.problems:
+        errors.line(f"cleanup-orphans: could not: {problem}", "bold magenta")
 
 
 def _duration(raw: str) -> float:
@@ -554,6 +573,11 @@ def build_parser(prog: str = "parallel-isolation cleanup-orphans") -> argparse.A
     parser.add_argument(
         "--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL [3]"
     )
+    parser.add_argument(
+        "--no-docker",
+        action="store_true",
+        help="do not look at Docker (otherwise no engine means exit 2: the sweep was incomplete)",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     return parser
 
@@ -572,11 +596,12 @@ def main(
         state_dir=args.state_dir,
         artifacts_root=args.artifacts,
         grace=args.grace,
+        include_docker=not args.no_docker,
     )
     if args.format == "json":
         sys.stdout.write(json.dumps(report.as_dict(), indent=2) + "\n")
     else:
-        _print(report, Console())
+        _print(report, Out(sys.stdout), Out(sys.stderr))
     return report.exit_code()
 
 

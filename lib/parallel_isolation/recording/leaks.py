@@ -25,7 +25,7 @@ from parallel_isolation import ownership
 from parallel_isolation.host import procfs
 from parallel_isolation.host.procfs import ChildTracker
 
-__all__ = ["DEFAULT_GRACE_S", "Leak", "LeakMark", "LeakTracker"]
+__all__ = ["DEFAULT_GRACE_S", "Leak", "LeakMark", "LeakTracker", "look"]
 
 DEFAULT_GRACE_S = 0.5
 
@@ -45,9 +45,23 @@ class Leak:
 
 @dataclass
 class LeakMark:
+    """One look at the process: its threads, children, socket inodes and descriptor count.
+
+    Taken before a test's setup and after its teardown; the recorder's
+    snapshots at those moments reuse it instead of looking again.
+    """
+
     threads: set[threading.Thread]
     children: dict[int, int]
-    sockets: set[int]
+    sockets: dict[int, int]
+    """Socket inode -> descriptor."""
+    fds: int = -1
+
+
+def look(children: dict[int, int]) -> LeakMark:
+    """This process now, with ``children`` already known."""
+    fds, sockets = procfs.fd_table(os.getpid())
+    return LeakMark(set(threading.enumerate()), children, sockets, fds)
 
 
 class LeakTracker:
@@ -58,13 +72,11 @@ class LeakTracker:
         self.grace = grace
         self._adopted_threads: set[threading.Thread] = set()
         self._adopted_pids: set[int] = set()
+        self.after: LeakMark | None = None
+        """The look :meth:`end` took after the test (for the recorder's snapshot)."""
 
     def begin(self) -> LeakMark:
-        return LeakMark(
-            threads=set(threading.enumerate()),
-            children=self.children.alive(),
-            sockets=procfs.socket_inodes(os.getpid()),
-        )
+        return look(self.children.alive())
 
     def adopt(self, mark: LeakMark) -> None:
         """Everything new since ``mark`` belongs to a wider scope than one test."""
@@ -74,8 +86,11 @@ class LeakTracker:
     def end(self, mark: LeakMark) -> list[Leak]:
         deadline = time.monotonic() + self.grace
         leaks = self._thread_leaks(mark, deadline)
-        leaks.extend(self._process_leaks(mark, deadline))
-        leaks.extend(self._socket_leaks(mark))
+        process_leaks, children = self._process_leaks(mark, deadline)
+        leaks.extend(process_leaks)
+        after = look(children)
+        leaks.extend(self._socket_leaks(mark, after))
+        self.after = after
         self._adopted_threads = {t for t in self._adopted_threads if t.is_alive()}
         return leaks
 
@@ -104,7 +119,8 @@ class LeakTracker:
                 )
         return leaks
 
-    def _process_leaks(self, mark: LeakMark, deadline: float) -> list[Leak]:
+    def _process_leaks(self, mark: LeakMark, deadline: float) -> tuple[list[Leak], dict[int, int]]:
+        """The leaked processes, and the children alive after the wait."""
         alive = self.children.alive()
         fresh = [
             pid
@@ -119,7 +135,8 @@ class LeakTracker:
                 continue
             candidates.append(pid)
         leaks = []
-        for pid in sorted(procfs.wait_exit(candidates, deadline)):
+        running = procfs.wait_exit(candidates, deadline)
+        for pid in sorted(running):
             markers = ownership.read_markers(procfs.environ(pid))
             detail: dict[str, Any] = {"pid": pid, "cmdline": procfs.cmdline(pid)}
             if markers is not None:
@@ -127,11 +144,12 @@ class LeakTracker:
             name = detail["cmdline"].split(" ", 1)[0].rsplit("/", 1)[-1] or str(pid)
             leaks.append(Leak("process", name, detail))
         self._adopted_pids &= set(alive)
-        return leaks
+        exited = set(candidates) - running
+        return leaks, {pid: start for pid, start in alive.items() if pid not in exited}
 
-    def _socket_leaks(self, mark: LeakMark) -> list[Leak]:
+    def _socket_leaks(self, mark: LeakMark, after: LeakMark) -> list[Leak]:
         leaks = []
-        for inode, fd in sorted(procfs.socket_fds(os.getpid()).items()):
+        for inode, fd in sorted(after.sockets.items()):
             if inode in mark.sockets:
                 continue
             port = procfs.own_listening_port(fd, inode)

@@ -37,10 +37,10 @@ import pytest
 from parallel_isolation.artifacts import EVENTS_FILE, SNAPSHOTS_FILE, DeferredWriter, RunArtifacts
 from parallel_isolation.host.procfs import ChildTracker
 from parallel_isolation.identity import Identity
-from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, Leak, LeakTracker
+from parallel_isolation.recording.leaks import DEFAULT_GRACE_S, Leak, LeakMark, LeakTracker
 from parallel_isolation.recording.snapshots import Snapshot, take_snapshot
 
-__all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "SessionRecorder"]
+__all__ = ["EXPECT_MARKER", "EXPECT_MARKER_HELP", "RECORDED_KEY", "SessionRecorder"]
 
 EXPECT_MARKER = "isolation_expect"
 EXPECT_MARKER_HELP = (
@@ -50,6 +50,8 @@ EXPECT_MARKER_HELP = (
 _MAX_EXCERPT = 1500
 _MAX_ERROR_EVENTS = 5  # per step: a step failing for every test says so five times
 T = TypeVar("T")
+RECORDED_KEY = "parallel_isolation_recorded"
+"""Key of the worker's ``workeroutput``: did the recorder write the worker's directory?"""
 
 
 def _excerpt(report: pytest.TestReport) -> str:
@@ -127,13 +129,22 @@ class SessionRecorder:
         self.writer.write(EVENTS_FILE, record)
 
     def snapshot(
-        self, phase: str, test: str | None = None, *, full: bool = False
+        self,
+        phase: str,
+        test: str | None = None,
+        *,
+        full: bool = False,
+        look: LeakMark | None = None,
     ) -> Snapshot | None:
         """Take and write a snapshot; None (and a ``recorder_error`` event) if it fails."""
-        return self._guarded(f"{phase} snapshot", lambda: self._snapshot(phase, test, full), None)
+        return self._guarded(
+            f"{phase} snapshot", lambda: self._snapshot(phase, test, full, look), None
+        )
 
-    def _snapshot(self, phase: str, test: str | None, full: bool) -> Snapshot:
-        snap = take_snapshot(phase, test=test, children=self.children, full=full)
+    def _snapshot(
+        self, phase: str, test: str | None, full: bool, look: LeakMark | None
+    ) -> Snapshot:
+        snap = take_snapshot(phase, test=test, children=self.children, full=full, look=look)
         record = {"worker": self.identity.worker_id, **snap.as_record()}
         if full:
             record["run"] = self.identity.run_id
@@ -154,6 +165,11 @@ class SessionRecorder:
         # that what the end snapshot shows is really still referenced.
         gc.collect()
         self.snapshot("session_end", full=True)
+        # An xdist worker tells the controller whether it left a directory
+        # (validate then knows a missing one is evidence lost, not "unused").
+        output = getattr(session.config, "workeroutput", None)
+        if isinstance(output, dict):
+            output[RECORDED_KEY] = self.writer.wrote
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(
@@ -173,9 +189,10 @@ class SessionRecorder:
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, Any, Any]:
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         nodeid = item.nodeid
         mark = self._guarded("leak mark", self.leaks.begin, None)
-        self.snapshot("before", nodeid)
+        self.snapshot("before", nodeid, look=mark)
         expect = item.get_closest_marker(EXPECT_MARKER)
         fenced = expect is not None and "crosstalk" in expect.args
         if fenced:
@@ -186,6 +203,7 @@ class SessionRecorder:
             self.emit("test_started", test=nodeid, expect=[str(code) for code in expect.args])
         began = time.time()
         overhead = time.perf_counter() - started
+        cpu = time.thread_time() - cpu_started
         try:
             return (yield)
         finally:
@@ -193,13 +211,18 @@ class SessionRecorder:
                 self._fence()
             ended = time.time()
             checked = time.perf_counter()
-            leaks: list[Leak] = []
+            cpu_checked = time.thread_time()
+            found: list[Leak] | None = None
             if mark is not None:
-                leaks = self._guarded("leak check", lambda: self.leaks.end(mark), leaks)
+                found = self._guarded("leak check", lambda: self.leaks.end(mark), None)
+            leaks = found or []
             if not leaks:  # waiting out a leaking thread's grace is the test's cost
                 overhead += time.perf_counter() - checked
+            cpu += time.thread_time() - cpu_checked
             resumed = time.perf_counter()
-            self.snapshot("after", nodeid)
+            cpu_resumed = time.thread_time()
+            # The look the leak check took after the test, unless that check failed.
+            self.snapshot("after", nodeid, look=self.leaks.after if found is not None else None)
             for leak in leaks:
                 self.emit("leak", test=nodeid, what=leak.what, name=leak.name, **leak.detail)
             fields: dict[str, Any] = {
@@ -212,7 +235,12 @@ class SessionRecorder:
             if failure:
                 fields["failure"] = failure
             overhead += time.perf_counter() - resumed
+            cpu += time.thread_time() - cpu_resumed
+            # Wall time is what the test waits; CPU time is what the work
+            # costs (on a loaded host the wall time also holds the waits for
+            # a CPU).
             fields["overhead_ms"] = round(overhead * 1000, 3)
+            fields["overhead_cpu_ms"] = round(cpu * 1000, 3)
             self.emit("test_finished", **fields)
 
     @pytest.hookimpl(tryfirst=True)

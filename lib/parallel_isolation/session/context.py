@@ -198,7 +198,9 @@ class WorkerContext:
                 events=self.events,
                 publish_host=self.settings.publish_host,
                 state_dir=self.allocator.state_dir,
-                image_check=project_image_check(self.events, self.project),
+                image_check=project_image_check(
+                    self.events, self.project, record=self.artifacts.images_checked_path
+                ),
             )
         return self._containers
 

@@ -22,6 +22,7 @@ from parallel_isolation.identity import MASTER, Identity, new_run_id, normalize_
 from parallel_isolation.project import Project, ProjectError
 from parallel_isolation.services.catalog import specs_from_project
 from parallel_isolation.services.spec import ServiceConfigError
+from parallel_isolation.session import prerequisites
 from parallel_isolation.session.context import WorkerContext
 from parallel_isolation.settings import OPTIONS, SettingError, Settings
 
@@ -29,12 +30,16 @@ __all__ = [
     "LONGEST_FIRST_KEY",
     "STATE_KEY",
     "WORKERINPUT_KEY",
+    "PrerequisiteError",
     "RunState",
     "close_worker",
     "configure",
     "finish",
     "flush_crosstalk",
     "fork_workers_from_zygote",
+    "judge",
+    "node_down",
+    "node_up",
     "require_docker_or_skip",
     "spawn_zygote",
     "start_hang_watch",
@@ -64,9 +69,17 @@ class RunState:
     zygote_problem: str | None = None
     hang_watch: Any = None  # the controller's watchdog.HangWatch, with --isolation-test-timeout
     project: Project | None = None  # rootdir, ini values, [tool.parallel-isolation]
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Controller: xdist worker id -> ``{"status": running|finished|crashed, "recorded": bool}``."""
+    verdict: Any = None  # the run's validate.verdict.RunVerdict, once judged
+    verdict_seconds: float = 0.0
 
 
 STATE_KEY = pytest.StashKey[RunState]()
+
+
+class PrerequisiteError(SettingError):
+    """The run cannot work on this host (no mosquitto, no engine, ...); the message says the fix."""
 
 
 def _is_distributing(config: pytest.Config) -> bool:
@@ -126,8 +139,14 @@ def configure(config: pytest.Config) -> RunState:
         if not given:
             # Hand our id to xdist so its testrun_uid and ours are the same.
             config.option.testrunuid = run_id
+    project = _project(config)
+    if not (getattr(config.option, "collectonly", False) or getattr(config.option, "help", False)):
+        workers = len(getattr(config.option, "tx", None) or []) if role == "controller" else 1
+        problems = prerequisites.check(settings, workers=workers, project=project)
+        if problems:
+            raise PrerequisiteError("\n".join(problems))
     identity = Identity.resolve(run_id=run_id, worker_id=MASTER)
-    return RunState(identity=identity, settings=settings, role=role, project=_project(config))
+    return RunState(identity=identity, settings=settings, role=role, project=project)
 
 
 def _project(config: pytest.Config) -> Project:
@@ -322,5 +341,44 @@ def _write_run_record(state: RunState, artifacts: RunArtifacts, exitstatus: int)
             "settings": state.settings.as_dict(),
             "argv": sys.argv,
             "cwd": os.getcwd(),
+            "workers": (
+                dict(state.nodes)
+                if state.role == "controller"
+                else {MASTER: {"status": "finished", "recorded": True}}
+            ),
         }
     )
+
+
+def node_up(state: RunState, worker_id: str) -> None:
+    state.nodes[worker_id] = {"status": "running", "recorded": None}
+
+
+def node_down(state: RunState, worker_id: str, *, crashed: bool, recorded: bool | None) -> None:
+    """An xdist worker ended; ``recorded``: its recorder wrote its directory (None: unknown)."""
+    state.nodes[worker_id] = {"status": "crashed" if crashed else "finished", "recorded": recorded}
+
+
+def judge(state: RunState) -> Any:
+    """The run's isolation verdict (controller or standalone), or None when it left no artifacts.
+
+    Runs after every ``pytest_sessionfinish`` of the run: the workers are
+    done and ``run.json`` is written.  The zygote is stopped first, so that
+    the leftover-process scan does not find it.
+    """
+    if state.role == "worker":
+        return None
+    artifacts = RunArtifacts(state.settings.artifacts_root, state.identity)
+    if not (artifacts.run_dir / "run.json").exists():
+        return None
+    stop_zygote(state)
+    from parallel_isolation.validate.verdict import timed_judge
+
+    state.verdict, state.verdict_seconds = timed_judge(
+        artifacts.run_dir,
+        backend=state.settings.backend,
+        fail_on=state.settings.fail_on,
+        artifacts_root=state.settings.artifacts_root,
+        state_dir=state.settings.state_path,
+    )
+    return state.verdict

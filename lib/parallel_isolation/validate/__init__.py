@@ -3,7 +3,8 @@
 ``python -m parallel_isolation.validate [--run ID|latest] [--format table|json|html]``
 (wrapped by ``invoke validate``) exits 0 when clean, 1 with findings at or
 above ``--fail-on`` (default ``warning``), 2 when the run could not be
-validated.  See ``docs/validation.md``.
+(fully) validated.  A report holds two verdicts: the tests' and the
+isolation's; the exit code is the isolation verdict's.  See ``docs/validation.md``.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ from parallel_isolation.validate.model import (
     EXIT_CLEAN,
     EXIT_FINDINGS,
     EXIT_UNVALIDATED,
+    FailedTest,
     Finding,
+    FindingGroup,
     Report,
     Severity,
+    TestOutcomes,
+    group_findings,
 )
+from parallel_isolation.validate.outcomes import summarize_tests
 from parallel_isolation.validate.patterns import PATTERNS, LogPattern, register_pattern
-from parallel_isolation.validate.render import print_table, render_json, render_table
+from parallel_isolation.validate.render import print_report, render_json, render_text
 from parallel_isolation.validate.rundata import (
     ValidationError,
     default_artifacts_root,
     load_run,
     resolve_run_dir,
 )
+from parallel_isolation.validate.runs import RunSummary, list_runs
 
 __all__ = [
     "EXIT_CLEAN",
@@ -34,23 +41,31 @@ __all__ = [
     "EXIT_UNVALIDATED",
     "PATTERNS",
     "SCANNERS",
+    "FailedTest",
     "Finding",
+    "FindingGroup",
     "LogPattern",
     "Report",
+    "RunSummary",
     "ScanEnv",
     "ScanResult",
     "Scanner",
     "Severity",
+    "TestOutcomes",
     "ValidationError",
     "default_artifacts_root",
+    "group_findings",
+    "list_runs",
     "load_run",
     "main",
-    "print_table",
+    "print_report",
     "register_pattern",
     "render_html",
     "render_json",
-    "render_table",
+    "render_text",
     "resolve_run_dir",
+    "runs_main",
+    "summarize_tests",
     "validate_dir",
     "validate_run",
 ]
@@ -61,3 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     from parallel_isolation.validate.cli import main as cli_main
 
     return cli_main(argv)
+
+
+def runs_main(argv: list[str] | None = None) -> int:
+    """The ``runs`` listing (see :mod:`parallel_isolation.validate.runs`)."""
+    from parallel_isolation.validate.runs import main as runs_cli_main
+
+    return runs_cli_main(argv)

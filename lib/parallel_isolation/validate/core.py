@@ -6,11 +6,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from parallel_isolation.console import natural_sorted
 from parallel_isolation.validate.base import ScanEnv, Scanner
 from parallel_isolation.validate.docker_scan import scan_docker
 from parallel_isolation.validate.events import scan_crosstalk, scan_events
+from parallel_isolation.validate.evidence import scan_evidence
 from parallel_isolation.validate.logs import scan_logs
 from parallel_isolation.validate.model import Finding, Report, Severity
+from parallel_isolation.validate.outcomes import summarize_tests
 from parallel_isolation.validate.resources import scan_resources
 from parallel_isolation.validate.rundata import (
     RunData,
@@ -22,6 +25,7 @@ from parallel_isolation.validate.rundata import (
 __all__ = ["SCANNERS", "validate_dir", "validate_run"]
 
 SCANNERS: dict[str, Scanner] = {
+    "evidence": scan_evidence,
     "events": scan_events,
     "logs": scan_logs,
     "crosstalk": scan_crosstalk,
@@ -52,9 +56,10 @@ def validate_dir(
         report.problems.append(
             f"{run_dir} holds no worker artifacts (no events, snapshots or logs)"
         )
+    report.loaded = True
     report.sections["run"] = {
         "record": run.record,
-        "workers": sorted(run.workers),
+        "workers": natural_sorted(run.workers),
         "cleanup": [r.data for r in run.cleanup],
     }
     for name, scanner in (scanners or SCANNERS).items():
@@ -68,6 +73,7 @@ def validate_dir(
             "elapsed_s": round(time.perf_counter() - begun, 4),
         }
     report.findings = _apply_expectations(run, report.findings)
+    report.tests = summarize_tests(run)
     report.elapsed_s = time.perf_counter() - started
     return report
 

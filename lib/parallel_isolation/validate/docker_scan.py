@@ -12,7 +12,7 @@ from parallel_isolation.validate.events import CLEANUP_HINT
 from parallel_isolation.validate.model import Finding, Severity
 from parallel_isolation.validate.rundata import RunData
 
-__all__ = ["DOCKER_EVENTS", "scan_docker"]
+__all__ = ["DOCKER_EVENTS", "object_series", "scan_docker"]
 
 DOCKER_EVENTS = {
     "container_created",
@@ -33,6 +33,7 @@ def _used_docker(run: RunData) -> bool:
 def scan_docker(run: RunData, env: ScanEnv) -> ScanResult:
     """The run's labelled objects that still exist, and dead owners' objects of other runs."""
     result = ScanResult()
+    series = object_series(run)
     client, problem = env.docker()
     if client is None:
         if _used_docker(run):
@@ -45,7 +46,7 @@ def scan_docker(run: RunData, env: ScanEnv) -> ScanResult:
                 f"Docker: engine not reachable ({problem}); the run created no Docker "
                 "objects, so there was nothing to check"
             )
-        result.section = {"reachable": False, "reason": problem}
+        result.section = {"reachable": False, "reason": problem, "series": series}
         return result
     from docker.errors import DockerException
 
@@ -53,7 +54,7 @@ def scan_docker(run: RunData, env: ScanEnv) -> ScanResult:
         objects = list_labelled(client)
     except DockerException as error:
         result.problems.append(f"Docker engine failed while listing labelled objects: {error}")
-        result.section = {"reachable": False, "reason": str(error)}
+        result.section = {"reachable": False, "reason": str(error), "series": series}
         return result
     mine = 0
     others = 0
@@ -108,6 +109,7 @@ def scan_docker(run: RunData, env: ScanEnv) -> ScanResult:
         "of_this_run": mine,
         "orphans_of_other_runs": others,
         "events": created,
+        "series": series,
     }
     return result
 
@@ -118,3 +120,24 @@ def _docker_event_counts(run: RunData) -> dict[str, int]:
         if event.kind in DOCKER_EVENTS:
             counts[event.kind] = counts.get(event.kind, 0) + 1
     return counts
+
+
+_CHANGES = {
+    "container_created": ("containers", 1),
+    "container_removed": ("containers", -1),
+    "network_created": ("networks", 1),
+    "network_removed": ("networks", -1),
+}
+
+
+def object_series(run: RunData) -> list[dict[str, float | int]]:
+    """The run's live containers and networks over time (all workers), one point per change."""
+    changes = sorted(
+        (event.ts, *_CHANGES[event.kind]) for _, event in run.all_events() if event.kind in _CHANGES
+    )
+    live = {"containers": 0, "networks": 0}
+    points: list[dict[str, float | int]] = []
+    for ts, what, step in changes:
+        live[what] = max(0, live[what] + step)
+        points.append({"ts": ts, **live})
+    return points

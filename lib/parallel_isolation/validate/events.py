@@ -147,9 +147,15 @@ def scan_events(run: RunData, env: ScanEnv) -> ScanResult:
     result = ScanResult()
     outcomes: Counter[str] = Counter()
     overheads: list[float] = []
+    cpu_overheads: list[float] = []
     in_progress = []
     for worker in run.workers.values():
         for event in worker.events:
+            if event.kind == "test_finished":
+                cpu = event.get("overhead_cpu_ms")
+                if isinstance(cpu, int | float):
+                    cpu_overheads.append(float(cpu))
+                continue
             if event.kind == "leak":
                 result.findings.append(_leak(worker, event))
                 continue
@@ -189,7 +195,7 @@ def scan_events(run: RunData, env: ScanEnv) -> ScanResult:
             f"the run is still in progress (workers {', '.join(sorted(in_progress))} are alive); "
             "validate it after it finished"
         )
-    if run.record is None and not in_progress:
+    if not run.recorded and not in_progress:
         result.findings.append(
             Finding(
                 Severity.WARNING,
@@ -203,14 +209,29 @@ def scan_events(run: RunData, env: ScanEnv) -> ScanResult:
         "tests": sum(outcomes.values()),
         "outcomes": dict(outcomes),
         "overhead_ms": _stats(overheads),
+        "overhead_cpu_ms": _stats(cpu_overheads),
+        "host": _host(run),
         "timeline": [span.as_dict() for span in run.spans()],
     }
-    if overheads:
-        result.notes.append(
-            f"snapshot overhead per test: median {statistics.median(overheads):.2f} ms "
-            f"over {len(overheads)} tests"
-        )
     return result
+
+
+def _host(run: RunData) -> dict[str, Any]:
+    """The host's load average (1 min) at the workers' session starts and ends, and its CPUs."""
+    loads: dict[str, list[float]] = {"session_start": [], "session_end": []}
+    cpus = None
+    for worker in run.workers.values():
+        for snapshot in worker.snapshots:
+            load = snapshot.get("load")
+            phase = str(snapshot.get("phase"))
+            if phase in loads and isinstance(load, list) and load:
+                loads[phase].append(float(load[0]))
+                cpus = snapshot.get("cpus") or cpus
+    return {
+        "load_start": max(loads["session_start"], default=None),
+        "load_end": max(loads["session_end"], default=None),
+        "cpus": cpus,
+    }
 
 
 def _stats(values: list[float]) -> dict[str, float | int | None]:

@@ -7,7 +7,8 @@ and decides: the worst exit code wins (2 "could not validate" over 1
 finding, since run ids key every label and namespace.
 
 ``python -m parallel_isolation.validate.merge report.json...`` prints a table and exits
-with the merged code.
+with the merged code (the isolation verdict's); the tests verdicts of the shards
+are merged beside it (failed if any shard's tests failed).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from parallel_isolation.console import Out, natural_sorted
 
 __all__ = ["MergedVerdict", "ShardReport", "main", "merge_reports"]
 
@@ -36,6 +36,8 @@ class ShardReport:
     verdict: str
     counts: dict[str, int]
     findings: list[dict[str, Any]]
+    tests: dict[str, Any] = field(default_factory=dict)
+    """The shard's tests verdict (``verdict``, ``counts``), when its report has one."""
 
 
 @dataclass
@@ -54,6 +56,22 @@ class MergedVerdict:
             total.update(shard.counts)
         return {severity: total.get(severity, 0) for severity in _SEVERITIES}
 
+    def test_counts(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for shard in self.shards:
+            total.update({str(k): int(v) for k, v in dict(shard.tests.get("counts", {})).items()})
+        return dict(total)
+
+    @property
+    def tests_verdict(self) -> str:
+        """``failed`` if any shard's tests failed, ``passed`` if all passed, else ``unknown``."""
+        verdicts = [str(shard.tests.get("verdict", "unknown")) for shard in self.shards]
+        if "failed" in verdicts:
+            return "failed"
+        if verdicts and all(v == "passed" for v in verdicts):
+            return "passed"
+        return "unknown"
+
 
 def _load(path: Path) -> ShardReport:
     data = json.loads(path.read_text())
@@ -67,6 +85,7 @@ def _load(path: Path) -> ShardReport:
         verdict=str(data.get("verdict", "")),
         counts={str(k): int(v) for k, v in dict(data.get("counts", {})).items()},
         findings=list(data.get("findings", [])),
+        tests=dict(data["tests"]) if isinstance(data.get("tests"), dict) else {},
     )
 
 
@@ -95,20 +114,29 @@ def merge_reports(paths: list[Path]) -> MergedVerdict:
     return MergedVerdict(shards=shards, exit_code=exit_code, problems=problems)
 
 
-def _table(merged: MergedVerdict) -> Table:
-    table = Table(title=f"shards: {merged.verdict} (exit {merged.exit_code})")
-    for column in ("report", "run", "verdict", *_SEVERITIES):
-        table.add_column(column)
-    for shard in merged.shards:
-        table.add_row(
+def _print(merged: MergedVerdict, out: Out, errors: Out) -> None:
+    """One line per shard (natural order of report names), the totals, then the verdict."""
+    rows = [
+        [
             shard.path.name,
             shard.run_id,
+            str(shard.tests.get("verdict", "unknown")),
             shard.verdict,
-            *(str(shard.counts.get(severity, 0)) for severity in _SEVERITIES),
-        )
+            *(shard.counts.get(severity, 0) for severity in _SEVERITIES),
+        ]
+        for shard in natural_sorted(merged.shards, key=lambda s: s.path.name)
+    ]
     totals = merged.counts()
-    table.add_row("all", "", merged.verdict, *(str(totals[s]) for s in _SEVERITIES))
-    return table
+    rows.append(
+        ["all", "", merged.tests_verdict, merged.verdict, *(totals[s] for s in _SEVERITIES)]
+    )
+    out.table(["report", "run", "tests", "isolation", *_SEVERITIES], rows, right=[4, 5, 6])
+    tests = ", ".join(f"{n} {k}" for k, n in sorted(merged.test_counts().items())) or "none"
+    out.line(f"tests: {merged.tests_verdict} ({tests})")
+    style = {0: "bold green", 1: "bold red"}.get(merged.exit_code, "bold magenta")
+    out.line(f"shards: {merged.verdict} (exit {merged.exit_code})", style)
+    for problem in merged.problems:
+        errors.line(f"validate-merge: problem: {problem}", "bold magenta")
 
 
 def main(argv: list[str] | None = None, *, prog: str = "parallel-isolation merge") -> int:
@@ -128,6 +156,10 @@ def main(argv: list[str] | None = None, *, prog: str = "parallel-isolation merge
                     "verdict": merged.verdict,
                     "exit_code": merged.exit_code,
                     "counts": merged.counts(),
+                    "tests": {
+                        "verdict": merged.tests_verdict,
+                        "counts": merged.test_counts(),
+                    },
                     "problems": merged.problems,
                     "shards": [
                         {"report": str(s.path), "run_id": s.run_id, "exit_code": s.exit_code}
@@ -138,10 +170,7 @@ def main(argv: list[str] | None = None, *, prog: str = "parallel-isolation merge
             )
         )
     else:
-        console = Console()
-        console.print(_table(merged))
-        for problem in merged.problems:
-            console.print(f"[red]problem:[/red] {problem}")
+        _print(merged, Out(sys.stdout), Out(sys.stderr))
     return merged.exit_code
 
 

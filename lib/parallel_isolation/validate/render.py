@@ -1,26 +1,54 @@
-"""Rendering a report: a rich terminal table and JSON for CI."""
+"""Rendering a report as text (terminal or plain) and JSON.
+
+The text report follows :mod:`parallel_isolation.console`: every value is
+literal, nothing wraps when the output is not a terminal, workers are in
+natural order.  Its head holds the two verdicts (tests, isolation); then the
+failed tests, the findings grouped by severity and code with a count and
+their places (``details`` lists each finding), resources per worker, notes.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rich.console import Console, Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from parallel_isolation.console import Out, Segment, columns, natural_sorted
+from parallel_isolation.validate.model import (
+    Finding,
+    FindingGroup,
+    Report,
+    Severity,
+    group_findings,
+)
 
-from parallel_isolation.validate.model import Finding, Report, Severity
+__all__ = [
+    "OVERHEAD_TARGET_MS",
+    "SEVERITY_STYLE",
+    "VERDICT_STYLE",
+    "overhead_text",
+    "print_report",
+    "render_json",
+    "render_text",
+    "report_lines",
+]
 
-__all__ = ["print_table", "render_json", "render_table"]
-
-STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "dim"}
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 VERDICT_STYLE = {
     "clean": "bold green",
+    "passed": "bold green",
     "findings": "bold red",
+    "failed": "bold red",
     "could not validate": "bold magenta",
+    "could not fully validate": "bold magenta",
+    "no tests": "bold yellow",
+    "unknown": "bold yellow",
 }
-MAX_ROWS = {Severity.ERROR: 200, Severity.WARNING: 100, Severity.INFO: 30}
+OVERHEAD_TARGET_MS = 5.0
+"""The recorder's per-test overhead target (median), shown next to the measured figure."""
+PLACES = 5
+"""Places listed per finding group unless ``details`` is asked for."""
+
+Line = list[Segment]
 
 
 def render_json(report: Report) -> str:
@@ -31,108 +59,233 @@ def _mb(value: Any) -> str:
     return f"{value / 1048576:.0f}" if isinstance(value, int | float) and value >= 0 else "-"
 
 
-def _delta(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "-"
-    return f"{value:+d}" if isinstance(value, int) else f"{value:+.1f}"
+def _span(start: Any, end: Any, delta: Any = None) -> str:
+    left = "-" if start is None else str(start)
+    right = "-" if end is None else str(end)
+    if isinstance(delta, int):
+        return f"{left} → {right} ({delta:+d})"
+    return f"{left} → {right}"
 
 
-def _findings_table(report: Report) -> Table:
-    table = Table(title="Findings", expand=True, title_justify="left", show_lines=True)
-    table.add_column("severity", overflow="fold", ratio=1)
-    table.add_column("where", overflow="fold", ratio=2)
-    table.add_column("what", overflow="fold", ratio=4)
-    shown: dict[Severity, int] = {}
-    hidden: dict[Severity, int] = {}
-    for finding in report.sorted_findings():
-        count = shown.get(finding.severity, 0)
-        if count >= MAX_ROWS[finding.severity]:
-            hidden[finding.severity] = hidden.get(finding.severity, 0) + 1
-            continue
-        shown[finding.severity] = count + 1
-        table.add_row(*_row(finding))
-    for severity, count in hidden.items():
-        table.add_row(
-            Text(severity.label, style=STYLE[severity]),
-            "",
-            Text(f"... {count} more (use --format json or html)", style="italic"),
-        )
-    return table
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def _row(finding: Finding) -> list[Text]:
-    sev = Text(finding.severity.label, style=STYLE[finding.severity])
-    sev.append(f"\n{finding.code}", style="dim")
-    where = Text(finding.worker or "-", style="bold")
+def _place(finding: Finding) -> str:
+    parts = [finding.worker or "-"]
     if finding.test:
-        where.append(f"\n{finding.test}")
+        parts.append(finding.test)
     if finding.where:
-        where.append(f"\n{finding.where}", style="dim")
-    what = Text(finding.message)
-    if finding.hint:
-        what.append(f"\n→ {finding.hint}", style="cyan")
-    return [sev, where, what]
+        parts.append(finding.where)
+    return "  ".join(parts)
 
 
-def _workers_table(report: Report) -> Table | None:
-    workers = report.sections.get("resources", {}).get("workers")
-    if not workers:
-        return None
-    table = Table(title="Resources per worker (session start → end)", title_justify="left")
-    for column in (
-        "worker",
-        "tests",
-        "finished",
-        "RSS MB",
-        "threads",
-        "fds",
-        "sockets",
-        "children",
-    ):
-        table.add_column(column, justify="right" if column != "worker" else "left")
-    for worker, summary in sorted(workers.items()):
-        start, end, delta = summary["start"], summary["end"], summary["delta"]
-        table.add_row(
-            worker,
-            str(summary["tests"]),
-            "yes" if summary["finished"] else Text("no", style="red"),
-            f"{_mb(start['rss'])} → {_mb(end['rss'])}",
-            f"{start['threads'] or '-'} → {end['threads'] or '-'} ({_delta(delta['threads'])})",
-            f"{start['fds'] or '-'} → {end['fds'] or '-'} ({_delta(delta['fds'])})",
-            f"{start['sockets'] if start['sockets'] is not None else '-'} → {end['sockets'] if end['sockets'] is not None else '-'}",
-            str(end["children"]) if end["children"] is not None else "-",
-        )
-    return table
-
-
-def render_table(report: Report) -> Group:
-    """A renderable: verdict panel, findings, per-worker resources, notes."""
+def _head(report: Report) -> list[Line]:
+    tests = report.tests
+    workers = report.sections.get("run", {}).get("workers", [])
     verdict = report.verdict
     counts = report.counts()
-    events = report.sections.get("events", {})
-    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(events.get("outcomes", {}).items()))
-    head = Text()
-    head.append(f"run {report.run_id}  ", style="bold")
-    head.append(f"{verdict.upper()} (exit {report.exit_code()})", style=VERDICT_STYLE[verdict])
-    head.append(
-        f"\n{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
-        f" (fail on {report.fail_on.label})"
-        f"\nworkers: {len(report.sections.get('run', {}).get('workers', []))}"
-        f"  tests: {events.get('tests', 0)}{f' ({outcomes})' if outcomes else ''}"
-        f"  validated in {report.elapsed_s:.2f} s\n{report.run_dir}"
+    title: Line = [("parallel-isolation validate", "bold"), (f" · run {report.run_id}", "bold")]
+    if report.loaded:
+        title.append(
+            (
+                f" · {len(workers)} workers · {tests.total} tests"
+                f" · run took {_seconds(tests.duration_s)}",
+                None,
+            )
+        )
+    lines: list[Line] = [title, [(report.run_dir, "dim")]]
+    if report.loaded:
+        lines.append(
+            [
+                ("tests      ", "bold"),
+                (tests.verdict.upper(), VERDICT_STYLE[tests.verdict]),
+                (f"  {tests.describe()}", None),
+            ]
+        )
+    lines.append(
+        [
+            ("isolation  ", "bold"),
+            (verdict.upper(), VERDICT_STYLE[verdict]),
+            (
+                f"  {counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
+                f" · exit {report.exit_code()} (fails on {report.fail_on.label})"
+                f" · validated in {report.elapsed_s:.2f} s",
+                None,
+            ),
+        ]
     )
-    parts: list[Any] = [Panel(head, title="parallel-isolation validate", expand=True)]
+    return lines
+
+
+def _failed_tests(report: Report) -> list[Line]:
+    failed = report.tests.failed
+    if not failed:
+        return []
+    lines: list[Line] = [[], [(f"Failed tests ({len(failed)})", "bold")]]
+    for test in failed:
+        took = f"  ({test.duration_s:.2f} s)" if test.duration_s is not None else ""
+        lines.append(
+            [
+                (f"  {test.outcome.upper():7} ", "bold red"),
+                (f"{test.worker}  ", "bold"),
+                (test.test, None),
+                (took, "dim"),
+            ]
+        )
+        if test.summary:
+            lines.append([("          ", None), (test.summary, "red")])
+        where = [test.where] if test.where else []
+        if test.logs:
+            where.append("logs: " + ", ".join(test.logs))
+        if where:
+            lines.append([("          ", None), ("  ".join(where), "dim")])
+    return lines
+
+
+def _group_lines(group: FindingGroup, details: bool) -> list[Line]:
+    style = SEVERITY_STYLE[group.severity]
+    example = group.example
+    head: Line = [
+        (f"  {group.severity.label.upper():7} ", style),
+        (group.code, "bold"),
+        (f"  x{group.count}" if group.count > 1 else "", "bold"),
+        ("  ", None),
+        (example.message, None),
+    ]
+    lines = [head]
+    shown = group.findings if details else group.findings[:PLACES]
+    for finding in shown:
+        lines.append([("          ", None), (_place(finding), "dim")])
+        if details and finding is not example:
+            lines.append([("            ", None), (finding.message, None)])
+    hidden = group.count - len(shown)
+    if hidden:
+        lines.append(
+            [("          ", None), (f"... {hidden} more places (--details lists each)", "dim")]
+        )
+    hints = list(dict.fromkeys(f.hint for f in group.findings if f.hint))
+    for hint in hints[:2]:
+        lines.append([("          ", None), (f"→ {hint}", "cyan")])
+    return lines
+
+
+def _findings(report: Report, min_severity: Severity, details: bool) -> list[Line]:
+    visible = report.visible(min_severity)
+    hidden = len(report.findings) - len(visible)
+    if not report.findings:
+        return [[], [("Findings: none", "bold")]]
+    groups = group_findings(visible)
+    title = f"Findings ({len(visible)} in {len(groups)} group{'s' if len(groups) != 1 else ''}"
+    if hidden:
+        title += f"; {hidden} below {min_severity.label} hidden"
+    title += ")"
+    lines: list[Line] = [[], [(title, "bold")]]
+    for group in groups:
+        lines.extend(_group_lines(group, details))
+    return lines
+
+
+def _workers(report: Report) -> list[Line]:
+    workers: dict[str, Any] = report.sections.get("resources", {}).get("workers") or {}
+    if not workers:
+        return []
+    rows = []
+    for worker in natural_sorted(workers):
+        summary = workers[worker]
+        start, end, delta = summary["start"], summary["end"], summary["delta"]
+        rows.append(
+            [
+                worker,
+                summary["tests"],
+                "yes" if summary["finished"] else "NO",
+                f"{_mb(start['rss'])} → {_mb(end['rss'])}",
+                _span(start["threads"], end["threads"], delta["threads"]),
+                _span(start["fds"], end["fds"], delta["fds"]),
+                _span(start["sockets"], end["sockets"]),
+                "-" if end["children"] is None else end["children"],
+            ]
+        )
+    table = columns(
+        ["worker", "tests", "finished", "RSS MB", "threads", "fds", "sockets", "children"],
+        rows,
+        right=[1],
+    )
+    lines: list[Line] = [[], [("Resources per worker (session start → end)", "bold")]]
+    lines.append([(table[0], "bold")])
+    lines.extend([[(row, None)] for row in table[1:]])
+    return lines
+
+
+def overhead_text(report: Report) -> str:
+    """The recorder's per-test overhead with its target and the host's load, or ''."""
+    events = report.sections.get("events", {})
+    wall = events.get("overhead_ms") or {}
+    if wall.get("median") is None:
+        return ""
+    cpu = events.get("overhead_cpu_ms") or {}
+    host = events.get("host") or {}
+    text = (
+        f"recorder overhead per test: median {wall['median']:.2f} ms, p95 {wall['p95']:.2f} ms "
+        f"over {wall['n']} tests"
+    )
+    if cpu.get("median") is not None:
+        text += f" (CPU: median {cpu['median']:.2f} ms)"
+    text += f"; target: median ≤ {OVERHEAD_TARGET_MS:g} ms"
+    if host.get("load_end") is not None:
+        text += f"; host load {host['load_end']:.1f} on {host.get('cpus') or '?'} CPUs at the end"
+    return text
+
+
+def _notes(report: Report) -> list[Line]:
+    lines: list[Line] = []
+    if report.problems:
+        lines.append([("Not validated (exit 2):", "bold magenta")])
     for problem in report.problems:
-        parts.append(Text(f"could not validate: {problem}", style="bold magenta"))
-    if report.findings:
-        parts.append(_findings_table(report))
-    workers = _workers_table(report)
-    if workers is not None:
-        parts.append(workers)
+        lines.append([("  - ", "bold magenta"), (problem, None)])
+    overhead = overhead_text(report)
+    if overhead:
+        lines.append([("note: ", "dim"), (overhead, "dim")])
     for note in report.notes:
-        parts.append(Text(f"note: {note}", style="dim"))
-    return Group(*parts)
+        lines.append([("note: ", "dim"), (note, "dim")])
+    return [[], *lines] if lines else []
 
 
-def print_table(report: Report, console: Console | None = None) -> None:
-    (console or Console()).print(render_table(report))
+def report_lines(
+    report: Report, *, min_severity: Severity = Severity.INFO, details: bool = False
+) -> list[Line]:
+    """The text report, line by line, each line a list of (text, style) segments."""
+    lines = _head(report)
+    if not report.loaded:
+        lines.extend(_notes(report))
+        return lines
+    lines.extend(_failed_tests(report))
+    lines.extend(_findings(report, min_severity, details))
+    lines.extend(_workers(report))
+    lines.extend(_notes(report))
+    return lines
+
+
+def render_text(
+    report: Report, *, min_severity: Severity = Severity.INFO, details: bool = False
+) -> str:
+    """The text report as plain text."""
+    return "".join(
+        "".join(text for text, _ in line) + "\n"
+        for line in report_lines(report, min_severity=min_severity, details=details)
+    )
+
+
+def print_report(
+    report: Report,
+    out: Out | None = None,
+    *,
+    min_severity: Severity = Severity.INFO,
+    details: bool = False,
+) -> None:
+    """Print the text report (styled on a terminal, plain otherwise)."""
+    target = out or Out()
+    for line in report_lines(report, min_severity=min_severity, details=details):
+        target.segments(line)

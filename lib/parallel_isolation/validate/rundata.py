@@ -18,11 +18,13 @@ from parallel_isolation.artifacts import (
     SNAPSHOTS_FILE,
     read_jsonl_lines,
 )
+from parallel_isolation.console import natural_key, natural_sorted
 from parallel_isolation.identity import Owner
 from parallel_isolation.project import artifacts_root, explain_artifacts_root
 from parallel_isolation.validate.discover import owner_alive
 
 __all__ = [
+    "EvidenceIssue",
     "Record",
     "RunData",
     "TestSpan",
@@ -47,6 +49,10 @@ def default_artifacts_root(cwd: Path | None = None) -> Path:
     return artifacts_root(cwd)
 
 
+def _run_dirs(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
 def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     """The directory of ``run`` (an id, a unique id prefix, or ``latest``) under ``root``."""
     if not root.is_dir():
@@ -58,18 +64,20 @@ def resolve_run_dir(root: Path, run: str = "latest") -> Path:
     if run == "latest":
         marker = root / LATEST_FILE
         if not marker.exists():
-            msg = f"{marker} does not exist: no finished run recorded under {root}; pass --run ID"
+            msg = f"no finished run recorded under {root} ({marker} is missing); pass --run ID"
             raise ValidationError(msg)
         run = marker.read_text().strip()
     direct = root / run
     if direct.is_dir():
         return direct
-    matches = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(run))
+    matches = natural_sorted(p.name for p in _run_dirs(root) if p.name.startswith(run))
     if len(matches) == 1:
-        return matches[0]
-    known = ", ".join(p.name for p in sorted(root.iterdir()) if p.is_dir()) or "none"
-    what = "is ambiguous" if matches else "was not found"
-    msg = f"run {run!r} {what} under {root} (runs: {known})"
+        return root / matches[0]
+    if matches:
+        msg = f"run {run!r} is ambiguous under {root}: it matches {', '.join(matches)}"
+        raise ValidationError(msg)
+    count = len(_run_dirs(root))
+    msg = f"run {run!r} was not found under {root} ({count} runs there; `parallel-isolation runs` lists them)"
     raise ValidationError(msg)
 
 
@@ -94,11 +102,50 @@ class Record:
         return self.data.get(key, default)
 
 
-def iter_jsonl(path: Path, relative_to: Path) -> Iterator[Record]:
-    """Records of a JSON-lines file; torn lines (killed writers) are skipped."""
+@dataclass(frozen=True)
+class EvidenceIssue:
+    """Something of the run's evidence that could not be read, or is missing.
+
+    ``kind``: ``garbage`` (a line that is not a JSON object), ``partial-line``
+    (the last line cut before its newline: its writer was killed),
+    ``unreadable`` (a file that cannot be read or parsed), ``missing-worker``
+    (a worker the controller saw record something left no directory),
+    ``crashed-unrecorded`` (a crashed worker left no directory),
+    ``missing-events`` (a worker recorded tests in its snapshots but has no
+    event log).
+    """
+
+    kind: str
+    file: str
+    line: int | None
+    detail: str
+    worker: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+def iter_jsonl(
+    path: Path, relative_to: Path, issues: list[EvidenceIssue] | None = None
+) -> Iterator[Record]:
+    """Records of a JSON-lines file; bad lines are skipped and, given ``issues``, noted there."""
     name = str(path.relative_to(relative_to))
-    for number, data in read_jsonl_lines(path):
-        yield Record(data, name, number)
+    worker = name.split("/", 1)[0] if "/" in name else None
+
+    def bad(number: int, raw: str, partial: bool) -> None:
+        if issues is not None:
+            excerpt = raw if len(raw) <= 60 else raw[:57] + "..."
+            kind = "partial-line" if partial else "garbage"
+            issues.append(EvidenceIssue(kind, name, number, excerpt, worker))
+
+    try:
+        for number, data in read_jsonl_lines(path, bad):
+            yield Record(data, name, number)
+    except OSError as error:
+        if issues is None:
+            raise
+        issues.append(EvidenceIssue("unreadable", name, None, error.strerror or str(error), worker))
 
 
 @dataclass
@@ -114,6 +161,10 @@ class TestSpan:
     outcome: str = "unknown"
     overhead_ms: float | None = None
     leaks: int = 0
+    failure: str = ""
+    file: str | None = None
+    line: int | None = None
+    """Where the test's ``test_finished`` event is (relative to the run directory)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +288,7 @@ class WorkerData:
                 self.owner = _owner_of(event.data)
             elif kind == "test_started":
                 span = TestSpan(self.worker_id, str(event.get("test")), event.ts)
+                span.file, span.line = event.file, event.line
                 open_spans[span.test] = span
                 spans.append(span)
             elif kind == "test_finished":
@@ -252,6 +304,8 @@ class WorkerData:
                 overhead = event.get("overhead_ms")
                 found.overhead_ms = float(overhead) if isinstance(overhead, int | float) else None
                 found.leaks = int(event.get("leaks", 0) or 0)
+                found.failure = str(event.get("failure") or "")
+                found.file, found.line = event.file, event.line
             elif kind in {"broker_paused", "broker_crashed"} and down_since is None:
                 down_since = event.ts
             elif kind in {"broker_restarted", "broker_started"} and down_since is not None:
@@ -299,6 +353,10 @@ class RunData:
     record: dict[str, Any] | None
     workers: dict[str, WorkerData]
     cleanup: list[Record] = field(default_factory=list)
+    issues: list[EvidenceIssue] = field(default_factory=list)
+    """Evidence that could not be read or is missing (see :class:`EvidenceIssue`)."""
+    recorded: bool = False
+    """``run.json`` exists (readable or not): the controller finished."""
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -313,36 +371,103 @@ class RunData:
                 yield worker, event
 
     def spans(self) -> list[TestSpan]:
-        return sorted((s for w in self.workers.values() for s in w.spans), key=lambda s: s.start)
+        return sorted(
+            (s for w in self.workers.values() for s in w.spans),
+            key=lambda s: (s.start, natural_key(s.worker)),
+        )
 
     def reaped(self) -> list[Record]:
         return [r for r in self.cleanup if r.get("action") == "removed"]
 
 
+def _listed_workers(record: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The workers ``run.json`` names, with what the controller knew of them."""
+    listed = (record or {}).get("workers")
+    if not isinstance(listed, dict):
+        return {}
+    return {str(k): v if isinstance(v, dict) else {"status": str(v)} for k, v in listed.items()}
+
+
+def _read_record(run_dir: Path, issues: list[EvidenceIssue]) -> dict[str, Any] | None:
+    run_json = run_dir / RUN_FILE
+    try:
+        text = run_json.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        issues.append(EvidenceIssue("unreadable", RUN_FILE, None, error.strerror or str(error)))
+        return None
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as error:
+        issues.append(EvidenceIssue("unreadable", RUN_FILE, error.lineno, f"not JSON: {error.msg}"))
+        return None
+    if not isinstance(loaded, dict):
+        issues.append(EvidenceIssue("unreadable", RUN_FILE, None, "not a JSON object"))
+        return None
+    return loaded
+
+
 def load_run(run_dir: Path) -> RunData:
-    """Read every artifact of the run in ``run_dir``."""
+    """Read every artifact of the run in ``run_dir``; what cannot be read is noted in ``issues``."""
     if not run_dir.is_dir():
         msg = f"run directory {run_dir} does not exist"
         raise ValidationError(msg)
-    record: dict[str, Any] | None = None
-    run_json = run_dir / RUN_FILE
-    if run_json.exists():
-        try:
-            loaded = json.loads(run_json.read_text())
-        except json.JSONDecodeError as error:
-            msg = f"{run_json} is not valid JSON: {error}"
-            raise ValidationError(msg) from None
-        record = loaded if isinstance(loaded, dict) else None
+    issues: list[EvidenceIssue] = []
+    record = _read_record(run_dir, issues)
     workers: dict[str, WorkerData] = {}
-    for path in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+    for path in natural_sorted((p for p in run_dir.iterdir() if p.is_dir()), key=lambda p: p.name):
         worker = WorkerData(path.name, path)
-        worker.events = list(iter_jsonl(path / EVENTS_FILE, run_dir))
-        worker.snapshots = list(iter_jsonl(path / SNAPSHOTS_FILE, run_dir))
-        worker.crosstalk = list(iter_jsonl(path / CROSSTALK_FILE, run_dir))
+        worker.events = list(iter_jsonl(path / EVENTS_FILE, run_dir, issues))
+        worker.snapshots = list(iter_jsonl(path / SNAPSHOTS_FILE, run_dir, issues))
+        worker.crosstalk = list(iter_jsonl(path / CROSSTALK_FILE, run_dir, issues))
         logs_dir = path / "logs"
         worker.logs = sorted(logs_dir.glob("*.log")) if logs_dir.is_dir() else []
         if worker.events or worker.snapshots or worker.logs:
             worker.index()
             workers[worker.worker_id] = worker
-    cleanup = list(iter_jsonl(run_dir / CLEANUP_FILE, run_dir))
-    return RunData(run_dir.name, run_dir, record, workers, cleanup)
+        tested = any(s.get("phase") in {"before", "after"} for s in worker.snapshots)
+        if tested and not (path / EVENTS_FILE).exists():
+            issues.append(
+                EvidenceIssue(
+                    "missing-events",
+                    f"{path.name}/{EVENTS_FILE}",
+                    None,
+                    f"{path.name}/{SNAPSHOTS_FILE} records tests but the event log is missing",
+                    path.name,
+                )
+            )
+    for worker_id, known in _listed_workers(record).items():
+        if worker_id in workers:
+            continue
+        if known.get("status") == "crashed":
+            issues.append(
+                EvidenceIssue(
+                    "crashed-unrecorded",
+                    f"{worker_id}/",
+                    None,
+                    f"worker {worker_id} crashed before it recorded anything",
+                    worker_id,
+                )
+            )
+        elif known.get("recorded"):
+            issues.append(
+                EvidenceIssue(
+                    "missing-worker",
+                    f"{worker_id}/",
+                    None,
+                    f"worker {worker_id} recorded its session (says {RUN_FILE}) but its "
+                    "directory is missing or empty",
+                    worker_id,
+                )
+            )
+    cleanup = list(iter_jsonl(run_dir / CLEANUP_FILE, run_dir, issues))
+    return RunData(
+        run_dir.name,
+        run_dir,
+        record,
+        workers,
+        cleanup,
+        issues=issues,
+        recorded=(run_dir / RUN_FILE).exists(),
+    )

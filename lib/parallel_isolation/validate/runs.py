@@ -1,8 +1,10 @@
-"""``parallel-isolation runs``: the recorded runs, newest first, each with its verdict.
+"""``parallel-isolation runs``: the recorded runs, newest first, each with its two verdicts.
 
-A run's verdict is its validation's (clean, findings, could not validate),
-computed now from its artifacts without scanning processes; ``--no-validate``
-lists the runs from their ``run.json`` alone.  One line per run on stdout,
+A run's verdicts are its validation's: the tests' (passed, failed, ...) and
+the isolation's (clean, findings, could not validate), computed now from its
+artifacts without scanning processes; ``--no-validate`` lists the runs from
+their ``run.json`` alone.  The run ``latest`` points at is marked.  One line
+per run on stdout (plain aligned columns, see :mod:`parallel_isolation.console`),
 or ``--format json``.  Exit status 0, or 2 when there is no artifacts
 directory (the message says where it looked and how to point elsewhere).
 """
@@ -18,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from parallel_isolation.artifacts import LATEST_FILE
+from parallel_isolation.console import Out
 from parallel_isolation.project import explain_artifacts_root
 from parallel_isolation.validate.base import ScanEnv
 from parallel_isolation.validate.core import validate_dir
@@ -40,6 +44,8 @@ class RunSummary:
     workers: int
     verdict: str  # clean, findings, could not validate, or "-" when not validated
     counts: dict[str, int]
+    tests: str = "-"  # passed, failed, no tests, unknown, or "-" when not validated
+    latest: bool = False
 
 
 def _record(run_dir: Path) -> dict[str, Any]:
@@ -64,13 +70,15 @@ def list_runs(root: Path, *, last: int = 10, validate: bool = True) -> list[RunS
 
     summaries: list[RunSummary] = []
     env = ScanEnv(scan_processes=False)
+    marker = root / LATEST_FILE
+    latest = marker.read_text().strip() if marker.is_file() else ""
     for run_dir in sorted(runs, key=started, reverse=True)[: max(last, 0)]:
         record = _record(run_dir)
         settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
-        verdict, counts = "-", {}
+        verdict, counts, tests = "-", {}, "-"
         if validate:
             report = validate_dir(run_dir, env=env)
-            verdict, counts = report.verdict, report.counts()
+            verdict, counts, tests = report.verdict, report.counts(), report.tests.verdict
         exitstatus = record.get("exitstatus")
         summaries.append(
             RunSummary(
@@ -83,6 +91,8 @@ def list_runs(root: Path, *, last: int = 10, validate: bool = True) -> list[RunS
                 workers=sum(1 for p in run_dir.iterdir() if p.is_dir()),
                 verdict=verdict,
                 counts=counts,
+                tests=tests,
+                latest=run_dir.name == latest,
             )
         )
     return summaries
@@ -118,26 +128,37 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "parallel-isolation r
         return stop.code if isinstance(stop.code, int) else EXIT_UNVALIDATED
     root = args.artifacts or default_artifacts_root()
     if not root.is_dir():
-        print(
-            f"error: no artifacts directory at {root}; {explain_artifacts_root(root)}",
-            file=sys.stderr,
+        Out(sys.stderr).line(
+            f"runs: error: no artifacts directory at {root}; {explain_artifacts_root(root)}"
         )
         return EXIT_UNVALIDATED
     summaries = list_runs(root, last=args.last, validate=not args.no_validate)
     if args.format == "json":
         print(json.dumps([asdict(summary) for summary in summaries], indent=2))
         return 0
-    print(f"{'run':10} {'started':19}  {'backend':8} {'workers':>7} {'pytest':>6}  verdict")
+    rows = []
     for item in summaries:
-        code = "-" if item.exitstatus is None else str(item.exitstatus)
         counts = ", ".join(f"{n} {k}" for k, n in item.counts.items() if n)
-        verdict = f"{item.verdict} ({counts})" if counts else item.verdict
-        print(
-            f"{item.run_id:10} {_when(item.started):19}  {item.backend:8} {item.workers:>7} "
-            f"{code:>6}  {verdict}"
+        isolation = f"{item.verdict} ({counts})" if counts else item.verdict
+        rows.append(
+            [
+                item.run_id,
+                _when(item.started),
+                item.backend,
+                item.workers,
+                "-" if item.exitstatus is None else item.exitstatus,
+                item.tests,
+                isolation,
+                "latest" if item.latest else "",
+            ]
         )
+    Out(sys.stdout).table(
+        ["run", "started", "backend", "workers", "pytest", "tests", "isolation", ""],
+        rows,
+        right=[3, 4],
+    )
     if not summaries:
-        print(f"no runs under {root}", file=sys.stderr)
+        Out(sys.stderr).line(f"runs: no runs under {root}")
     return 0
 
 

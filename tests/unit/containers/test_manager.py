@@ -46,7 +46,7 @@ def test_names_labels_and_network_per_worker(
     assert labels[ownership.OWNER_START_LABEL] == f"{owner.start_time:.2f}"
     assert labels[ownership.HOST_LABEL] == owner.host
     assert labels[ownership.ROLE_LABEL] == "broker"
-    assert container.attrs["HostConfig"]["Init"] is True
+    assert not container.attrs["HostConfig"]["Init"]  # mosquitto is PID 1, handles SIGTERM
     bindings = container.attrs["HostConfig"]["PortBindings"]["1883/tcp"]
     assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(broker.port)}]
 

@@ -98,6 +98,7 @@ INVALID: dict[str, str] = {
     "fork_workers": "sometimes",
     "durations_file": ".test_durations\x00",
     "test_timeout": "-5",
+    "fail_on": "sometimes",
 }
 
 

@@ -161,14 +161,16 @@ def _marked(
     return proc
 
 
-def _reservation(state: Path, port: int, owner: Owner, run_id: str) -> Path:
+def _reservation(
+    state: Path, port: int, owner: Owner, run_id: str, purpose: str = "mqtt-broker"
+) -> Path:
     ports = state / "ports"
     ports.mkdir(parents=True, exist_ok=True)
     path = ports / f"{port}.json"
     path.write_text(
         json.dumps(
             {"port": port, "owner": owner.as_dict(), "run_id": run_id, "worker_id": "gw0",
-             "purpose": "mqtt-broker", "created": time.time() - 5}
+             "purpose": purpose, "created": time.time() - 5}
         )
     )  # fmt: skip
     return path
@@ -264,3 +266,39 @@ def test_cli(run_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "29903" in out
     assert main(["--older-than", "soon"]) == 2
     assert socket.gethostname()  # owner host used in the records above
+
+
+def test_no_engine_means_the_sweep_could_not_look(
+    run_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    state = tmp_path / "state"
+    assert main(["--dry-run", "--run", run_id, "--state-dir", str(state)]) == 2
+    captured = capsys.readouterr()
+    assert "could not: containers, networks and volumes were not checked" in captured.err
+    assert "no Docker engine" in captured.err
+    assert "--no-docker" in captured.err
+    assert "could not" not in captured.out, "diagnostics on stderr, results on stdout"
+    assert main(["--dry-run", "--run", run_id, "--state-dir", str(state), "--no-docker"]) == 0
+    capsys.readouterr()
+    assert main(["--run", run_id, "--state-dir", str(state), "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 2
+
+
+def test_table_is_literal_and_plain_in_a_pipe(
+    run_id: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    purpose = "[red]mqtt[/red] :100: broker"
+    _reservation(state, 29904, make_dead_owner(), run_id, purpose=purpose)
+    argv = ["--dry-run", "--run", run_id, "--state-dir", str(state), "--no-docker"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"port 29904 ({purpose})" in out, "user data is printed as it is"
+    assert "\x1b[" not in out, "no colours when stdout is not a terminal"
+    assert not any(ch in out for ch in "┃━│─"), "no box drawing in a pipe"
+    row = next(line for line in out.splitlines() if "29904" in line)
+    assert row.startswith("would remove")

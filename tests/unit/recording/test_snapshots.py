@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -179,3 +180,93 @@ def test_listening_socket_leak() -> None:
     finally:
         client.close()
         listener.close()
+
+
+CHURN_SCRIPT = """
+import json, subprocess, sys
+from parallel_isolation.host.procfs import ChildTracker
+
+child = subprocess.Popen(["/bin/sleep", "60"]) if sys.argv[1] == "a-child" else None
+tracker = ChildTracker()
+tracker.alive()
+examined = tracker.examined
+for _ in range(200):
+    subprocess.run(["/bin/true"], check=True)
+alive = sorted(tracker.alive())
+print(json.dumps({"alive": alive, "child": child and child.pid,
+                  "examined": tracker.examined - examined}))
+if child is not None:
+    child.kill()
+    child.wait()
+"""
+
+
+@pytest.mark.parametrize("mode", ["no-child", "a-child"])
+def test_processes_gone_before_the_next_look_are_never_examined(mode: str) -> None:
+    """The per-test cost does not grow with the pids the host allocated meanwhile.
+
+    A Docker run starts and ends hundreds of processes per test (runtimes,
+    shims, health checks).  The tracker reads the ``stat`` of the processes
+    started since its last look that still exist, not of every pid allocated;
+    with no child at all it looks at nothing.  Run in a fresh process, whose
+    children are only the script's.  (The time it takes is a benchmark
+    figure: ``nox -s bench-recorder``.)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", CHURN_SCRIPT, mode],
+        capture_output=True,
+        text=True,
+        timeout=120,  # 200 short processes; slow on a loaded host
+        check=True,
+    )
+    facts = json.loads(done.stdout)
+    if mode == "no-child":
+        assert facts["alive"] == []
+        assert facts["examined"] == 0, "no child, no descendant: nothing to examine"
+    else:
+        assert facts["alive"] == [facts["child"]]
+        # Other processes of the host that started meanwhile and still run are
+        # examined; the 200 that came and went are not.
+        assert facts["examined"] < 100, facts
+
+
+def test_child_tracker_finds_a_grandchild_started_between_looks(
+    children: list[subprocess.Popen[bytes]],
+) -> None:
+    tracker = ChildTracker()
+    full_scans = tracker.full_scans
+    script = (
+        "import subprocess, sys; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], "
+        "stdin=subprocess.PIPE); "
+        "print(child.pid, flush=True); sys.stdin.read(); child.stdin.close(); child.wait()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    children.append(proc)
+    assert proc.stdout is not None
+    grandchild = int(proc.stdout.readline())
+    assert {proc.pid, grandchild} <= set(tracker.alive())
+    assert tracker.full_scans == full_scans
+
+
+def test_a_snapshot_reuses_the_leak_trackers_look(children: list[subprocess.Popen[bytes]]) -> None:
+    tracker = ChildTracker()
+    leaks = LeakTracker(tracker, grace=0.0)
+    others = set(tracker.alive())  # e.g. this worker's broker
+    proc = spawn(children)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        mark = leaks.begin()
+        snap = take_snapshot("before", test="t", children=tracker, look=mark)
+        assert set(snap.children) - others == {proc.pid}
+        assert set(snap.children) == set(mark.children)
+        assert snap.sockets == len(mark.sockets) >= 1
+        assert snap.fds == mark.fds > snap.sockets
+        assert snap.py_threads == len(mark.threads)
+        assert leaks.end(mark) == []
+        after = leaks.after
+        assert after is not None
+        again = take_snapshot("after", test="t", children=tracker, look=after)
+        assert set(again.children) - others == {proc.pid}

@@ -143,7 +143,9 @@ class RunBuilder:
         builder.start()
         return builder
 
-    def record(self, exitstatus: int = 0, **settings: Any) -> None:
+    def record(
+        self, exitstatus: int = 0, workers: dict[str, Any] | None = None, **settings: Any
+    ) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         data = {
             "run_id": self.run_id,
@@ -153,6 +155,7 @@ class RunBuilder:
             "finished": self.started + 60,
             "exitstatus": exitstatus,
             "settings": {"backend": "process", "state_dir": "", **settings},
+            **({"workers": workers} if workers is not None else {}),
         }
         (self.path / "run.json").write_text(json.dumps(data))
         (self.root / "latest").write_text(self.run_id + "\n")

@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from parallel_isolation.validate.merge import main as merge_main
 from parallel_isolation.validate.merge import merge_reports
 
 
 def _report(
-    tmp_path: Path, name: str, run: str, code: int, counts: dict[str, int] | None = None
+    tmp_path: Path,
+    name: str,
+    run: str,
+    code: int,
+    counts: dict[str, int] | None = None,
+    tests: dict[str, object] | None = None,
 ) -> Path:
     path = tmp_path / name
     verdict = {0: "clean", 1: "findings"}.get(code, "error")
@@ -23,10 +29,29 @@ def _report(
                 "verdict": verdict,
                 "counts": counts or {},
                 "findings": [],
+                **({"tests": tests} if tests is not None else {}),
             }
         )
     )
     return path
+
+
+def test_tests_verdicts_are_merged_beside_isolation(tmp_path: Path) -> None:
+    passed = {"verdict": "passed", "counts": {"passed": 10, "skipped": 1}}
+    failed = {"verdict": "failed", "counts": {"passed": 8, "failed": 2}}
+    merged = merge_reports(
+        [
+            _report(tmp_path, "a.json", "aaaa0001", 0, tests=passed),
+            _report(tmp_path, "b.json", "bbbb0002", 0, tests=failed),
+        ]
+    )
+    assert merged.exit_code == 0, "the exit code stays the isolation verdict's"
+    assert merged.tests_verdict == "failed"
+    assert merged.test_counts() == {"passed": 18, "skipped": 1, "failed": 2}
+    both = merge_reports([_report(tmp_path, "c.json", "cccc0003", 0, tests=passed)])
+    assert both.tests_verdict == "passed"
+    old = merge_reports([_report(tmp_path, "d.json", "dddd0004", 0)])
+    assert old.tests_verdict == "unknown", "a report without a tests verdict"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +89,24 @@ def test_unreadable_report_means_could_not_validate(tmp_path: Path, content: str
 
 def test_no_reports_is_an_error() -> None:
     assert merge_reports([]).exit_code == 2
+
+
+def test_cli_prints_plain_lines_in_natural_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [
+        _report(tmp_path, f"validate-shard{n}.json", f"run{n:05d}", 0, {"info": n}) for n in (10, 2)
+    ]
+    bad = tmp_path / "validate-shard3.json"
+    bad.write_text("[red]not json[/red]")
+    assert merge_main([str(p) for p in (*paths, bad)]) == 2
+    out, err = capsys.readouterr()
+    names = [line.split()[0] for line in out.splitlines()[1:-3]]
+    assert names == ["validate-shard2.json", "validate-shard10.json"]
+    assert out.splitlines()[-1] == "shards: could not validate (exit 2)"
+    assert "\x1b[" not in out
+    assert "validate-merge: problem:" in err
+    assert str(bad) in err
 
 
 INNER = """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from parallel_isolation.migrate import CODES, codes_markdown
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "migration.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "migration.md"
 
 
 def test_codes_are_well_formed() -> None:
@@ -35,7 +35,7 @@ def test_docs_codes_section_is_generated_from_the_registry() -> None:
     text = DOCS.read_text(encoding="utf-8")
     block = text.split("<!-- codes:begin -->\n", 1)[1].split("<!-- codes:end -->", 1)[0]
     assert block == codes_markdown(), (
-        "regenerate with: python -m parallel_isolation.migrate_cli --codes-markdown"
+        "regenerate with: python -m parallel_isolation.migrate --codes-markdown"
     )
 
 

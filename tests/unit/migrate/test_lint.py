@@ -22,10 +22,17 @@ CASES = [
      [(2, "PI101"), (2, "PI102")]),
     ("env-strings", "def test_x():\n    env = ['MQTT_BROKER=localhost', 'MQTT_PORT=18833']\n",
      [(2, "PI101"), (2, "PI102")]),
-    ("setenv", "def test_x(monkeypatch):\n    monkeypatch.setenv('MQTT_PORT', '1883')\n", [(2, "PI102")]),
-    ("os-environ", "import os\ndef test_x():\n    os.environ['MQTT_BROKER'] = 'localhost'\n", [(3, "PI101")]),
+    ("setenv", "def test_x(monkeypatch):\n    monkeypatch.setenv('MQTT_PORT', '1883')\n", [(2, "PI102"), (2, "PI115")]),
+    ("os-environ", "import os\ndef test_x():\n    os.environ['MQTT_BROKER'] = 'localhost'\n", [(3, "PI101"), (3, "PI115")]),
     ("known-port-anywhere", "def test_x():\n    start(['mosquitto', '-p', '1883'], port_hint=8883)\n",
      [(2, "PI102"), (2, "PI102")]),
+    ("config-text-listener", "import subprocess\ndef broker(tmp_path):\n    (tmp_path / 'm.conf').write_text('listener 1883\\nallow_anonymous true\\n')\n"
+     "    return subprocess.Popen(['mosquitto', '-c', str(tmp_path / 'm.conf')])\n", [(3, "PI102")]),
+    ("config-text-inside-a-container-ok", "def broker(d, conf):\n    conf.write_text('listener 1883\\n')\n    d.containers.run('mosquitto', volumes={})\n", []),
+    ("mosquitto-pub-command-line", "import subprocess\ndef test_x():\n    subprocess.run('mosquitto_pub -h localhost -p 1883 -t a/b -m x', shell=True)\n",
+     [(3, "PI101"), (3, "PI102"), (3, "PI107")]),
+    ("address-tuple-constant", PAHO + "BROKER = ('localhost', 1883)\ndef test_x():\n    c = mqtt.Client()\n    c.connect(*BROKER)\n",
+     [(2, "PI101"), (2, "PI102")]),
     ("sqlite-connect-is-not-a-broker", "import sqlite3\ndef test_x():\n    sqlite3.connect(':memory:')\n", []),
     ("safe-broker", PAHO + "def test_x(mqtt_broker):\n    c = mqtt.Client()\n    c.connect(mqtt_broker.host, mqtt_broker.port)\n", []),
     # -- PI103 published ports ----------------------------------------------------------
@@ -35,12 +42,21 @@ CASES = [
     ("docker-cli-publish", "import subprocess\ndef test_x():\n    subprocess.run(['docker', 'run', '-p', '1883:1883', 'm'])\n",
      [(3, "PI103")]),
     # -- PI104 / PI105 / PI106 docker names ---------------------------------------------------------
-    ("container-name", "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    d.containers.get('mqtt-broker-test')\n",
-     [(2, "PI104"), (3, "PI104")]),
+    ("container-name-one-hazard-two-sites", "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    d.containers.get('mqtt-broker-test')\n",
+     [(2, "PI104")]),
     ("container-name-in-string", "def test_x(d):\n    d.containers.run('m', name='mqtt-broker-test')\n    url = 'tcp://mqtt-broker-test:1883'\n",
      [(2, "PI104")]),
-    ("network-name", "def test_x(d):\n    n = d.networks.create('test-net')\n    d.containers.run('m', network='test-net')\n",
-     [(2, "PI105"), (3, "PI105")]),
+    ("network-name-one-hazard-two-sites", "def test_x(d):\n    n = d.networks.create('test-net')\n    d.containers.run('m', network='test-net')\n",
+     [(2, "PI105")]),
+    ("network-list-by-exact-name", "def clean(d):\n    for n in d.networks.list(names=['test-net']):\n        n.remove()\n",
+     [(2, "PI105")]),
+    # -- PI116 subnets, PI117 image builds ---------------------------------------------------------
+    ("fixed-subnet", "from docker.types import IPAMConfig, IPAMPool\nSUBNET = '172.28.0.0/16'\n"
+     "def net(d):\n    d.networks.create('n', ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=SUBNET)]))\n",
+     [(2, "PI116"), (4, "PI105")]),
+    ("docker-cli-subnet", "import subprocess\ndef net():\n    subprocess.run(['docker', 'network', 'create', 'n', '--subnet', '10.9.0.0/24'])\n",
+     [(3, "PI116"), (3, "PI105")]),
+    ("image-build-by-every-worker", "def build(d):\n    d.images.build(path='.', tag='app:test')\n", [(2, "PI117")]),
     ("host-network", "def test_x(d):\n    d.containers.run('m', network_mode='host')\n", [(2, "PI106")]),
     ("safe-names", "def test_x(d, parallel_test_context):\n    d.containers.run('m', name=parallel_test_context.container_name('b'), network='bridge')\n", []),
     # -- PI107 / PI108 topics ---------------------------------------------------------------------------
@@ -65,9 +81,21 @@ CASES = [
     ("incoming", PAHO + "def on(c, u, msg):\n    return msg.topic == 'a/b' or msg.topic.startswith('a/')\n",
      [(3, "PI109"), (3, "PI109")]),
     ("incoming-without-paho-ok", "def test_x(m):\n    assert m.topic == 'a/b'\n", []),
+    ("incoming-keyword-substring-ok", PAHO + "def on(c, u, msg):\n    return 'camera' in msg.topic or msg.topic.endswith('/fire')\n", []),
+    ("incoming-copy-compared-later", PAHO + "def test_x():\n    seen = []\n    c = mqtt.Client()\n"
+     "    c.on_message = lambda c, u, msg: seen.append({'topic': msg.topic})\n    assert seen[0]['topic'] == 'a/b'\n",
+     [(5, "PI109")]),
+    ("incoming-copy-matched-with-filters-ok", PAHO + "class Log:\n    def __init__(self):\n        self.messages = []\n"
+     "    def on(self, c, u, message):\n        self.messages.append((message.topic, message.payload))\n"
+     "    def matching(self, f):\n        return [p for t, p in self.messages if mqtt.topic_matches_sub(f, t)]\n"
+     "def test_x():\n    assert Log().matching('a/b') == []\n", [(10, "PI107")]),
     # -- PI110 client ids ------------------------------------------------------------------------
     ("client-ids", PAHO + "def test_x():\n    mqtt.Client(client_id='a')\n    mqtt.Client('b')\n    mqtt.Client(client_id='')\n",
      [(3, "PI110"), (4, "PI110")]),
+    ("client-id-with-a-unique-part-ok", PAHO + "import os, uuid\ndef test_x(zone):\n"
+     "    mqtt.Client(client_id=f'sensor-{zone}-{uuid.uuid4().hex[:8]}')\n    mqtt.Client(client_id=f'p-{os.getpid()}')\n", []),
+    ("client-id-built-without-unique-part", PAHO + "def test_x(zone):\n    mqtt.Client(client_id=f'sensor-{zone}')\n",
+     [(3, "PI110")]),
     ("aiomqtt", "import aiomqtt\nasync def test_x():\n    async with aiomqtt.Client(hostname='localhost', port=1883, identifier='gw') as c:\n        await c.publish('g/cmd')\n",
      [(3, "PI101"), (3, "PI102"), (3, "PI110"), (4, "PI107")]),
     # -- PI111 cleanup by name ---------------------------------------------------------------------
@@ -83,6 +111,10 @@ CASES = [
     # -- PI112 sleeps ----------------------------------------------------------------------------------
     ("sleep", "import time\nfrom time import sleep\ndef test_x():\n    time.sleep(2)\n    sleep(1)\n", [(4, "PI112"), (5, "PI112")]),
     ("sleep-in-poll-loop-ok", "import time\ndef test_x(ready):\n    while not ready():\n        time.sleep(0.1)\n", []),
+    ("sleep-in-loop-that-breaks-ok", "import time\ndef test_x(ready):\n    for _ in range(50):\n        if ready():\n            break\n        time.sleep(0.1)\n", []),
+    ("sleep-in-teardown-loop", "import time\ndef down(procs):\n    for p in procs:\n        p.terminate()\n        time.sleep(0.2)\n",
+     [(5, "PI112")]),
+    ("sleep-in-main-block-ok", "import time\nif __name__ == '__main__':\n    while True:\n        time.sleep(1)\n", []),
     # -- PI113 temp paths -----------------------------------------------------------------------------------
     ("tmp-paths", "from pathlib import Path\nLOG = Path('/tmp/legacy.log')\ndef test_x(run):\n    open(f'/tmp/out-{run}.txt')\n",
      [(2, "PI113"), (4, "PI113")]),
@@ -90,6 +122,8 @@ CASES = [
     # -- PI114 / PI115 -------------------------------------------------------------------------------
     ("shadowed-broker", "import pytest\n@pytest.fixture(scope='session')\ndef mqtt_broker():\n    yield None\n", [(3, "PI114")]),
     ("env-without-prefix", "def test_x(mqtt_broker):\n    env = {'MQTT_BROKER': mqtt_broker.host}\n", [(2, "PI115")]),
+    ("setenv-sequence-without-prefix", "def svc(monkeypatch, mqtt_broker):\n    monkeypatch.setenv('MQTT_BROKER', mqtt_broker.host)\n"
+     "    monkeypatch.setenv('MQTT_CLIENT_ID', 'x')\n", [(3, "PI110"), (3, "PI115")]),
     ("env-with-service-env-ok", "def test_x(mqtt_broker, parallel_test_context):\n"
      "    env = {**parallel_test_context.service_env('s'), 'MQTT_BROKER': mqtt_broker.host}\n", []),
     # -- suppressions ----------------------------------------------------------------------------------
@@ -127,7 +161,7 @@ def test_not_fixable_findings_say_why() -> None:
     source = PAHO + "client = mqtt.Client(client_id='global')\n"
     (finding,) = check_source(source)
     assert not finding.autofix
-    assert "not auto-fixable: module-level code runs before any fixture exists" in finding.message
+    assert finding.message.endswith("(by hand: module-level code runs before any fixture exists)")
 
 
 def test_warning_severity() -> None:

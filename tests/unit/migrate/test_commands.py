@@ -18,6 +18,7 @@ from parallel_isolation.migrate import (
     IncomingTopicCommand,
     NetworkNameCommand,
     ServiceEnvPrefixCommand,
+    SubscriptionWaitCommand,
     TopicNamespaceCommand,
 )
 
@@ -137,7 +138,8 @@ class TestBrokerAddress(CodemodTest):
             code,
             expected_warnings=[
                 "PI101 left as is: \"localhost\": module-level code runs before any fixture exists",
-                "PI102 left as is: 1883: 1 of its 1 uses cannot be rewritten to mqtt_broker.port",
+                "PI102 left as is: 1883: 1 of its 1 uses stay; module-level code runs before any "
+                "fixture exists",
             ],
         )
 
@@ -223,8 +225,8 @@ class TestContainerName(CodemodTest):
         """
         self.assertCodemod(code, code, expected_warnings=[])
 
-    def test_warns_in_unittest_class(self) -> None:
-        code = """
+    def test_unittest_class_reads_it_from_self(self) -> None:
+        before = """
             import unittest
 
             import docker
@@ -234,12 +236,36 @@ class TestContainerName(CodemodTest):
                 def setUp(self):
                     self.container = docker.from_env().containers.run("mosquitto", name="broker-ut")
         """
+        after = """
+            import unittest
+
+            import docker
+
+
+            class BrokerTest(unittest.TestCase):
+                def setUp(self):
+                    self.container = docker.from_env().containers.run("mosquitto", name=self.parallel_test_context.container_name("broker-ut"))
+        """
+        self.assertCodemod(before, after, expected_warnings=[])
+
+    def test_warns_in_unittest_set_up_class(self) -> None:
+        code = """
+            import unittest
+
+            import docker
+
+
+            class BrokerTest(unittest.TestCase):
+                @classmethod
+                def setUpClass(cls):
+                    cls.container = docker.from_env().containers.run("mosquitto", name="broker-ut")
+        """
         self.assertCodemod(
             code,
             code,
             expected_warnings=[
-                "PI104 left as is: \"broker-ut\": unittest.TestCase methods cannot receive "
-                "pytest fixtures"
+                "PI104 left as is: \"broker-ut\": BrokerTest.setUpClass (<string>:8) runs once "
+                "per class, outside any test"
             ],
         )
 
@@ -368,8 +394,8 @@ class TestClientId(CodemodTest):
             code,
             code,
             expected_warnings=[
-                "PI110 left as is: \"keyed-client\": start(client_id) also uses the value for "
-                "something else; migrate by hand"
+                "PI110 left as is: \"keyed-client\": start(client_id) also uses the id for "
+                "something else"
             ],
         )
 
@@ -430,7 +456,7 @@ class TestServiceEnvPrefix(CodemodTest):
             code,
             expected_warnings=[
                 "PI115 left as is: {\"MQTT_BROKER\": mqtt_broker.host}: the module-scoped fixture "
-                "env outlives each test's topic namespace"
+                "env (<string>:5) outlives each test's topic namespace"
             ],
         )
 
@@ -567,7 +593,7 @@ class TestTopicNamespace(CodemodTest):
                 "PI107 left as is: \"fire/trigger\": module-level code runs before any fixture "
                 "exists",
                 "PI107 left as is: \"config/cameras\": the session-scoped fixture "
-                "retained_config outlives each test's topic namespace",
+                "retained_config (<string>:9) outlives each test's topic namespace",
             ],
         )
 
@@ -653,8 +679,8 @@ class TestIncomingTopic(CodemodTest):
             code,
             code,
             expected_warnings=[
-                "PI109 left as is: msg.topic: on_message is used other than by direct calls in "
-                "this module"
+                "PI109 left as is: msg.topic: on_message is used other than by a call at "
+                "<string>:13"
             ],
         )
 
@@ -790,5 +816,80 @@ class TestFixtureParameters(CodemodTest):
             expected_warnings=[
                 "cannot pass topic_namespace into on_message: not a test, fixture or helper "
                 "called only from those"
+            ],
+        )
+
+
+class TestSubscriptionWait(CodemodTest):
+    TRANSFORM = SubscriptionWaitCommand
+
+    def test_sleeps_after_subscribe_and_connect_become_waits(self) -> None:
+        before = """
+            import time
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_waits():
+                client = mqtt.Client()
+                client.connect("h", 1)
+                client.loop_start()
+                time.sleep(0.5)  # wait for the connection
+                for topic in ["a/b", "c/d"]:
+                    client.subscribe(topic, qos=1)
+                time.sleep(1)
+                client.publish("a/b", b"x")
+        """
+        after = """
+            import threading
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_waits():
+                client = mqtt.Client()
+                connected = threading.Event()
+                client.on_connect = lambda *_: connected.set()
+                client.connect("h", 1)
+                client.loop_start()
+                assert connected.wait(10), "no CONNACK from the broker"  # wait for the connection
+                subscribed = threading.Event()
+                client.on_subscribe = lambda *_: subscribed.set()
+                client.subscribe([(topic, 1) for topic in ["a/b", "c/d"]])
+                assert subscribed.wait(10), "no SUBACK for the subscription"
+                client.publish("a/b", b"x")
+        """
+        self.assertCodemod(before, after, expected_warnings=[])
+
+    def test_noop_without_a_sleep(self) -> None:
+        code = """
+            import paho.mqtt.client as mqtt
+
+
+            def test_no_sleep():
+                client = mqtt.Client()
+                client.subscribe("a/b")
+        """
+        self.assertCodemod(code, code, expected_warnings=[])
+
+    def test_warns_when_the_sleep_waits_for_what_arrives(self) -> None:
+        code = """
+            import time
+
+            import paho.mqtt.client as mqtt
+
+
+            def test_retained(received):
+                client = mqtt.Client()
+                client.subscribe("a/b")
+                time.sleep(1)
+                assert received
+        """
+        self.assertCodemod(
+            code,
+            code,
+            expected_warnings=[
+                "PI112 left as is: time.sleep(1): name the condition and wait for it (or drop "
+                "the wait)"
             ],
         )
