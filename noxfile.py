@@ -38,7 +38,10 @@ UNIT_PATHS = ["tests/unit", "tests/wildfire"]
 # The fault proofs start whole runs of their own (killed workers, two runs at
 # once, foreign occupants): they run one at a time, not beside each other.
 FAULTS = ["tests/faults", *LEAN, "-p", "no:xdist"]
-FAULTS_ENV = {"ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy"}
+FAULTS_ENV = {
+    "ISOLATION_FAULTS_UNSAFE_SUITES": "tests/legacy",
+    "ISOLATION_FAULTS_SAFE_SUITES": "tests/integration",
+}
 # A background integration run of tests-under-load that has not ended by then is stopped.
 UNDER_LOAD_RUN_TIMEOUT_S = 3600
 
@@ -231,7 +234,12 @@ def _example(session: nox.Session) -> None:
     for backend in backends:
         run_id = uuid.uuid4().hex[:8]
         session.run(
-            *pytest, "--isolation-backend", backend, f"--testrunuid={run_id}", external=True, env=env
+            *pytest,
+            "--isolation-backend",
+            backend,
+            f"--testrunuid={run_id}",
+            external=True,
+            env=env,
         )
         session.run(tool, "validate", "--run", run_id, external=True, env=env)
     # Without an engine cleanup-orphans would exit 2 (it could not look at Docker).

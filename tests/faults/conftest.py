@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 SUITES = Path(__file__).parent / "suites"
+REPOSITORY = Path(__file__).resolve().parents[2]
 collect_ignore_glob = ["suites/*", "isolation_record_always.py"]
 RUN_TIMEOUT_S = 600
 
@@ -121,7 +122,28 @@ def make_project(base: Path, suite: Path) -> Project:
         shutil.copy(suite, base / suite.name)
     # Foreign suites may not use our fixtures: ``-p isolation_record_always`` records them anyway.
     shutil.copy(RECORD_ALWAYS, base / RECORD_ALWAYS.name)
+    if suite.resolve().is_relative_to(REPOSITORY) and not (base / "pyproject.toml").exists():
+        # A suite of this repository (tests/integration, tests/legacy) starts the
+        # services this repository registers: the copy keeps those registrations.
+        (base / "pyproject.toml").write_text(_isolation_tables(REPOSITORY / "pyproject.toml"))
     return project
+
+
+def _isolation_tables(pyproject: Path) -> str:
+    """The ``[tool.parallel-isolation.*]`` tables of a pyproject.toml, as text.
+
+    An image's build context is made absolute, since the copy lives elsewhere.
+    """
+    kept: list[str] = []
+    keep = False
+    for line in pyproject.read_text().splitlines():
+        if line.startswith("["):
+            keep = line.startswith("[tool.parallel-isolation.")
+        if keep and line.startswith('context = "'):
+            line = f'context = "{pyproject.parent / line.split(chr(34))[1]}"'
+        if keep:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 @pytest.fixture

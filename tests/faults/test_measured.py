@@ -38,7 +38,7 @@ CONTAINERS = 50
 
 
 def test_validate_a_12_worker_run_and_snapshot_overhead(
-    project_factory: Callable[[Path], Project], record_property: Callable[[str, object], None]
+    project_factory: Callable[[Path], Project],
 ) -> None:
     project = project_factory(SUITES / "realistic")
     run = project.run("-n", "12")
@@ -57,8 +57,6 @@ def test_validate_a_12_worker_run_and_snapshot_overhead(
     overhead = [e["overhead_ms"] for e in finished]
     assert all(isinstance(cost, float | int) and cost >= 0 for cost in overhead), overhead
     median = statistics.median(overhead)
-    record_property("validate_12_workers_s", round(elapsed, 3))
-    record_property("snapshot_overhead_median_ms", round(median, 3))
     print(
         f"for the record (budgets: nox -s bench-tools): validate {elapsed:.2f} s; recorder "
         f"overhead median {median:.2f} ms over {len(overhead)} tests; load {os.getloadavg()[0]:.1f}"
@@ -67,7 +65,7 @@ def test_validate_a_12_worker_run_and_snapshot_overhead(
 
 @pytest.mark.docker
 def test_reap_50_orphaned_containers(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path,
 ) -> None:
     problem = engine_problem()
     if problem:
@@ -93,7 +91,6 @@ def test_reap_50_orphaned_containers(
         result = cleanup(Project(tmp_path), "--run", run_id)
         elapsed = time.perf_counter() - started
         removed = [d for d in result.data["decisions"] if d["result"].startswith("removed")]
-        record_property("reap_50_containers_s", round(elapsed, 3))
         print(f"for the record: cleanup-orphans on {CONTAINERS} containers: {elapsed:.2f} s")
         assert result.code == 0, result.output
         assert len(removed) == CONTAINERS

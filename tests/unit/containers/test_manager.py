@@ -289,7 +289,7 @@ def test_engine_missing_or_unreachable_is_a_clear_error(
     ):
         connect_engine(timeout=2)
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
-    with pytest.raises(EngineUnavailableError, match=r"not reachable.*ci/start-docker.sh"):
+    with pytest.raises(EngineUnavailableError, match=r"not reachable.*systemctl start docker.*DOCKER_HOST"):
         connect_engine(timeout=2)
 
 
