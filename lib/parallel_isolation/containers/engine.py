@@ -25,8 +25,9 @@ __all__ = [
 
 API_TIMEOUT_S = 60
 ENGINE_HINT = (
-    "start one (`sudo systemctl start docker`, or `sudo dockerd` where there is no systemd; "
-    "in this toolkit's own repository `sudo ci/start-docker.sh`) or point DOCKER_HOST at one"
+    "start one with `sudo systemctl start docker` (or `sudo dockerd` where there is no "
+    "systemd; in this toolkit's own repository `sudo ci/start-docker.sh`) or point "
+    "DOCKER_HOST at one"
 )
 
 
