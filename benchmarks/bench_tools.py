@@ -69,13 +69,14 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def _validate(artifacts: Path, run_id: str) -> tuple[float, int]:
+def _tool(module: str, artifacts: Path, run_id: str) -> tuple[float, int]:
+    """Run ``python -m module --artifacts A --run R --format json``: (seconds, exit code)."""
     started = time.perf_counter()
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "parallel_isolation.validate",
+            module,
             "--artifacts",
             str(artifacts),
             "--run",
@@ -90,6 +91,10 @@ def _validate(artifacts: Path, run_id: str) -> tuple[float, int]:
         env=_env(),
     )
     return time.perf_counter() - started, done.returncode
+
+
+def _validate(artifacts: Path, run_id: str) -> tuple[float, int]:
+    return _tool("parallel_isolation.validate", artifacts, run_id)
 
 
 def run_and_validate(root: Path) -> dict[str, Any]:
@@ -180,29 +185,10 @@ def reap_orphans(root: Path, count: int = 50) -> dict[str, Any]:
                 labels=ownership.labels_for(dead, "service"),
             )
             ids.append(made["Id"])
-        started = time.perf_counter()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "parallel_isolation.reap.orphans",
-                "--run",
-                run_id,
-                "--artifacts",
-                str(root / "none"),
-                "--format",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-            env=_env(),
-        )
-        elapsed = time.perf_counter() - started
+        elapsed, code = _tool("parallel_isolation.reap.orphans", root / "none", run_id)
         left = client.api.containers(all=True, filters={"label": f"{ownership.RUN_LABEL}={run_id}"})
-        if done.returncode not in (0, 1) or left:
-            raise BenchError(f"reap exited {done.returncode}, {len(left)} containers left")
+        if code not in (0, 1) or left:
+            raise BenchError(f"reap exited {code}, {len(left)} containers left")
         return {"reap_50_containers_s": elapsed}
     finally:
         for ident in ids:

@@ -41,13 +41,18 @@ def _check_common(value: str, what: str) -> None:
     if "\x00" in value:
         msg = f"{what} {value!r} contains a NUL character"
         raise TopicError(msg)
+    _check_mqtt_string(value, what, MAX_TOPIC_BYTES)
+
+
+def _check_mqtt_string(value: str, what: str, limit: int) -> None:
+    """An MQTT string: encodable as UTF-8 and at most ``limit`` bytes long."""
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as error:
         msg = f"{what} {value!r} is not valid UTF-8: {error.reason}"
         raise TopicError(msg) from None
-    if size > MAX_TOPIC_BYTES:
-        msg = f"{what} is {size} bytes long; MQTT allows at most {MAX_TOPIC_BYTES}"
+    if size > limit:
+        msg = f"{what} is {size} bytes long; MQTT allows at most {limit}"
         raise TopicError(msg)
 
 
@@ -92,14 +97,7 @@ def validate_client_id(client_id: str) -> str:
         if char in client_id:
             msg = f"MQTT client id {client_id!r} contains {what} ({char!r})"
             raise TopicError(msg)
-    try:
-        size = len(client_id.encode("utf-8"))
-    except UnicodeEncodeError as error:
-        msg = f"MQTT client id {client_id!r} is not valid UTF-8: {error.reason}"
-        raise TopicError(msg) from None
-    if size > MAX_CLIENT_ID_BYTES:
-        msg = f"MQTT client id is {size} bytes long; MQTT allows at most {MAX_CLIENT_ID_BYTES}"
-        raise TopicError(msg)
+    _check_mqtt_string(client_id, "MQTT client id", MAX_CLIENT_ID_BYTES)
     return client_id
 
 
