@@ -38,6 +38,7 @@ from parallel_isolation.artifacts import EventLog, make_private_dir
 from parallel_isolation.host.ports import PortAllocator
 from parallel_isolation.host.proc import ChildProcess, RunAs, tail
 from parallel_isolation.identity import Identity
+from parallel_isolation.mqtt.client import stop_network_loop
 from parallel_isolation.ownership import marker_env
 
 __all__ = [
@@ -321,7 +322,7 @@ def wait_until_ready(
         return time.monotonic() - started
     finally:
         client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client)
 
 
 class TestMQTTBroker:

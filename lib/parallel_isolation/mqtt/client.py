@@ -33,11 +33,31 @@ __all__ = [
     "NamespacedClient",
     "ReceivedMessage",
     "connect_client",
+    "stop_network_loop",
     "topic_matches",
 ]
 
 Predicate = Callable[["ReceivedMessage"], bool]
 MessageCallback = Callable[["NamespacedClient", Any, "ReceivedMessage"], None]
+
+
+def stop_network_loop(client: paho.Client) -> None:
+    """``client.loop_stop()`` without paho's race with its own network thread.
+
+    paho's ``loop_stop`` checks its thread handle, then joins it; the network
+    thread clears that handle itself as it ends (after a disconnect). When the
+    thread ends between the two, ``loop_stop`` raises ``AttributeError`` on
+    ``None.join`` (seen in a loaded soak run, in a test's teardown). The thread
+    ending is what was asked for: wait for it and go on.
+    """
+    thread = getattr(client, "_thread", None)
+    try:
+        client.loop_stop()
+    except AttributeError:
+        if getattr(client, "_thread", None) is not None or thread is None:
+            raise
+        if thread is not threading.current_thread():
+            thread.join()
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -181,6 +201,10 @@ class NamespacedClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+    def loop_stop(self) -> None:
+        """Stop the network thread (see :func:`stop_network_loop`)."""
+        stop_network_loop(self._client)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _WRAPPED_CALLBACKS:
@@ -366,7 +390,7 @@ def connect_client(
         raise ConnectionError(msg) from error
     raw.loop_start()
     if not connected.wait(timeout) or failure:
-        raw.loop_stop()
+        stop_network_loop(raw)
         raw.disconnect()
         why = failure[0] if failure else f"no CONNACK within {timeout:.1f} s"
         msg = f"MQTT client {client_id!r} could not connect to {host}:{port}: {why}"
@@ -378,4 +402,4 @@ def disconnect_quietly(clients: Iterable[NamespacedClient | paho.Client]) -> Non
     """Disconnect and stop the network loops of ``clients`` (teardown helper)."""
     for client in clients:
         client.disconnect()
-        client.loop_stop()
+        stop_network_loop(client.client if isinstance(client, NamespacedClient) else client)

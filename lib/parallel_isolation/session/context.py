@@ -521,7 +521,7 @@ class ParallelTestContext:
         errors.extend(_run_cleanups(self._cleanups))
         for client in self._clients:
             client.disconnect()
-            client.loop_stop()
+            client.loop_stop()  # NamespacedClient's: safe when the thread ends at once
         self._clients.clear()
         for port in self._ports:
             self.worker.allocator.release(port)

@@ -9,6 +9,7 @@ from parallel_isolation.mqtt.client import (
     MessageTimeout,
     NamespacedClient,
     ReceivedMessage,
+    stop_network_loop,
 )
 from parallel_isolation.mqtt.topics import TopicError, TopicNamespace
 from parallel_isolation.session.context import ParallelTestContext
@@ -126,3 +127,54 @@ def test_wait_for_message_fixture(mqtt_client: NamespacedClient, wait_for_messag
     mqtt_client.subscribe("x/y", qos=1)
     mqtt_client.publish("x/y", b"z", qos=1)
     assert wait_for_message(mqtt_client, "x/y", timeout=30).payload == b"z"
+
+
+class _RacingPaho:
+    """paho's loop_stop as it races its network thread: the handle is checked, the
+    thread ends and clears it, then ``None.join()`` is called."""
+
+    def __init__(self, thread: threading.Thread | None) -> None:
+        self._thread = thread
+        self.stop_calls = 0
+
+    def loop_stop(self) -> None:
+        self.stop_calls += 1
+        if self._thread is None:
+            return
+        ending = self._thread
+        self._thread = None  # the network thread's own `finally`
+        del ending
+        self._thread.join()  # type: ignore[attr-defined]  # what paho then does
+
+
+def test_stopping_a_network_loop_that_ends_at_that_moment_is_not_an_error() -> None:
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, args=(30,))
+    thread.start()
+    racing = _RacingPaho(thread)
+    release.set()
+    stop_network_loop(racing)  # type: ignore[arg-type]
+    assert racing.stop_calls == 1
+    assert not thread.is_alive(), "the ended thread was waited for"
+
+
+def test_other_attribute_errors_of_loop_stop_still_surface() -> None:
+    class Broken:
+        _thread = threading.current_thread()
+
+        def loop_stop(self) -> None:
+            raise AttributeError("something else")
+
+    with pytest.raises(AttributeError, match="something else"):
+        stop_network_loop(Broken())  # type: ignore[arg-type]
+
+
+def test_a_namespaced_clients_loop_stop_survives_the_race() -> None:
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, args=(30,))
+    thread.start()
+    racing = _RacingPaho(thread)
+    client = NamespacedClient(racing, TopicNamespace("test/r/gw0/t"))  # type: ignore[arg-type]
+    release.set()
+    client.loop_stop()
+    assert not thread.is_alive()
