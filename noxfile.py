@@ -537,36 +537,35 @@ def bench_recorder(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_recorder.py", *session.posargs)
 
 
+def _bench_with_images(session: nox.Session, script: str) -> None:
+    """A benchmark script under benchmarks/ that needs the images (built if an engine answers)."""
+    _install(session)
+    _images_if_engine(session)
+    session.run("python", f"benchmarks/{script}", *session.posargs)
+
+
 @nox.session(name="bench-tools", default=False)
 def bench_tools(session: nox.Session) -> None:
     """Tool figures with their targets: validate on 12 workers, reaping 50, the images check."""
-    _install(session)
-    _images_if_engine(session)
-    session.run("python", "benchmarks/bench_tools.py", *session.posargs)
+    _bench_with_images(session, "bench_tools.py")
 
 
 @nox.session(name="bench-docker", default=False)
 def bench_docker(session: nox.Session) -> None:
     """Docker backend figures: broker and stack start, 12 stacks at once, where a run's CPU goes."""
-    _install(session)
-    _images_if_engine(session)
-    session.run("python", "benchmarks/bench_docker.py", *session.posargs)
+    _bench_with_images(session, "bench_docker.py")
 
 
 @nox.session(name="bench-peers", default=False)
 def bench_peers(session: nox.Session) -> None:
     """This toolkit vs testcontainers-python on the same image: broker and stack start, interleaved."""
-    _install(session)
-    _images_if_engine(session)
-    session.run("python", "benchmarks/bench_peers.py", *session.posargs)
+    _bench_with_images(session, "bench_peers.py")
 
 
 @nox.session(name="bench-ab", default=False)
 def bench_ab(session: nox.Session) -> None:
     """Two versions of the library on the docker backend, interleaved: -- --a main [--b REV]."""
-    _install(session)
-    _images_if_engine(session)
-    session.run("python", "benchmarks/bench_ab.py", *session.posargs)
+    _bench_with_images(session, "bench_ab.py")
 
 
 @nox.session(default=False)

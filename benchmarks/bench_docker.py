@@ -55,25 +55,8 @@ from parallel_isolation.settings import Settings
 STACK = ("camera_detector", "fire_consensus", "gpio_trigger")
 BENCH_DIR = Path(__file__).resolve().parent
 TARGET_BUSY_RATIO = 1.3  # docker busy CPU at -n 12 <= 1.3 x serial's
-ENGINE_CLASSES = (
-    "dockerd",
-    "dockerd children (iptables, proxy, netns)",
-    "containerd",
-    "containerd-shim",
-    "runc (+ hooks)",
-    "docker-proxy",
-)
-RUN_CLASSES = (
-    "pytest controller",
-    "pytest workers",
-    "zygote + launchers",
-    "brokers (process)",
-    "services (process)",
-    "broker containers",
-    "service containers",
-    "task containers",
-    *ENGINE_CLASSES,
-)
+ENGINE_CLASSES = cpu_breakdown.ENGINE_CLASSES
+RUN_CLASSES = (*cpu_breakdown.OWN_CLASSES, *ENGINE_CLASSES)
 
 
 def _worker(worker_id: str, run_id: str, root: Path) -> WorkerContext:

@@ -60,7 +60,8 @@ _UNSAMPLED_CHILDREN = {
     "containerd": "containerd",
     "containerd-shim": "runc (+ hooks)",
 }
-ORDER = [
+# The run's own processes and containers, then the engine's, then the rest.
+OWN_CLASSES = (
     "pytest controller",
     "pytest workers",
     "zygote + launchers",
@@ -69,12 +70,18 @@ ORDER = [
     "broker containers",
     "service containers",
     "task containers",
+)
+ENGINE_CLASSES = (
     "dockerd",
     "dockerd children (iptables, proxy, netns)",
     "containerd",
     "containerd-shim",
     "runc (+ hooks)",
     "docker-proxy",
+)
+ORDER = [
+    *OWN_CLASSES,
+    *ENGINE_CLASSES,
     "other containers (not this run)",
     "benchmark (sampler)",
     "kernel threads",

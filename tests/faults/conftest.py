@@ -140,7 +140,8 @@ def _isolation_tables(pyproject: Path) -> str:
         if line.startswith("["):
             keep = line.startswith("[tool.parallel-isolation.")
         if keep and line.startswith('context = "'):
-            line = f'context = "{pyproject.parent / line.split(chr(34))[1]}"'
+            relative = line.split('"')[1]
+            line = f'context = "{pyproject.parent / relative}"'
         if keep:
             kept.append(line)
     return "\n".join(kept) + "\n"

@@ -107,20 +107,7 @@ def cmdline(pid: int) -> str:
 
 def socket_fds(pid: int) -> dict[int, int]:
     """Inode -> fd of the sockets ``pid`` holds open."""
-    base = f"/proc/{pid}/fd"
-    found: dict[int, int] = {}
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return found
-    for name in names:
-        try:
-            target = os.readlink(f"{base}/{name}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found[int(target[8:-1])] = int(name)
-    return found
+    return fd_table(pid)[1]
 
 
 def socket_inodes(pid: int) -> set[int]:
