@@ -26,6 +26,7 @@ import libcst as cst
 
 from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope, last_name
 from parallel_isolation.migrate._site import Site
+from parallel_isolation.migrate._walk import iter_children
 
 if TYPE_CHECKING:
     from parallel_isolation.migrate._view import AnalysisView
@@ -200,6 +201,12 @@ def _flows(analyses: list[AnalysisView], codes: frozenset[str]) -> _Union:
                     key = ("const", a.path, name)
                     owned.add(key)
                     flows.union(("module", a.path), key)
+    if "PI107" in codes:
+        # A topic constant ties its readers whether or not a namespace wraps it
+        # already: otherwise a flow split by the rewrite decides differently on
+        # a second pass (a rewrite must be idempotent).
+        for a in analyses:
+            owned.update(_namespaced_constants(a))
     for a in analyses:
         facts = a.facts
         functions = facts.module_functions()
@@ -234,6 +241,35 @@ def _flows(analyses: list[AnalysisView], codes: frozenset[str]) -> _Union:
             if key in owned:
                 flows.union(_function_node(a, record.scope), key)
     return flows
+
+
+def _namespaced_constants(a: AnalysisView) -> set[Node]:
+    """Module-level names read inside ``topic_namespace.topic(...)``/``.filter(...)``."""
+    keys: set[Node] = set()
+    for record in a.facts.calls:
+        call = record.node
+        assert isinstance(call, cst.Call)
+        func = call.func
+        if not (
+            isinstance(func, cst.Attribute)
+            and func.attr.value in ("topic", "filter")
+            and last_name(func.value) == "topic_namespace"
+        ):
+            continue
+        pending: list[cst.CSTNode] = [arg.value for arg in call.args]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, cst.Name):
+                if a.resolver.binder(node.value, record.scope) is not a.facts.scope:
+                    continue
+                found = a.imported(node.value)
+                if found is not None and found[1] is not None:
+                    keys.add(("const", found[0].path, found[1]))
+                else:
+                    keys.add(("const", a.path, node.value))
+                continue
+            pending.extend(iter_children(node))
+    return keys
 
 
 def _assigned_name(a: AnalysisView, node: cst.CSTNode) -> str | None:
@@ -344,7 +380,16 @@ def _constants(analyses: list[AnalysisView]) -> None:
                     u.decided[1] for _, u in mine if u.decided and not u.decided[0] and u.decided[1]
                 ]
                 why = f"; {reasons[0]}" if reasons else ""
-                site.decided = (False, f"{len(left)} of its {len(references)} uses stay{why}")
+                site.decided = (False, f"{_stay(len(left), len(references))}{why}")
+
+
+def _stay(left: int, total: int) -> str:
+    """``its 2 uses stay``, ``its 1 use stays``, ``1 of its 3 uses stays``."""
+    uses = "use" if total == 1 else "uses"
+    verb = "stays" if left == 1 else "stay"
+    if left == total:
+        return f"its {total} {uses} {verb}"
+    return f"{left} of its {total} {uses} {verb}"
 
 
 def _names_in(a: AnalysisView, node: cst.CSTNode) -> set[int]:

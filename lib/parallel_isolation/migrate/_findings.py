@@ -108,7 +108,9 @@ def _finding(
     if definition is not None and primary.hazard is not None and primary.hazard[0] == "own-broker":
         base = primary.message + (f" ({len(own)} sites)" if len(own) > 1 else "")
     elif definition is not None:
-        base = primary.message + (f"; {len(uses)} uses" if uses else "")
+        base = primary.message + (
+            f"; {len(uses)} use{'s' if len(uses) > 1 else ''}" if uses else ""
+        )
     elif len(own) > 1:
         base = f"{base} ({len(own)} sites)"
     own_reasons = [s.decided[1] for _, s in own if s.decided and not s.decided[0] and s.decided[1]]

@@ -138,7 +138,7 @@ class TestBrokerAddress(CodemodTest):
             code,
             expected_warnings=[
                 "PI101 left as is: \"localhost\": module-level code runs before any fixture exists",
-                "PI102 left as is: 1883: 1 of its 1 uses stay; module-level code runs before any "
+                "PI102 left as is: 1883: its 1 use stays; module-level code runs before any "
                 "fixture exists",
             ],
         )
