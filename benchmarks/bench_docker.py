@@ -22,6 +22,8 @@ measured here, in this run; the JSON goes to ``.isolation/bench/docker.json``.
   target (-n 12 <= 1.3 x serial) is printed next to the figures.
   ``--profile DIR`` runs the -n 12 suite once more under py-spy (all
   processes, native frames off) and writes where the Python CPU goes.
+  ``--backend process`` samples the same runs on the process (default)
+  backend: where its CPU goes, and so the floor under its wall ratio.
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def _merge_ops(directory: Path) -> dict[str, Any]:
     }
 
 
-def _suite_argv(workers: int, run_id: str, junit: Path) -> list[str]:
+def _suite_argv(workers: int, run_id: str, junit: Path, backend: str = "docker") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -226,7 +228,7 @@ def _suite_argv(workers: int, run_id: str, junit: Path) -> list[str]:
         f"--testrunuid={run_id}",
         f"--junitxml={junit}",
         "--isolation-backend",
-        "docker",
+        backend,
     ]
 
 
@@ -248,8 +250,9 @@ def _suite_run(
     console: Console,
     *,
     library: Path | None = None,
+    backend: str = "docker",
 ) -> dict[str, Any]:
-    """One docker-backend run of the integration suite, sampled and counted.
+    """One run of the integration suite on ``backend``, sampled and counted.
 
     ``library``: run another version of the library (its ``lib`` directory),
     for A/B comparisons; the tests are this checkout's.
@@ -260,7 +263,7 @@ def _suite_run(
     sampler = cpu_breakdown.ProcSampler(interval=interval).start()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        _suite_argv(workers, run_id, junit),
+        _suite_argv(workers, run_id, junit, backend),
         cwd=ROOT,
         env=_suite_env(ops_dir, library),
         stdout=subprocess.PIPE,
@@ -280,6 +283,7 @@ def _suite_run(
     ours = sum(cpu["classes_s"].get(k, 0.0) for k in RUN_CLASSES)
     engine = sum(cpu["classes_s"].get(k, 0.0) for k in ENGINE_CLASSES)
     return {
+        "backend": backend,
         "workers": workers,
         "run_id": run_id,
         "exit_code": proc.returncode,
@@ -294,11 +298,13 @@ def _suite_run(
     }
 
 
-def _profile_run(workers: int, root: Path, out_dir: Path, console: Console) -> dict[str, Any]:
+def _profile_run(
+    workers: int, root: Path, out_dir: Path, console: Console, backend: str = "docker"
+) -> dict[str, Any]:
     """The suite under py-spy (every Python process of the pytest tree); on-CPU samples."""
     run_id = new_run_id()
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / f"pyspy-docker-n{workers}.txt"
+    raw = out_dir / f"pyspy-{backend}-n{workers}.txt"
     argv = [
         "py-spy",
         "record",
@@ -311,7 +317,7 @@ def _profile_run(workers: int, root: Path, out_dir: Path, console: Console) -> d
         "-o",
         str(raw),
         "--",
-        *_suite_argv(workers, run_id, root / f"profile-{run_id}.xml"),
+        *_suite_argv(workers, run_id, root / f"profile-{run_id}.xml", backend),
     ]
     started = time.perf_counter()
     done = subprocess.run(
@@ -393,7 +399,8 @@ def _collapse(raw: Path, top: int = 30) -> dict[str, Any]:
 def _print_breakdown(runs: list[dict[str, Any]], console: Console) -> dict[str, Any]:
     """Tables: CPU by class and Docker operations, serial and parallel side by side."""
     labels = [("serial" if r["workers"] == 0 else f"-n {r['workers']}") for r in runs]
-    cpu_table = Table(title="docker backend, integration suite: CPU seconds by process class")
+    backend = runs[0].get("backend", "docker")
+    cpu_table = Table(title=f"{backend} backend, integration suite: CPU seconds by process class")
     cpu_table.add_column("class")
     for label in labels:
         cpu_table.add_column(label, justify="right")
@@ -706,6 +713,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engine-per-block", type=int, default=4, help="lifecycles per variant and block"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("docker", "process"),
+        default="docker",
+        help="the backend of the sampled suite runs (process: the default backend's floor)",
+    )
     parser.add_argument("--out", type=Path, default=Path(".isolation/bench/docker.json"))
     args = parser.parse_args(argv)
     console = Console(width=180)
@@ -725,15 +738,25 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-docker-suite-") as tmp:
             runs = []
             for workers in counts:
-                with console.status(f"docker backend suite, -n {workers}, sampled"):
-                    runs.append(_suite_run(workers, Path(tmp), args.sample_interval, console))
+                with console.status(f"{args.backend} backend suite, -n {workers}, sampled"):
+                    runs.append(
+                        _suite_run(
+                            workers,
+                            Path(tmp),
+                            args.sample_interval,
+                            console,
+                            backend=args.backend,
+                        )
+                    )
             results["breakdown"] = runs
             if runs:
                 results["breakdown_summary"] = _print_breakdown(runs, console)
                 failed |= any(r["exit_code"] != 0 for r in runs)
             if args.profile is not None and counts:
-                with console.status(f"docker backend suite, -n {counts[-1]}, under py-spy"):
-                    profile = _profile_run(counts[-1], Path(tmp), args.profile, console)
+                with console.status(f"{args.backend} backend suite, -n {counts[-1]}, py-spy"):
+                    profile = _profile_run(
+                        counts[-1], Path(tmp), args.profile, console, args.backend
+                    )
                 results["profile"] = profile
                 _print_profile(profile, console)
     args.out.parent.mkdir(parents=True, exist_ok=True)
