@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from parallel_isolation.containers.manager import DockerContainerManager, ManagedContainer
+from parallel_isolation.host.proc import poll_for_text
+from parallel_isolation.services.process import log_wait_error
 from parallel_isolation.services.spec import ServiceSpec
 
 __all__ = ["ContainerLauncher", "ContainerService"]
@@ -44,6 +46,26 @@ class ContainerService:
 
     def log_tail(self, lines: int = 20) -> str:
         return self.container.log_tail(lines)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Its log once ``text`` is in it; :class:`TimeoutError` with the log's end
+        when it is not within ``timeout`` seconds (or the container ended without it).
+
+        The container's output arrives through its log stream, a moment after
+        the service wrote it: this waits on the stream, not on a clock.
+        """
+        follower = self.container.follower
+        if follower is not None and follower.error is None and not self.container.removed:
+            found = follower.wait_for(text, timeout)
+            text_now = self.log_text()
+            if found or text in text_now:
+                return text_now
+        else:
+            polled = poll_for_text(self.log_text, text, timeout, running=self.is_running)
+            if polled is not None:
+                return polled
+        msg = log_wait_error(self.describe(), text, timeout, self.is_running(), self.log_tail())
+        raise TimeoutError(msg)
 
     def describe(self) -> str:
         return f"{self.spec.name} ({self.container.describe()}, log {self.container.log_path})"

@@ -10,13 +10,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from parallel_isolation.artifacts import FILE_MODE, make_private_dir
 
-__all__ = ["ChildProcess", "RunAs", "die_with_parent", "tail"]
+__all__ = ["ChildProcess", "RunAs", "die_with_parent", "poll_for_text", "tail"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -84,6 +84,29 @@ def tail(path: Path, lines: int = 20) -> str:
             return "".join(deque(handle, maxlen=lines))
     except FileNotFoundError:
         return ""
+
+
+def poll_for_text(
+    read: Callable[[], str], needle: str, timeout: float, *, running: Callable[[], bool]
+) -> str | None:
+    """``read()`` once it contains ``needle``; None when time runs out first, or
+    when the writer stopped running and its last output does not hold it.
+
+    For outputs nothing announces (a log file): read again after 10 ms, the
+    pause doubling up to 0.2 s.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        alive = running()
+        text = read()
+        if needle in text:
+            return text
+        remaining = deadline - time.monotonic()
+        if not alive or remaining <= 0:
+            return None
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.2)
 
 
 class ChildProcess:

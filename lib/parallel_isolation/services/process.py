@@ -17,13 +17,19 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from parallel_isolation.host.proc import ChildProcess, tail
+from parallel_isolation.host.proc import ChildProcess, poll_for_text, tail
 
-__all__ = ["ProcessStartError", "TestProcess", "resolve_executable"]
+__all__ = ["ProcessStartError", "TestProcess", "log_wait_error", "resolve_executable"]
 
 
 class ProcessStartError(RuntimeError):
     """A process could not be started; the message names it and what to change."""
+
+
+def log_wait_error(describe: str, needle: str, timeout: float, running: bool, tail: str) -> str:
+    """The message of a ``wait_for_log`` that ran out: who, what, why, the log's end."""
+    why = f"not within {timeout:.1f} s" if running else "and it is no longer running"
+    return f"{describe}: {needle!r} is not in its log ({why}); its log ends:\n{tail or '(empty)'}"
 
 
 def resolve_executable(
@@ -127,6 +133,15 @@ class TestProcess:
 
     def log_tail(self, lines: int = 20) -> str:
         return tail(self.log_path, lines) or "(empty)"
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Its log once ``text`` is in it; :class:`TimeoutError` with the log's end
+        when it is not within ``timeout`` seconds (or the process ended without it)."""
+        found = poll_for_text(self.log_text, text, timeout, running=self.is_running)
+        if found is None:
+            msg = log_wait_error(self.describe(), text, timeout, self.is_running(), self.log_tail())
+            raise TimeoutError(msg)
+        return found
 
     def describe(self) -> str:
         return f"process {self.name!r} (pid {self.pid}, log {self.log_path})"

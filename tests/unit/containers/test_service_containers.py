@@ -39,6 +39,15 @@ def test_service_runs_in_a_container_with_the_tests_environment(
     watcher.wait_for(
         "system/trigger_telemetry", lambda m: m.json().get("state") == "PRIMING", timeout=15
     )
+    # The line reaches the container's log stream a moment after the telemetry
+    # may have arrived: wait_for_log waits for it on the stream.
+    log = service.wait_for_log("event=state_change previous=IDLE state=PRIMING", timeout=30)
+    assert log.startswith(service.log_text()[: len(log)])
+    with pytest.raises(TimeoutError) as missing:
+        service.wait_for_log("never written", timeout=0.2)
+    assert f"{service.name}" in str(missing.value)
+    assert "'never written' is not in its log (not within 0.2 s)" in str(missing.value)
+    assert "state=PRIMING" in str(missing.value), "the message ends with the log's tail"
 
     assert context.close() == []
     assert not service.is_running()

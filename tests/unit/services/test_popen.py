@@ -57,7 +57,7 @@ def _environ(pid: int) -> dict[str, str]:
 def test_marked_logged_and_stopped_at_teardown(context: ParallelTestContext) -> None:
     process = context.popen(SLEEPER, name="sleeper", env={"EXTRA": "1"})
     assert process.pid is not None
-    _wait_for(lambda: "up" in process.log_text(), "the sleeper's first log line")
+    process.wait_for_log("up", timeout=30)
     env = _environ(process.pid)
     assert env["ISOLATION_RUN_ID"] == context.run_id
     assert env["ISOLATION_ROLE"] == "process:sleeper"
@@ -70,9 +70,50 @@ def test_marked_logged_and_stopped_at_teardown(context: ParallelTestContext) -> 
     assert ("process_stopped", "sleeper") in kinds
 
 
+# Says "first", then "second" once the file named by its argument exists.
+GATED = [
+    sys.executable,
+    "-c",
+    "import os, sys, time\n"
+    "print('first', flush=True)\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+    "print('second', flush=True)\n"
+    "time.sleep(600)\n",
+]
+
+
+def test_wait_for_log_returns_once_the_text_is_there(
+    context: ParallelTestContext, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    process = context.popen([*GATED, str(gate)], name="gated")
+    assert process.wait_for_log("first", timeout=30).splitlines() == ["first"]
+    with pytest.raises(TimeoutError) as missing:
+        process.wait_for_log("second", timeout=0.2)  # the child waits for the gate
+    message = str(missing.value)
+    assert message.startswith(
+        f"{process.describe()}: 'second' is not in its log (not within 0.2 s)"
+    )
+    assert message.endswith("its log ends:\nfirst\n")
+    gate.touch()
+    assert process.wait_for_log("second", timeout=30).splitlines() == ["first", "second"]
+
+
+def test_wait_for_log_gives_up_when_the_process_ended_without_the_text(
+    context: ParallelTestContext,
+) -> None:
+    process = context.popen([sys.executable, "-c", "print('bye', flush=True)"], name="brief")
+    with pytest.raises(
+        TimeoutError, match=r"'hello' is not in its log \(and it is no longer running\)"
+    ) as ended:
+        process.wait_for_log("hello", timeout=600)  # returns when the process ends
+    assert str(ended.value).endswith("its log ends:\nbye\n")
+    assert process.returncode == 0
+
+
 def test_grace_then_kill(context: ParallelTestContext) -> None:
     process = context.popen(STUBBORN, name="stubborn", grace=0.5)
-    _wait_for(lambda: "ignoring TERM" in process.log_text(), "the stubborn process's start")
+    process.wait_for_log("ignoring TERM", timeout=30)
     context.close()
     assert process.returncode == -9, "SIGKILLed after the grace period"
 

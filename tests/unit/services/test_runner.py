@@ -55,6 +55,7 @@ ECHO = textwrap.dedent(
 
     def on_message(c, userdata, message):
         c.publish(prefix + "/echo/out", greeting.encode() + b" " + message.payload, qos=1)
+        print("echoed", message.payload.decode(), flush=True)
 
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
     client.connect(os.environ["MQTT_HOST"], int(os.environ["MQTT_PORT"]))
@@ -121,6 +122,13 @@ def test_own_env_names_argv_placeholders_and_mqtt_readiness(
     client.publish("echo/in", b"ping", qos=1)
     answer = client.wait_for("echo/out", timeout=15)
     assert answer.payload == b"hello-from-echo ping"
+    assert isinstance(service, ProcessService)
+    assert "listening" in service.wait_for_log("echoed ping", timeout=30)
+    service.stop()
+    with pytest.raises(
+        TimeoutError, match=r"'echoed pong' is not in its log \(and it is no longer"
+    ):
+        service.wait_for_log("echoed pong", timeout=600)  # returns: the service ended
 
 
 @pytest.mark.parametrize(
