@@ -17,7 +17,7 @@ import pytest
 
 from parallel_isolation.identity import Identity
 from parallel_isolation.mqtt.brokers import TestMQTTBroker
-from parallel_isolation.mqtt.client import NamespacedClient, ReceivedMessage
+from parallel_isolation.mqtt.client import NamespacedClient, ReceivedMessage, guard_loop_stop
 from parallel_isolation.mqtt.topics import TopicNamespace
 from parallel_isolation.recording import recorder as recording
 from parallel_isolation.services.spec import ServiceSpec
@@ -25,6 +25,8 @@ from parallel_isolation.session import runstate
 from parallel_isolation.session.context import ParallelTestContext, WorkerContext
 from parallel_isolation.settings import OPTIONS, Option, SettingError
 
+# Whether this session put the race-safe loop_stop on paho's client (to undo it).
+_LOOP_STOP_GUARDED = pytest.StashKey[bool]()
 DOCKER_MARKER_HELP = (
     "docker: the test needs a Docker engine; it skips without one, and fails instead with "
     "--require-docker"
@@ -69,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[runstate.STATE_KEY] = state
+    config.stash[_LOOP_STOP_GUARDED] = guard_loop_stop()
     runstate.tie_worker_to_controller(state)
     runstate.spawn_zygote(state)
     runstate.start_hang_watch(state, config)
@@ -208,6 +211,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if runstate.STATE_KEY in config.stash:
         runstate.stop_zygote(config.stash[runstate.STATE_KEY])
+    if config.stash.get(_LOOP_STOP_GUARDED, False):
+        guard_loop_stop(enable=False)
 
 
 @pytest.fixture(scope="session")

@@ -665,7 +665,15 @@ class MqttService:
         if client is not None:
             self._publish_offline(client, deadline)
             client.disconnect()
-            client.loop_stop()
+            # paho's loop_stop checks its thread handle, then joins it; the network
+            # thread, ending after the disconnect, may clear the handle in between
+            # (paho issue 872): that thread is already on its way out.
+            ending = client._thread
+            try:
+                client.loop_stop()
+            except AttributeError:
+                if ending is None or client._thread is not None:
+                    raise
             self._client = None
         self._ready.clear()
         log_event(self.logger, logging.INFO, "stopped", uptime=f"{self.uptime():.3f}")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from parallel_isolation.mqtt.topics import (
     TopicError,
@@ -28,11 +28,13 @@ from parallel_isolation.mqtt.topics import (
 )
 
 __all__ = [
+    "PAHO_LOOP_STOP",
     "MessageRecorder",
     "MessageTimeout",
     "NamespacedClient",
     "ReceivedMessage",
     "connect_client",
+    "guard_loop_stop",
     "stop_network_loop",
     "topic_matches",
 ]
@@ -41,23 +43,50 @@ Predicate = Callable[["ReceivedMessage"], bool]
 MessageCallback = Callable[["NamespacedClient", Any, "ReceivedMessage"], None]
 
 
+#: paho's own ``Client.loop_stop``, as it was before any :func:`guard_loop_stop`.
+PAHO_LOOP_STOP = paho.Client.loop_stop
+
+
+def _loop_stop(client: paho.Client) -> MQTTErrorCode:
+    """paho's ``loop_stop``, and when it loses the race below, the wait it meant."""
+    thread = getattr(client, "_thread", None)
+    try:
+        return PAHO_LOOP_STOP(client)
+    except AttributeError:
+        if getattr(client, "_thread", None) is not None or thread is None:
+            raise
+        if thread is not threading.current_thread():
+            thread.join()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 def stop_network_loop(client: paho.Client) -> None:
     """``client.loop_stop()`` without paho's race with its own network thread.
 
     paho's ``loop_stop`` checks its thread handle, then joins it; the network
     thread clears that handle itself as it ends (after a disconnect). When the
     thread ends between the two, ``loop_stop`` raises ``AttributeError`` on
-    ``None.join`` (seen in a loaded soak run, in a test's teardown). The thread
-    ending is what was asked for: wait for it and go on.
+    ``None.join`` (seen in loaded soak runs, in tests' teardown: the common
+    ``disconnect(); loop_stop()``). The thread ending is what was asked for:
+    wait for it and go on.
     """
-    thread = getattr(client, "_thread", None)
-    try:
-        client.loop_stop()
-    except AttributeError:
-        if getattr(client, "_thread", None) is not None or thread is None:
-            raise
-        if thread is not threading.current_thread():
-            thread.join()
+    _loop_stop(client)
+
+
+def guard_loop_stop(enable: bool = True) -> bool:
+    """Give every paho client :func:`stop_network_loop`'s ``loop_stop`` (or
+    paho's own back, with ``enable=False``); whether anything changed.
+
+    The plugin does this for the whole test session, so the suite's own
+    clients (``client.disconnect(); client.loop_stop()`` in a fixture) do not
+    fail their teardown when the machine is busy.  Only the race case behaves
+    differently: paho's error there becomes the wait it meant.
+    """
+    wanted = _loop_stop if enable else PAHO_LOOP_STOP
+    if paho.Client.loop_stop is wanted:
+        return False
+    paho.Client.loop_stop = wanted  # type: ignore[assignment,method-assign]
+    return True
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import threading
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from parallel_isolation.mqtt.client import (
+    PAHO_LOOP_STOP,
     MessageRecorder,
     MessageTimeout,
     NamespacedClient,
     ReceivedMessage,
+    guard_loop_stop,
     stop_network_loop,
 )
 from parallel_isolation.mqtt.topics import TopicError, TopicNamespace
@@ -129,52 +133,91 @@ def test_wait_for_message_fixture(mqtt_client: NamespacedClient, wait_for_messag
     assert wait_for_message(mqtt_client, "x/y", timeout=30).payload == b"z"
 
 
-class _RacingPaho:
-    """paho's loop_stop as it races its network thread: the handle is checked, the
-    thread ends and clears it, then ``None.join()`` is called."""
+class _RacingClient(paho.Client):
+    """A paho client whose network thread ends while ``loop_stop`` runs: the
+    handle reads as the thread ``reads`` more times, then as None (the thread's
+    own ``finally``), which is paho's race with itself."""
 
-    def __init__(self, thread: threading.Thread | None) -> None:
-        self._thread = thread
-        self.stop_calls = 0
+    def __init__(self, thread: threading.Thread, reads: int) -> None:
+        self._racing: threading.Thread | None = None
+        self._reads = 0
+        super().__init__(CallbackAPIVersion.VERSION2)
+        self._racing, self._reads = thread, reads
 
-    def loop_stop(self) -> None:
-        self.stop_calls += 1
-        if self._thread is None:
-            return
-        ending = self._thread
-        self._thread = None  # the network thread's own `finally`
-        del ending
-        self._thread.join()  # type: ignore[attr-defined]  # what paho then does
+    @property  # type: ignore[override]
+    def _thread(self) -> threading.Thread | None:
+        if self._reads <= 0:
+            return None
+        self._reads -= 1
+        return self._racing
+
+    @_thread.setter
+    def _thread(self, value: threading.Thread | None) -> None:
+        self._racing = value
 
 
-def test_stopping_a_network_loop_that_ends_at_that_moment_is_not_an_error() -> None:
+def _ending_thread() -> tuple[threading.Thread, threading.Event]:
     release = threading.Event()
     thread = threading.Thread(target=release.wait, args=(30,))
     thread.start()
-    racing = _RacingPaho(thread)
+    return thread, release
+
+
+def test_paho_loses_its_own_race_without_the_guard() -> None:
+    """The reproduction is real: paho's own loop_stop fails on it."""
+    thread, release = _ending_thread()
+    racing = _RacingClient(thread, reads=2)  # paho's check and comparison see it
+    try:
+        with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'join'"):
+            PAHO_LOOP_STOP(racing)
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_stopping_a_network_loop_that_ends_at_that_moment_is_not_an_error() -> None:
+    thread, release = _ending_thread()
+    racing = _RacingClient(thread, reads=3)  # ours, then paho's check and comparison
     release.set()
-    stop_network_loop(racing)  # type: ignore[arg-type]
-    assert racing.stop_calls == 1
+    stop_network_loop(racing)
     assert not thread.is_alive(), "the ended thread was waited for"
 
 
 def test_other_attribute_errors_of_loop_stop_still_surface() -> None:
-    class Broken:
-        _thread = threading.current_thread()
-
-        def loop_stop(self) -> None:
+    class Broken(paho.Client):
+        @property  # type: ignore[override]
+        def _thread(self) -> threading.Thread | None:
             raise AttributeError("something else")
 
+        @_thread.setter
+        def _thread(self, value: threading.Thread | None) -> None:
+            pass
+
     with pytest.raises(AttributeError, match="something else"):
-        stop_network_loop(Broken())  # type: ignore[arg-type]
+        stop_network_loop(Broken(CallbackAPIVersion.VERSION2))
 
 
 def test_a_namespaced_clients_loop_stop_survives_the_race() -> None:
-    release = threading.Event()
-    thread = threading.Thread(target=release.wait, args=(30,))
-    thread.start()
-    racing = _RacingPaho(thread)
-    client = NamespacedClient(racing, TopicNamespace("test/r/gw0/t"))  # type: ignore[arg-type]
+    thread, release = _ending_thread()
+    client = NamespacedClient(_RacingClient(thread, reads=3), TopicNamespace("test/r/gw0/t"))
     release.set()
     client.loop_stop()
     assert not thread.is_alive()
+
+
+def test_the_session_guard_makes_every_paho_clients_loop_stop_safe() -> None:
+    """The plugin guards the session, so a suite's own ``disconnect(); loop_stop()``
+    survives the race; taking the guard off gives paho's loop_stop back."""
+    guarded = paho.Client.loop_stop is not PAHO_LOOP_STOP
+    assert guarded, "the plugin guards loop_stop for the session"
+    try:
+        assert guard_loop_stop(enable=False) is True
+        assert paho.Client.loop_stop is PAHO_LOOP_STOP
+        assert guard_loop_stop(enable=False) is False, "nothing left to undo"
+        assert guard_loop_stop() is True
+        thread, release = _ending_thread()
+        release.set()
+        assert _RacingClient(thread, reads=3).loop_stop() == MQTTErrorCode.MQTT_ERR_SUCCESS
+        assert not thread.is_alive()
+    finally:
+        guard_loop_stop(enable=guarded)
