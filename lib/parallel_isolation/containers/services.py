@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from parallel_isolation.containers.manager import DockerContainerManager, ManagedContainer
-from parallel_isolation.host.proc import poll_for_text
-from parallel_isolation.services.process import log_wait_error
+from parallel_isolation.services.process import wait_for_log
 from parallel_isolation.services.spec import ServiceSpec
 
 __all__ = ["ContainerLauncher", "ContainerService"]
@@ -55,17 +54,16 @@ class ContainerService:
         the service wrote it: this waits on the stream, not on a clock.
         """
         follower = self.container.follower
-        if follower is not None and follower.error is None and not self.container.removed:
-            found = follower.wait_for(text, timeout)
-            text_now = self.log_text()
-            if found or text in text_now:
-                return text_now
-        else:
-            polled = poll_for_text(self.log_text, text, timeout, running=self.is_running)
-            if polled is not None:
-                return polled
-        msg = log_wait_error(self.describe(), text, timeout, self.is_running(), self.log_tail())
-        raise TimeoutError(msg)
+        if follower is None or follower.error is not None or self.container.removed:
+            return wait_for_log(self, text, timeout)  # no stream: read the log again
+
+        def on_stream() -> str | None:
+            assert follower is not None
+            follower.wait_for(text, timeout)
+            now = self.log_text()
+            return now if text in now else None
+
+        return wait_for_log(self, text, timeout, on_stream)
 
     def describe(self) -> str:
         return f"{self.spec.name} ({self.container.describe()}, log {self.container.log_path})"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope, last_name
+from parallel_isolation.migrate._facts import PLUGIN_FIXTURES, Scope, is_namespace_call, last_name
 from parallel_isolation.migrate._site import Site
 from parallel_isolation.migrate._walk import iter_children
 
@@ -230,11 +230,7 @@ def _flows(analyses: list[AnalysisView], codes: frozenset[str]) -> _Union:
                 continue
             if a.resolver.binder(node.value, record.scope) is not facts.scope:
                 continue
-            found = a.imported(node.value)
-            if found is not None and found[1] is not None:
-                key = ("const", found[0].path, found[1])
-            else:
-                key = ("const", a.path, node.value)
+            key = _constant_key(a, node.value)
             if node.value in clients:
                 # A module-level client: its callbacks are set at module level.
                 flows.union(_function_node(a, record.scope), ("module", a.path))
@@ -243,30 +239,28 @@ def _flows(analyses: list[AnalysisView], codes: frozenset[str]) -> _Union:
     return flows
 
 
+def _constant_key(a: AnalysisView, name: str) -> Node:
+    """The flow node of a module-level name of ``a`` (where it is defined, when imported)."""
+    found = a.imported(name)
+    if found is not None and found[1] is not None:
+        return ("const", found[0].path, found[1])
+    return ("const", a.path, name)
+
+
 def _namespaced_constants(a: AnalysisView) -> set[Node]:
     """Module-level names read inside ``topic_namespace.topic(...)``/``.filter(...)``."""
     keys: set[Node] = set()
     for record in a.facts.calls:
         call = record.node
         assert isinstance(call, cst.Call)
-        func = call.func
-        if not (
-            isinstance(func, cst.Attribute)
-            and func.attr.value in ("topic", "filter")
-            and last_name(func.value) == "topic_namespace"
-        ):
+        if not is_namespace_call(call):
             continue
         pending: list[cst.CSTNode] = [arg.value for arg in call.args]
         while pending:
             node = pending.pop()
             if isinstance(node, cst.Name):
-                if a.resolver.binder(node.value, record.scope) is not a.facts.scope:
-                    continue
-                found = a.imported(node.value)
-                if found is not None and found[1] is not None:
-                    keys.add(("const", found[0].path, found[1]))
-                else:
-                    keys.add(("const", a.path, node.value))
+                if a.resolver.binder(node.value, record.scope) is a.facts.scope:
+                    keys.add(_constant_key(a, node.value))
                 continue
             pending.extend(iter_children(node))
     return keys

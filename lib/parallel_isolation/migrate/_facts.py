@@ -29,6 +29,7 @@ __all__ = [
     "Scope",
     "collect_facts",
     "dotted",
+    "is_namespace_call",
     "is_suppressed",
     "last_name",
     "string_value",
@@ -90,6 +91,16 @@ def last_name(expr: cst.BaseExpression) -> str | None:
     if isinstance(expr, cst.Attribute):
         return expr.attr.value
     return None
+
+
+def is_namespace_call(call: cst.Call) -> bool:
+    """``topic_namespace.topic(...)`` or ``topic_namespace.filter(...)``."""
+    func = call.func
+    return (
+        isinstance(func, cst.Attribute)
+        and func.attr.value in ("topic", "filter")
+        and last_name(func.value) == "topic_namespace"
+    )
 
 
 def string_value(expr: cst.BaseExpression) -> str | None:

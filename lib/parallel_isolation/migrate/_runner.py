@@ -32,7 +32,7 @@ import libcst as cst
 from parallel_isolation.migrate._analysis import FileAnalysis, Workspace
 from parallel_isolation.migrate._commands import plan
 from parallel_isolation.migrate._decide import decide, flow_of
-from parallel_isolation.migrate._facts import last_name
+from parallel_isolation.migrate._facts import is_namespace_call, last_name
 from parallel_isolation.migrate._findings import findings as site_findings
 from parallel_isolation.migrate._model import FileResult, Finding, MigrationReport
 from parallel_isolation.migrate._project import DEFAULT_PREFIX_ENV, SKIP_DIRS, Project, Settings
@@ -418,10 +418,7 @@ def _prefix_mismatch(a: FileAnalysis) -> str | None:
     namespaced = {
         flow_of(a, r.scope)
         for r in a.facts.calls
-        if isinstance(r.node, cst.Call)
-        and isinstance(r.node.func, cst.Attribute)
-        and r.node.func.attr.value in ("topic", "filter")
-        and last_name(r.node.func.value) == "topic_namespace"
+        if isinstance(r.node, cst.Call) and is_namespace_call(r.node)
     }
     if not namespaced:
         return None

@@ -47,8 +47,16 @@ MessageCallback = Callable[["NamespacedClient", Any, "ReceivedMessage"], None]
 PAHO_LOOP_STOP = paho.Client.loop_stop
 
 
-def _loop_stop(client: paho.Client) -> MQTTErrorCode:
-    """paho's ``loop_stop``, and when it loses the race below, the wait it meant."""
+def stop_network_loop(client: paho.Client) -> MQTTErrorCode:
+    """``client.loop_stop()`` without paho's race with its own network thread.
+
+    paho's ``loop_stop`` checks its thread handle, then joins it; the network
+    thread clears that handle itself as it ends (after a disconnect). When the
+    thread ends between the two, ``loop_stop`` raises ``AttributeError`` on
+    ``None.join`` (seen in loaded soak runs, in tests' teardown: the common
+    ``disconnect(); loop_stop()``). The thread ending is what was asked for:
+    wait for it and go on.
+    """
     thread = getattr(client, "_thread", None)
     try:
         return PAHO_LOOP_STOP(client)
@@ -60,19 +68,6 @@ def _loop_stop(client: paho.Client) -> MQTTErrorCode:
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
-def stop_network_loop(client: paho.Client) -> None:
-    """``client.loop_stop()`` without paho's race with its own network thread.
-
-    paho's ``loop_stop`` checks its thread handle, then joins it; the network
-    thread clears that handle itself as it ends (after a disconnect). When the
-    thread ends between the two, ``loop_stop`` raises ``AttributeError`` on
-    ``None.join`` (seen in loaded soak runs, in tests' teardown: the common
-    ``disconnect(); loop_stop()``). The thread ending is what was asked for:
-    wait for it and go on.
-    """
-    _loop_stop(client)
-
-
 def guard_loop_stop(enable: bool = True) -> bool:
     """Give every paho client :func:`stop_network_loop`'s ``loop_stop`` (or
     paho's own back, with ``enable=False``); whether anything changed.
@@ -82,7 +77,7 @@ def guard_loop_stop(enable: bool = True) -> bool:
     fail their teardown when the machine is busy.  Only the race case behaves
     differently: paho's error there becomes the wait it meant.
     """
-    wanted = _loop_stop if enable else PAHO_LOOP_STOP
+    wanted = stop_network_loop if enable else PAHO_LOOP_STOP
     if paho.Client.loop_stop is wanted:
         return False
     paho.Client.loop_stop = wanted  # type: ignore[assignment,method-assign]

@@ -14,22 +14,50 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from parallel_isolation.host.proc import ChildProcess, poll_for_text, tail
 
-__all__ = ["ProcessStartError", "TestProcess", "log_wait_error", "resolve_executable"]
+__all__ = ["ProcessStartError", "TestProcess", "resolve_executable", "wait_for_log"]
 
 
 class ProcessStartError(RuntimeError):
     """A process could not be started; the message names it and what to change."""
 
 
-def log_wait_error(describe: str, needle: str, timeout: float, running: bool, tail: str) -> str:
-    """The message of a ``wait_for_log`` that ran out: who, what, why, the log's end."""
-    why = f"not within {timeout:.1f} s" if running else "and it is no longer running"
-    return f"{describe}: {needle!r} is not in its log ({why}); its log ends:\n{tail or '(empty)'}"
+class _Logging(Protocol):
+    """What ``wait_for_log`` needs of a process, service or container."""
+
+    def is_running(self) -> bool: ...
+
+    def log_text(self) -> str: ...
+
+    def log_tail(self, lines: int = 20) -> str: ...
+
+    def describe(self) -> str: ...
+
+
+def wait_for_log(
+    owner: _Logging,
+    text: str,
+    timeout: float,
+    wait: Callable[[], str | None] | None = None,
+) -> str:
+    """``owner``'s log once ``text`` is in it, else :class:`TimeoutError` naming it
+    with its log's end.  ``wait`` (the log once it holds ``text``, or None) is how
+    to wait; by default the log is read again until the deadline or the end."""
+    if wait is None:
+        found = poll_for_text(owner.log_text, text, timeout, running=owner.is_running)
+    else:
+        found = wait()
+    if found is not None:
+        return found
+    why = f"not within {timeout:.1f} s" if owner.is_running() else "and it is no longer running"
+    tail = owner.log_tail() or "(empty)"
+    msg = f"{owner.describe()}: {text!r} is not in its log ({why}); its log ends:\n{tail}"
+    raise TimeoutError(msg)
 
 
 def resolve_executable(
@@ -137,11 +165,7 @@ class TestProcess:
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """Its log once ``text`` is in it; :class:`TimeoutError` with the log's end
         when it is not within ``timeout`` seconds (or the process ended without it)."""
-        found = poll_for_text(self.log_text, text, timeout, running=self.is_running)
-        if found is None:
-            msg = log_wait_error(self.describe(), text, timeout, self.is_running(), self.log_tail())
-            raise TimeoutError(msg)
-        return found
+        return wait_for_log(self, text, timeout)
 
     def describe(self) -> str:
         return f"process {self.name!r} (pid {self.pid}, log {self.log_path})"

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from parallel_isolation.host.proc import ChildProcess, poll_for_text, tail
+from parallel_isolation.host.proc import ChildProcess, tail
 from parallel_isolation.mqtt.client import NamespacedClient
 from parallel_isolation.ownership import marker_env
 from parallel_isolation.services.catalog import ServiceCatalog, UnknownServiceError
 from parallel_isolation.services.process import (
     ProcessStartError,
-    log_wait_error,
     resolve_executable,
+    wait_for_log,
 )
 from parallel_isolation.services.readiness import make_probe
 from parallel_isolation.services.spec import (
@@ -132,11 +132,7 @@ class ProcessService:
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """Its log once ``text`` is in it; :class:`TimeoutError` with the log's end
         when it is not within ``timeout`` seconds (or the service ended without it)."""
-        found = poll_for_text(self.log_text, text, timeout, running=self.is_running)
-        if found is None:
-            msg = log_wait_error(self.describe(), text, timeout, self.is_running(), self.log_tail())
-            raise TimeoutError(msg)
-        return found
+        return wait_for_log(self, text, timeout)
 
     def describe(self) -> str:
         return f"{self.spec.name} (process pid {self.pid}, log {self.log_path})"
